@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh machine (see README.md):
+#   make run    # creates .venv, installs linksim, runs the main job
+#   make test   # creates .venv, installs linksim with its test extras, runs the tests
+# Override the scenario with `make run SCENARIO=scenarios/other.yaml ARGS="--quick"`.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SCENARIO ?= scenarios/awgn_sscc.yaml
+ARGS ?=
+
+.PHONY: venv run test test-slow bench clean
+
+$(BIN)/.linksim-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $@
+
+venv: $(BIN)/.linksim-installed
+
+run: venv
+	$(BIN)/linksim run $(SCENARIO) $(ARGS)
+
+test: venv
+	$(BIN)/python -m pytest
+
+test-slow: venv
+	$(BIN)/python -m pytest -m slow
+
+bench: venv
+	$(BIN)/python benchmarks/sscc_throughput.py
+
+clean:
+	rm -rf $(VENV) runs

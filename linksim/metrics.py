@@ -1,0 +1,168 @@
+"""Metrics: pixel fidelity (PSNR, SSIM, MS-SSIM) and link quality (BER, BLER, bpp, channel uses).
+
+Every metric is registered in :data:`linksim.registry.METRICS` under the name a
+scenario's ``metrics:`` list uses.  Image metrics compare the transmitted and the
+received images per image; the results table holds the mean over the test images.
+Link metrics are counted by the scheme while it transmits (bit and block errors,
+bits sent, channel uses) and are only reported for schemes that have them
+(``ber`` is empty for an analog JSCC scheme).
+
+Conventions
+-----------
+- Images are float32 in [0, 1]; PSNR uses a peak of 1 and caps the per-image value
+  at :data:`PSNR_CAP_DB` (a bit-exact reconstruction has MSE 0).
+- PSNR in the table is the mean of per-image PSNR (the DeepJSCC literature's
+  convention), not the PSNR of the mean MSE.
+- SSIM uses a Gaussian window of ``min(11, H, W)`` pixels (sigma 1.5), on the
+  luminance-free image as given (per channel, averaged).  MS-SSIM uses as many of
+  the standard five scales as the image size allows (a scale needs at least the
+  filter size in pixels); with fewer than two scales it is reported as NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from linksim.registry import METRICS
+
+__all__ = ["PSNR_CAP_DB", "Metric", "psnr", "ssim", "ms_ssim", "image_metric_names", "column_of"]
+
+PSNR_CAP_DB = 100.0
+_MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def _as4d(x) -> tf.Tensor:
+    x = tf.convert_to_tensor(x, tf.float32)
+    if x.shape.rank == 3:
+        x = x[tf.newaxis]
+    return x
+
+
+def psnr(x, x_hat) -> np.ndarray:
+    """Per-image PSNR in dB with peak 1.
+
+    Input
+    -----
+    x, x_hat : [batch, H, W, C], float32 in [0, 1]
+
+    Output
+    ------
+    [batch], float64: capped at :data:`PSNR_CAP_DB`.
+    """
+    x, x_hat = _as4d(x), _as4d(x_hat)
+    mse = tf.reduce_mean(tf.square(x - x_hat), axis=[1, 2, 3]).numpy().astype(np.float64)
+    with np.errstate(divide="ignore"):
+        out = -10.0 * np.log10(np.maximum(mse, 10 ** (-PSNR_CAP_DB / 10)))
+    return out
+
+
+def _filter_size(h: int, w: int) -> int:
+    return int(min(11, h, w))
+
+
+def ssim(x, x_hat) -> np.ndarray:
+    """Per-image SSIM (Wang et al. 2004) with a Gaussian window of ``min(11, H, W)``.
+
+    Input
+    -----
+    x, x_hat : [batch, H, W, C], float32 in [0, 1]
+
+    Output
+    ------
+    [batch], float64
+    """
+    x, x_hat = _as4d(x), _as4d(x_hat)
+    fs = _filter_size(int(x.shape[1]), int(x.shape[2]))
+    return tf.image.ssim(x, x_hat, max_val=1.0, filter_size=fs, filter_sigma=1.5).numpy().astype(np.float64)
+
+
+def ms_ssim_scales(h: int, w: int) -> int:
+    """How many of the five MS-SSIM scales an image of ``h x w`` supports."""
+    fs = _filter_size(h, w)
+    scales = 0
+    while scales < 5 and min(h, w) / (2 ** scales) >= fs:
+        scales += 1
+    return scales
+
+
+def ms_ssim(x, x_hat) -> np.ndarray:
+    """Per-image MS-SSIM over as many scales as the image size allows (NaN if < 2).
+
+    Input
+    -----
+    x, x_hat : [batch, H, W, C], float32 in [0, 1]
+
+    Output
+    ------
+    [batch], float64
+    """
+    x, x_hat = _as4d(x), _as4d(x_hat)
+    h, w = int(x.shape[1]), int(x.shape[2])
+    n = ms_ssim_scales(h, w)
+    if n < 2:
+        return np.full(int(x.shape[0]), np.nan)
+    weights = np.asarray(_MS_SSIM_WEIGHTS[:n])
+    weights = (weights / weights.sum()).tolist()
+    fs = min(_filter_size(h, w), int(min(h, w) // 2 ** (n - 1)))
+    return tf.image.ssim_multiscale(x, x_hat, max_val=1.0, power_factors=weights,
+                                    filter_size=fs, filter_sigma=1.5).numpy().astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric: its results-table column and how it is obtained.
+
+    ``kind`` is ``"image"`` (computed from transmitted and received images by
+    ``fn``) or ``"link"`` (counted by the scheme while it transmits; the scheme
+    reports the column directly).
+    """
+
+    name: str
+    column: str
+    kind: str
+    description: str
+    fn: object = None
+
+    def __call__(self, x, x_hat):
+        if self.fn is None:
+            raise TypeError(f"metric '{self.name}' is counted by the scheme, not computed from images")
+        return self.fn(x, x_hat)
+
+
+def _register(metric: Metric) -> None:
+    # the registry describes entries by docstring; give each instance one
+    holder = type(metric.name, (), {"__doc__": metric.description, "metric": metric})
+    METRICS.register(metric.name)(holder)
+
+
+_ALL = [
+    Metric("psnr", "psnr_db", "image", "Peak signal-to-noise ratio in dB (peak 1, mean of per-image values).", psnr),
+    Metric("ssim", "ssim", "image", "Structural similarity, Gaussian window min(11, H, W).", ssim),
+    Metric("ms_ssim", "ms_ssim", "image", "Multi-scale SSIM over the scales the image size allows.", ms_ssim),
+    Metric("ber", "ber", "link", "Bit error rate of the information bits after channel decoding (digital schemes)."),
+    Metric("bler", "bler", "link", "Block (codeword) error rate after channel decoding (digital schemes)."),
+    Metric("bpp", "bpp", "link", "Source bits per pixel as sent (payload plus framing)."),
+    Metric("channel_uses", "channel_uses", "link", "Complex channel uses per image (k)."),
+    Metric("decode_failures", "decode_failures", "link", "Images whose channel or image decoding failed (fallback shown)."),
+]
+for _m in _ALL:
+    _register(_m)
+_BY_NAME = {m.name: m for m in _ALL}
+
+
+def get_metric(name: str) -> Metric:
+    """The :class:`Metric` registered under ``name`` (raises UnknownNameError)."""
+    return METRICS.get(name).metric
+
+
+def column_of(name: str) -> str:
+    """The results-table column a metric name writes."""
+    return get_metric(name).column
+
+
+def image_metric_names(names) -> list[str]:
+    """The image metrics among ``names``, in order."""
+    return [n for n in names if get_metric(n).kind == "image"]

@@ -1,0 +1,232 @@
+"""Channel codes: the IEEE 802.11n LDPC codes, 5G NR LDPC, and an ideal code.
+
+Every practical code offers the same three steps, built from Sionna blocks:
+
+- ``encode(u)``: information bits ``[..., k]`` -> codeword bits ``[..., n]``;
+- ``decode(llr)``: channel LLRs ``[..., n]`` (Sionna's logit convention,
+  ``log p(b=1) / p(b=0)``) -> ``(u_hat [..., k], block_ok [...])``, where
+  ``block_ok`` is the code's own failure detection: the parity check of the
+  decoded word (802.11n) or the code-block CRC (5G NR, as in TS 38.212);
+- the sizes ``n`` (coded bits per codeword) and ``k`` (information bits per
+  codeword the source may fill).
+
+The ideal code is not a code: it stands for a capacity-achieving channel code of
+infinite length, which delivers ``floor(k_cu * log2(1 + SNR))`` bits error-free
+over ``k_cu`` channel uses.  Papers draw it as the upper bound of any separation
+scheme.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import tensorflow as tf
+from sionna.phy.fec.crc import CRCDecoder, CRCEncoder
+from sionna.phy.fec.ldpc import LDPC5GDecoder, LDPC5GEncoder, LDPCBPDecoder
+from sionna.phy.fec.linear import LinearEncoder
+from sionna.phy.fec.utils import make_systematic
+
+from linksim.phy.ieee80211n import BASE_MATRICES_1944, Z_1944, lift
+from linksim.registry import CHANNEL_CODES
+
+__all__ = ["ChannelCode", "LDPC80211n", "LDPC5G", "IdealCode", "CN_UPDATES"]
+
+#: check-node update rules of Sionna's BP decoders
+CN_UPDATES = ("boxplus-phi", "boxplus", "minsum", "offset-minsum")
+
+
+def _check_common(num_iter, cn_update):
+    if not isinstance(num_iter, (int, np.integer)) or num_iter < 1:
+        raise ValueError(f"num_iter must be a positive integer (got {num_iter!r})")
+    if cn_update not in CN_UPDATES:
+        raise ValueError(f"cn_update must be one of {', '.join(CN_UPDATES)} (got {cn_update!r})")
+
+
+class ChannelCode:
+    """Base class of the channel codes (see the module docstring)."""
+
+    #: True only for :class:`IdealCode`
+    is_ideal = False
+    n: int
+    k: int
+
+    @property
+    def rate(self) -> float:
+        """Information bits per coded bit the source sees (k / n)."""
+        return self.k / self.n
+
+    def encode(self, u: tf.Tensor) -> tf.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def decode(self, llr: tf.Tensor):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def get_config(self) -> dict:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@CHANNEL_CODES.register("ldpc_80211n")
+class LDPC80211n(ChannelCode):
+    """IEEE 802.11n LDPC code, n = 1944 (Z = 81), BP decoding with parity check.
+
+    The parity-check matrix is lifted from the standard's base matrix
+    (:mod:`linksim.phy.ieee80211n`); encoding uses Sionna's
+    ``LinearEncoder(pcm, is_pcm=True)`` and decoding ``LDPCBPDecoder``.  A block
+    is flagged as failed when the decoded hard word has a non-zero syndrome.
+
+    Parameters
+    ----------
+    n : int
+        Codeword length; 1944 (the only length implemented).
+    rate : {"1/2", "2/3", "3/4", "5/6"}
+        Code rate; the SD-JSCC paper uses "3/4" (k = 1458), the default.
+    num_iter : int
+        BP iterations (default 20).
+    cn_update : str
+        Check-node rule, one of :data:`CN_UPDATES` (default ``boxplus-phi``).
+
+    Raises
+    ------
+    ValueError
+        For an unsupported ``n``, ``rate`` or decoder option.
+    """
+
+    def __init__(self, n: int = 1944, rate: str = "3/4", num_iter: int = 20,
+                 cn_update: str = "boxplus-phi"):
+        if n != 1944:
+            raise ValueError(f"ldpc_80211n: n must be 1944 (got {n!r})")
+        rate = str(rate)
+        if rate not in BASE_MATRICES_1944:
+            raise ValueError(f"ldpc_80211n: rate must be one of {', '.join(BASE_MATRICES_1944)} (got {rate!r})")
+        _check_common(num_iter, cn_update)
+        self.n, self.rate_str, self.num_iter, self.cn_update = 1944, rate, int(num_iter), cn_update
+        self.pcm = lift(BASE_MATRICES_1944[rate], Z_1944)
+        self.k = self.n - self.pcm.shape[0]
+        assert Fraction(self.k, self.n) == Fraction(rate)
+        self._encoder = LinearEncoder(self.pcm, is_pcm=True)
+        self._decoder = LDPCBPDecoder(self.pcm, num_iter=self.num_iter, cn_update=cn_update,
+                                      hard_out=True)
+        self.info_positions = _info_positions(self.pcm)
+        self._pcm_t = tf.constant(self.pcm.T, tf.float32)
+
+    def encode(self, u):
+        return self._encoder(u)
+
+    def syndrome_ok(self, c):
+        """True per word where ``c`` [..., n] (0/1, float) satisfies H c = 0."""
+        s = tf.math.floormod(tf.tensordot(tf.cast(c, tf.float32), self._pcm_t, axes=1), 2.0)
+        return tf.reduce_all(tf.equal(s, 0.0), axis=-1)
+
+    def decode(self, llr):
+        c_hat = self._decoder(llr)
+        u_hat = tf.gather(c_hat, self.info_positions, axis=-1)
+        return u_hat, self.syndrome_ok(c_hat)
+
+    def get_config(self) -> dict:
+        return {"type": "ldpc_80211n", "n": self.n, "rate": self.rate_str, "num_iter": self.num_iter,
+                "cn_update": self.cn_update}
+
+
+def _info_positions(pcm: np.ndarray) -> np.ndarray:
+    """Codeword positions of the information bits of ``LinearEncoder(pcm, is_pcm=True)``.
+
+    Sionna builds ``G = [I | M]`` from a column-permuted systematic form of the
+    parity-check matrix and then undoes the column swaps; tracking the same swaps
+    on the index vector tells where each information bit lands.
+    """
+    k = pcm.shape[1] - pcm.shape[0]
+    _, swaps = make_systematic(pcm, is_pcm=True)
+    pos = np.arange(pcm.shape[1])
+    for a, b in swaps[::-1]:
+        pos[[a, b]] = pos[[b, a]]
+    where = np.empty(k, np.int64)
+    for col, src in enumerate(pos):
+        if src < k:
+            where[src] = col
+    return where
+
+
+@CHANNEL_CODES.register("ldpc5g")
+class LDPC5G(ChannelCode):
+    """5G NR LDPC code (TS 38.212) of any (k, n), with a CRC per code block.
+
+    Sionna's ``LDPC5GEncoder`` / ``LDPC5GDecoder`` do the lifting, rate matching
+    and BP decoding.  Like 5G's code-block CRC, ``crc`` bits of every block are a
+    CRC of the rest (Sionna's ``CRCEncoder``), so a failed block is detected; the
+    source fills ``k - crc_length`` bits per codeword.
+
+    Parameters
+    ----------
+    k, n : int
+        Information bits (including the CRC) and coded bits per codeword.
+    crc : {"CRC24B", "CRC24A", "CRC16", "CRC11", "CRC6", None}
+        Per-block CRC (default CRC24B, the code-block CRC of 5G NR); None: no
+        detection (every block reported as decoded).
+    num_iter : int
+    cn_update : str
+    """
+
+    CRCS = ("CRC24A", "CRC24B", "CRC24C", "CRC16", "CRC11", "CRC6")
+
+    def __init__(self, k: int = 1458, n: int = 1944, crc: str | None = "CRC24B", num_iter: int = 20,
+                 cn_update: str = "boxplus-phi"):
+        _check_common(num_iter, cn_update)
+        if crc is not None and crc not in self.CRCS:
+            raise ValueError(f"ldpc5g: crc must be one of {', '.join(self.CRCS)} or null (got {crc!r})")
+        try:
+            self._encoder = LDPC5GEncoder(int(k), int(n))
+        except (ValueError, AssertionError, TypeError) as exc:
+            raise ValueError(f"ldpc5g: unsupported (k, n) = ({k}, {n}): {exc}") from None
+        self._decoder = LDPC5GDecoder(self._encoder, num_iter=int(num_iter), cn_update=cn_update,
+                                      hard_out=True, return_infobits=True)
+        self.k_code, self.n, self.crc, self.num_iter, self.cn_update = int(k), int(n), crc, int(num_iter), cn_update
+        if crc:
+            self._crc_enc = CRCEncoder(crc)
+            self._crc_dec = CRCDecoder(self._crc_enc)
+            self.k = self.k_code - self._crc_enc.crc_length
+        else:
+            self.k = self.k_code
+
+    def encode(self, u):
+        if self.crc:
+            u = self._crc_enc(u)
+        return self._encoder(u)
+
+    def decode(self, llr):
+        u_hat = self._decoder(llr)
+        if not self.crc:
+            return u_hat, tf.ones(tf.shape(u_hat)[:-1], tf.bool)
+        u, ok = self._crc_dec(u_hat)
+        return u, tf.squeeze(ok, -1)
+
+    def get_config(self) -> dict:
+        return {"type": "ldpc5g", "k": self.k_code, "n": self.n, "crc": self.crc, "num_iter": self.num_iter,
+                "cn_update": self.cn_update}
+
+
+@CHANNEL_CODES.register("ideal")
+class IdealCode(ChannelCode):
+    """Ideal capacity-achieving code: floor(k * log2(1 + SNR)) bits arrive error-free.
+
+    The upper bound of any separation scheme over an AWGN channel with Gaussian
+    inputs; no bits are simulated.  ``n`` and ``k`` are undefined.
+    """
+
+    is_ideal = True
+
+    def __init__(self):
+        self.n = self.k = None
+
+    @staticmethod
+    def ideal_info_bits(channel_uses: int, snr_db: float) -> int:
+        """Bits an image gets over ``channel_uses`` complex channel uses at Es/N0 ``snr_db``."""
+        return int(math.floor(channel_uses * math.log2(1.0 + 10.0 ** (snr_db / 10.0))))
+
+    @property
+    def rate(self) -> float:  # pragma: no cover - not meaningful
+        raise AttributeError("the ideal code has no fixed rate")
+
+    def get_config(self) -> dict:
+        return {"type": "ideal"}

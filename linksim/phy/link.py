@@ -1,0 +1,132 @@
+"""The coded digital link: channel encoder -> QAM mapper -> channel -> demapper -> decoder.
+
+:class:`DigitalLink` compiles the two halves of the chain with ``tf.function``
+(XLA by default: on a 2-core CPU the BP decoder runs about 2.5 times faster under
+XLA, see ``benchmarks/``):
+
+- :meth:`DigitalLink.transmit`: information bits ``[B, C, k]`` of ``C``
+  codewords per image -> complex symbols ``[B, S]`` (unit average energy);
+- :meth:`DigitalLink.detect`: received symbols and noise variance -> soft
+  demapping -> BP decoding -> bits and a per-block success flag;
+- :meth:`DigitalLink.receive`: symbols -> channel at ``snr_db`` -> soft demapping
+  with the channel's noise variance -> BP decoding -> bits and a per-block
+  success flag.
+
+A scheme transmits once per batch and receives once per SNR point, so the
+encoder does not run again for every SNR point.  :meth:`DigitalLink.run` does
+both (what the throughput benchmark times).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from linksim.channels.awgn import AWGNChannel
+
+__all__ = ["DigitalLink"]
+
+
+class DigitalLink:
+    """Channel code + QAM + channel, compiled.
+
+    Parameters
+    ----------
+    code : ChannelCode
+        A practical code (:class:`~linksim.phy.codes.LDPC80211n`, :class:`~linksim.phy.codes.LDPC5G`).
+    modulation : QAM
+    channel : keras layer with ``call(x, snr_db)`` and ``noise_variance(snr_db)``
+        Default :class:`~linksim.channels.AWGNChannel`.
+    jit_compile : bool
+        Compile with XLA (default True).
+
+    Raises
+    ------
+    ValueError
+        If ``code`` is the ideal code (it sends no bits).
+    """
+
+    def __init__(self, code, modulation, channel=None, jit_compile: bool = True):
+        if getattr(code, "is_ideal", False):
+            raise ValueError("the ideal code sends no bits; DigitalLink needs a practical code")
+        self.code, self.modulation = code, modulation
+        self.channel = channel if channel is not None else AWGNChannel()
+        self.m = modulation.num_bits_per_symbol
+        self.jit_compile = jit_compile
+        self._transmit = tf.function(self._transmit_impl, jit_compile=jit_compile, reduce_retracing=True)
+        self._receive = tf.function(self._receive_impl, jit_compile=jit_compile, reduce_retracing=True)
+        self._detect = tf.function(self._detect_impl, jit_compile=jit_compile, reduce_retracing=True)
+
+    def symbols_per_image(self, num_codewords: int) -> int:
+        """Channel uses that ``num_codewords`` codewords fill (the last symbol zero-padded)."""
+        return -(-num_codewords * self.code.n // self.m)
+
+    # ------------------------------------------------------------------ graph functions
+    def _transmit_impl(self, info_bits):
+        shape = tf.shape(info_bits)
+        c = self.code.encode(info_bits)                      # [B, C, n]
+        c = tf.reshape(c, [shape[0], -1])                    # [B, C*n]
+        pad = (-c.shape[-1]) % self.m
+        if pad:
+            c = tf.pad(c, [[0, 0], [0, pad]])
+        return self.modulation.mapper(c)                     # [B, S]
+
+    def _detect_impl(self, y, no, num_codewords):
+        llr = self.modulation.demapper(y, no)                # [B, S*m]
+        n_bits = num_codewords * self.code.n
+        llr = tf.reshape(llr[:, :n_bits], [-1, num_codewords, self.code.n])
+        return self.code.decode(llr)
+
+    def _receive_impl(self, symbols, snr_db, num_codewords):
+        y = self.channel(symbols, snr_db)
+        return self._detect_impl(y, self.channel.noise_variance(snr_db), num_codewords)
+
+    # ------------------------------------------------------------------ public API
+    def transmit(self, info_bits) -> tf.Tensor:
+        """Encode and map.
+
+        Input
+        -----
+        info_bits : [B, C, k], tf.float32 in {0, 1}
+
+        Output
+        ------
+        [B, S], tf.complex64, S = ceil(C * n / m), unit average energy
+        """
+        return self._transmit(tf.convert_to_tensor(info_bits, tf.float32))
+
+    def detect(self, y, no, num_codewords: int) -> dict:
+        """Demap and decode received symbols (no channel).
+
+        Input
+        -----
+        y : [B, S], tf.complex64, received symbols
+        no : float or tf.float32, noise variance per complex symbol
+        num_codewords : int, C
+
+        Output
+        ------
+        dict with ``bits`` [B, C, k] tf.float32 and ``block_ok`` [B, C] tf.bool
+        """
+        u_hat, ok = self._detect(y, tf.cast(no, tf.float32), int(num_codewords))
+        return {"bits": u_hat, "block_ok": ok}
+
+    def receive(self, symbols, snr_db: float, num_codewords: int) -> dict:
+        """Send ``symbols`` through the channel at ``snr_db`` and decode.
+
+        Input
+        -----
+        symbols : [B, S], tf.complex64
+        snr_db : float, Es/N0 in dB
+        num_codewords : int, C
+
+        Output
+        ------
+        dict with ``bits`` [B, C, k] tf.float32 and ``block_ok`` [B, C] tf.bool
+        """
+        u_hat, ok = self._receive(symbols, tf.constant(snr_db, tf.float32), int(num_codewords))
+        return {"bits": u_hat, "block_ok": ok}
+
+    def run(self, info_bits, snr_db: float) -> dict:
+        """:meth:`transmit` then :meth:`receive`; ``info_bits`` [B, C, k]."""
+        info_bits = tf.convert_to_tensor(info_bits, tf.float32)
+        return self.receive(self.transmit(info_bits), snr_db, int(info_bits.shape[1]))

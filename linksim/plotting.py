@@ -1,0 +1,188 @@
+"""Plots drawn from a run directory's saved results (never from memory).
+
+Each plot is registered in :data:`PLOTS` under the name a scenario's ``plots:``
+list uses, and writes ``<name>.png`` into the run directory.  ``linksim plot
+RUN_DIR`` redraws them all from ``results.csv`` and ``scenario.yaml``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+
+__all__ = ["PLOTS", "draw_plots"]
+
+PLOTS: dict[str, Callable] = {}
+
+
+def _plot(name: str):
+    def deco(fn):
+        PLOTS[name] = fn
+        return fn
+
+    return deco
+
+
+_MARKERS = "osD^v<>ph*"
+
+
+def _curves(df: pd.DataFrame, column: str, ax, *, log: bool = False) -> bool:
+    """One line per scheme of ``column`` against ``snr_db``; False when nothing to draw."""
+    if column not in df.columns:
+        return False
+    drawn = False
+    for i, (label, g) in enumerate(df.groupby("scheme", sort=False)):
+        g = g.sort_values("snr_db")
+        y = g[column].astype(float)
+        if y.isna().all():
+            continue
+        if log:
+            # zero error rates cannot be drawn on a log axis: they are left out of the line
+            y = y.where(y > 0)
+        ax.plot(g["snr_db"], y, marker=_MARKERS[i % len(_MARKERS)], label=label)
+        drawn = True
+    if log:
+        ax.set_yscale("log")
+    return drawn
+
+
+def _finish(fig, ax, title: str, xlabel: str, ylabel: str, path: Path, note: str | None = None):
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    if note:
+        fig.text(0.01, 0.01, note, fontsize=7, alpha=0.7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def _simple(name: str, column: str, ylabel: str, log: bool = False, note: str | None = None):
+    def draw(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        if not _curves(df, column, ax, log=log):
+            plt.close(fig)
+            return None
+        path = run_dir / f"{name}.png"
+        subtitle = _rate_note(scenario, df)
+        _finish(fig, ax, f"{scenario.get('name', '')}: {ylabel.split(' [')[0]} vs SNR\n{subtitle}",
+                "SNR (Es/N0 per hop) [dB]", ylabel, path, note)
+        return path
+
+    draw.__doc__ = f"{ylabel} against SNR, one line per scheme."
+    PLOTS[name] = draw
+    return draw
+
+
+def _rate_note(scenario: dict, df: pd.DataFrame) -> str:
+    rate = scenario.get("rate", {})
+    parts = []
+    if "channel_uses" in df.columns and len(df):
+        parts.append(f"{df['channel_uses'].iloc[0]:g} channel uses/image")
+    if "bandwidth_ratio" in rate:
+        parts.append(f"k/n = {rate['bandwidth_ratio']:g}")
+    ds = scenario.get("dataset", {}).get("name")
+    if ds:
+        parts.append(ds)
+    return ", ".join(parts)
+
+
+_simple("psnr_vs_snr", "psnr_db", "PSNR [dB]")
+_simple("ssim_vs_snr", "ssim", "SSIM")
+_simple("ms_ssim_vs_snr", "ms_ssim", "MS-SSIM")
+_simple("ber_vs_snr", "ber", "BER (information bits)", log=True,
+        note="points with zero errors are not drawn")
+_simple("bler_vs_snr", "bler", "BLER (codewords)", log=True,
+        note="points with zero errors are not drawn")
+_simple("bpp_vs_snr", "bpp", "Source rate [bits per pixel]")
+
+
+@_plot("examples")
+def draw_examples(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
+    """A grid of example images: the originals and each scheme at low, middle and high SNR."""
+    from linksim.runner import slug
+
+    ex = run_dir / "examples"
+    if not (ex / "original.npy").exists():
+        return None
+    orig = np.load(ex / "original.npy")
+    snrs = sorted(df["snr_db"].unique())
+    pick = sorted({snrs[0], snrs[len(snrs) // 2], snrs[-1]})
+    schemes = list(dict.fromkeys(df["scheme"]))
+    n_img = len(orig)
+    rows = 1 + len(schemes) * len(pick)
+    fig, axes = plt.subplots(rows, n_img, figsize=(1.3 * n_img + 1.8, 1.3 * rows), squeeze=False)
+
+    def show(ax, img):
+        ax.imshow(np.clip(img.squeeze(), 0, 1), cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+    for j in range(n_img):
+        show(axes[0, j], orig[j])
+    axes[0, 0].set_ylabel("original", fontsize=7, rotation=0, ha="right", va="center")
+    r = 1
+    for s in schemes:
+        for snr in pick:
+            f = ex / f"{slug(s)}__snr{snr:g}.npy"
+            imgs = np.load(f) if f.exists() else None
+            for j in range(n_img):
+                if imgs is not None and j < len(imgs):
+                    show(axes[r, j], imgs[j])
+                else:
+                    axes[r, j].axis("off")
+            axes[r, 0].set_ylabel(f"{s}\n{snr:g} dB", fontsize=7, rotation=0, ha="right", va="center")
+            r += 1
+    fig.suptitle(f"{scenario.get('name', '')}: example reconstructions", fontsize=9)
+    fig.tight_layout()
+    path = run_dir / "examples.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def draw_plots(run_dir, names: list[str] | None = None) -> list[Path]:
+    """Draw the scenario's plots from the saved results of ``run_dir``.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run directory with ``results.csv`` and ``scenario.yaml``.
+    names : list of str, optional
+        Plot names; default the scenario's ``plots`` list.
+
+    Output
+    ------
+    list of the PNG paths written.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``run_dir`` has no ``results.csv``.
+    """
+    run_dir = Path(run_dir)
+    res = run_dir / "results.csv"
+    if not res.exists():
+        raise FileNotFoundError(f"{run_dir} has no results.csv (is it a linksim run directory?)")
+    df = pd.read_csv(res)
+    scen_file = run_dir / "scenario.yaml"
+    scenario = yaml.safe_load(scen_file.read_text()) if scen_file.exists() else {}
+    names = names or scenario.get("plots") or list(PLOTS)
+    written = []
+    for n in names:
+        if n not in PLOTS:
+            raise ValueError(f"unknown plot {n!r} (allowed: {', '.join(sorted(PLOTS))})")
+        p = PLOTS[n](df, scenario, run_dir)
+        if p is not None:
+            written.append(p)
+    return written

@@ -1,0 +1,168 @@
+"""Name -> class registries for everything a scenario file can name.
+
+A scenario says ``type: jpeg`` or ``code: ldpc_80211n``; the registry of that kind
+turns the name into a class.  An unknown name raises :class:`UnknownNameError`,
+whose message lists the registered names, so a typo in a scenario file is
+explained rather than traced back.
+
+Example
+-------
+>>> from linksim.registry import CODECS
+>>> @CODECS.register("mycodec")
+... class MyCodec: ...
+>>> CODECS.get("mycodec") is MyCodec
+True
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Callable, Dict, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError):
+    """A name that no class is registered under; the message lists the valid names."""
+
+    def __init__(self, kind: str, name: str, valid: list[str]):
+        self.kind, self.name, self.valid = kind, name, valid
+        close = difflib.get_close_matches(str(name), valid, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        super().__init__(
+            f"unknown {kind} '{name}'; registered {kind}s: {', '.join(valid) or '(none)'}.{hint}"
+        )
+
+    def __str__(self) -> str:  # KeyError quotes its message otherwise
+        return self.args[0]
+
+
+class Registry:
+    """A mapping from scenario names to classes (or factories) of one kind.
+
+    Parameters
+    ----------
+    kind : str
+        What is registered, in words ("scheme", "codec", "channel code", ...);
+        used in error messages.
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: Dict[str, Callable] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Class decorator registering ``cls`` under ``name``.
+
+        Raises
+        ------
+        ValueError
+            If ``name`` is already registered to a different object.
+        """
+
+        def deco(obj: T) -> T:
+            if name in self._entries and self._entries[name] is not obj:
+                raise ValueError(f"{self.kind} '{name}' is registered twice")
+            self._entries[name] = obj
+            return obj
+
+        return deco
+
+    def get(self, name: str) -> Callable:
+        """The class registered under ``name``.
+
+        Raises
+        ------
+        UnknownNameError
+            If nothing is registered under ``name``; lists the valid names.
+        """
+        _load_builtin_components()
+        try:
+            return self._entries[name]
+        except (KeyError, TypeError):
+            raise UnknownNameError(self.kind, name, self.names()) from None
+
+    def create(self, name: str, **params):
+        """Instantiate the class registered under ``name`` with ``params``.
+
+        Raises
+        ------
+        UnknownNameError
+            If nothing is registered under ``name``.
+        ValueError
+            If ``params`` holds options the class does not take (the message
+            lists the options it takes), or an option value is invalid.
+        """
+        cls = self.get(name)
+        try:
+            sig = inspect.signature(cls)
+        except (TypeError, ValueError):  # pragma: no cover - builtins without signature
+            sig = None
+        if sig is not None and not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+            allowed = [p for p in sig.parameters if p not in ("self", "args")]
+            unknown = sorted(set(params) - set(allowed))
+            if unknown:
+                raise ValueError(f"{self.kind} '{name}' has no option(s) {', '.join(unknown)} "
+                                 f"(allowed: {', '.join(allowed) or 'none'})")
+        return cls(**params)
+
+    def names(self) -> list[str]:
+        """The registered names, sorted."""
+        _load_builtin_components()
+        return sorted(self._entries)
+
+    def describe(self) -> dict[str, str]:
+        """``{name: first line of the class docstring}`` for ``linksim list``."""
+        out = {}
+        for n in self.names():
+            doc = inspect.getdoc(self._entries[n]) or ""
+            out[n] = doc.strip().splitlines()[0] if doc.strip() else ""
+        return out
+
+    def __contains__(self, name: object) -> bool:
+        _load_builtin_components()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+
+SCHEMES = Registry("scheme")
+CODECS = Registry("codec")
+CHANNEL_CODES = Registry("channel code")
+MODULATIONS = Registry("modulation")
+CHANNELS = Registry("channel")
+DATASETS = Registry("dataset")
+METRICS = Registry("metric")
+
+ALL = {
+    "schemes": SCHEMES,
+    "codecs": CODECS,
+    "channel codes": CHANNEL_CODES,
+    "modulations": MODULATIONS,
+    "channels": CHANNELS,
+    "datasets": DATASETS,
+    "metrics": METRICS,
+}
+
+_LOADED = False
+
+
+def _load_builtin_components() -> None:
+    """Import the modules whose classes register themselves (once)."""
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    import importlib
+
+    for mod in (
+        "linksim.data",
+        "linksim.codecs",
+        "linksim.phy",
+        "linksim.channels",
+        "linksim.schemes",
+        "linksim.metrics",
+    ):
+        importlib.import_module(mod)

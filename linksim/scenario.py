@@ -1,0 +1,339 @@
+"""Scenario files: load YAML, validate against the schema, explain errors.
+
+A scenario is the single input of a linksim run: the data set, the SNR grid, the
+rate (channel uses per image), the schemes, the metrics and the plots.  The
+full field reference is ``docs/scenarios.md``; the machine-readable schema is
+``linksim/scenario_schema.json``.
+
+Validation happens in three passes, each raising :class:`ScenarioError` with the
+file, the line (where the YAML parser knows it), the field and the allowed values:
+
+1. YAML syntax;
+2. structure and types against the JSON schema;
+3. names looked up in the registries (schemes, codecs, channel codes, ...) and
+   checks that need the values together (e.g. a data-set path that must exist).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import jsonschema
+import yaml
+
+from linksim import registry
+
+__all__ = ["Scenario", "ScenarioError", "load_scenario", "validate_scenario_dict"]
+
+
+class ScenarioError(ValueError):
+    """An invalid scenario file.
+
+    The message reads ``FILE:LINE: field 'a.b[2].c': what is wrong (allowed: ...)``.
+    """
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 field: str | None = None):
+        self.file, self.line, self.field, self.reason = file, line, field, message
+        where = file or "<scenario>"
+        if line is not None:
+            where += f":{line}"
+        what = f"field '{field}': " if field else ""
+        super().__init__(f"{where}: {what}{message}")
+
+
+def _schema() -> dict:
+    with resources.files("linksim").joinpath("scenario_schema.json").open("r") as fh:
+        return json.load(fh)
+
+
+# --------------------------------------------------------------------------- YAML with line numbers
+
+def _line_map(text: str) -> dict[tuple, int]:
+    """Map each path (tuple of keys / indices) of the YAML document to its 1-based line."""
+    lines: dict[tuple, int] = {}
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return lines
+
+    def walk(n, path):
+        if n is None:
+            return
+        lines[path] = n.start_mark.line + 1
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                key = k.value
+                lines[path + (key,)] = k.start_mark.line + 1
+                walk(v, path + (key,))
+                lines[path + (key,)] = k.start_mark.line + 1
+        elif isinstance(n, yaml.SequenceNode):
+            for i, v in enumerate(n.value):
+                walk(v, path + (i,))
+
+    walk(node, ())
+    return lines
+
+
+def _path_str(path: Iterable) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+@dataclass
+class Scenario:
+    """A validated scenario with every default filled in.
+
+    Attributes
+    ----------
+    data : dict
+        The resolved scenario (what ``scenario.yaml`` in a run directory holds).
+    source : str
+        The file it came from.
+    """
+
+    data: dict
+    source: str = "<scenario>"
+    _lines: dict = field(default_factory=dict, repr=False)
+
+    # convenience accessors --------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.data["name"]
+
+    @property
+    def seed(self) -> int:
+        return int(self.data["seed"])
+
+    @property
+    def snr_db(self) -> list[float]:
+        return list(self.data["snr_db"])
+
+    @property
+    def schemes(self) -> list[dict]:
+        return self.data["schemes"]
+
+    def line_of(self, path: tuple) -> int | None:
+        """The line in the source file of a field, or of its nearest parent."""
+        path = tuple(path)
+        while path and path not in self._lines:
+            path = path[:-1]
+        return self._lines.get(path)
+
+    def error(self, path: tuple, message: str) -> ScenarioError:
+        """A :class:`ScenarioError` pointing at field ``path`` of this scenario."""
+        return ScenarioError(message, file=self.source, line=self.line_of(path),
+                             field=_path_str(path) or None)
+
+    def quick(self) -> "Scenario":
+        """The same scenario at smoke size: the ``quick`` overrides applied."""
+        data = copy.deepcopy(self.data)
+        q = data.get("quick", {})
+        data["dataset"]["test_size"] = min(q.get("test_size", 32), data["dataset"]["test_size"])
+        if "train_size" in q and data["dataset"].get("train_size"):
+            data["dataset"]["train_size"] = min(q["train_size"], data["dataset"]["train_size"])
+        if "snr_db" in q:
+            data["snr_db"] = _expand_snr(q["snr_db"])
+        else:
+            grid = data["snr_db"]
+            data["snr_db"] = sorted({grid[0], grid[len(grid) // 2], grid[-1]})
+        data["quick_mode"] = True
+        return Scenario(data, self.source, self._lines)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.data, sort_keys=False)
+
+
+def _expand_snr(spec) -> list[float]:
+    if isinstance(spec, dict):
+        start, stop, step = float(spec["start"]), float(spec["stop"]), float(spec["step"])
+        n = int(math.floor((stop - start) / step + 1e-9)) + 1
+        return [round(start + i * step, 6) for i in range(n)]
+    return [float(v) for v in spec]
+
+
+# --------------------------------------------------------------------------- validation
+
+def _schema_error_message(err: jsonschema.ValidationError) -> str:
+    v = err.validator
+    if v == "enum":
+        return f"{err.instance!r} is not allowed (allowed: {', '.join(map(str, err.validator_value))})"
+    if v == "required":
+        missing = [r for r in err.validator_value if r not in (err.instance or {})]
+        return f"missing required field(s): {', '.join(missing)}"
+    if v == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed))
+        return f"unknown field(s) {', '.join(extra)} (allowed: {', '.join(allowed)})"
+    if v == "type":
+        t = err.validator_value
+        t = " or ".join(t) if isinstance(t, list) else t
+        return f"must be of type {t} (got {type(err.instance).__name__} {err.instance!r})"
+    if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[v]
+        return f"must be {op} {err.validator_value} (got {err.instance!r})"
+    if v == "minItems":
+        return f"needs at least {err.validator_value} item(s)"
+    if v == "oneOf" or v == "anyOf":
+        opts = [s.get("description", s.get("type", "?")) for s in err.validator_value]
+        return f"{err.instance!r} matches none of the allowed forms: {'; '.join(map(str, opts))}"
+    return err.message
+
+
+def _check_registry_names(data: dict, err) -> None:
+    """Pass 3a: every `type:` / name must be registered."""
+    ds = data["dataset"]
+    if ds["name"] not in registry.DATASETS:
+        raise err(("dataset", "name"), str(registry.UnknownNameError("dataset", ds["name"], registry.DATASETS.names())))
+    if data["channel"]["type"] not in registry.CHANNELS:
+        raise err(("channel", "type"), str(registry.UnknownNameError("channel", data["channel"]["type"], registry.CHANNELS.names())))
+    for i, s in enumerate(data["schemes"]):
+        if s["type"] not in registry.SCHEMES:
+            raise err(("schemes", i, "type"), str(registry.UnknownNameError("scheme", s["type"], registry.SCHEMES.names())))
+        for key, reg in (("codec", registry.CODECS), ("channel_code", registry.CHANNEL_CODES),
+                         ("modulation", registry.MODULATIONS)):
+            sub = s.get(key)
+            if isinstance(sub, dict) and sub.get("type") not in reg:
+                raise err(("schemes", i, key, "type"), str(registry.UnknownNameError(reg.kind, sub.get("type"), reg.names())))
+    for i, m in enumerate(data["metrics"]):
+        if m not in registry.METRICS:
+            raise err(("metrics", i), str(registry.UnknownNameError("metric", m, registry.METRICS.names())))
+    from linksim.plotting import PLOTS
+
+    for i, p in enumerate(data["plots"]):
+        if p not in PLOTS:
+            raise err(("plots", i), str(registry.UnknownNameError("plot", p, sorted(PLOTS))))
+
+
+def _check_values(data: dict, err) -> None:
+    """Pass 3b: checks that need several values or the file system."""
+    spec = data["snr_db"]
+    if isinstance(spec, dict):
+        if spec["step"] <= 0:
+            raise err(("snr_db", "step"), f"must be > 0 (got {spec['step']})")
+        if spec["stop"] < spec["start"]:
+            raise err(("snr_db", "stop"), f"must be >= start ({spec['start']}) (got {spec['stop']})")
+    rate = data["rate"]
+    if ("channel_uses" in rate) == ("bandwidth_ratio" in rate):
+        raise err(("rate",), "give exactly one of channel_uses, bandwidth_ratio")
+    ds = data["dataset"]
+    path = ds.get("params", {}).get("path")
+    if path is not None and not Path(os.path.expanduser(str(path))).exists():
+        raise err(("dataset", "params", "path"), f"path does not exist: {path}")
+    labels = [s.get("label") for s in data["schemes"]]
+    seen = set()
+    for i, lab in enumerate(labels):
+        if lab in seen:
+            raise err(("schemes", i, "label"), f"duplicate scheme label {lab!r}; labels must be unique")
+        seen.add(lab)
+
+
+def _fill_defaults(data: dict, schema: dict) -> dict:
+    """Apply the schema's top-level and dataset defaults; give each scheme a label."""
+    data = copy.deepcopy(data)
+    props = schema["properties"]
+    for key, sub in props.items():
+        if key not in data and "default" in sub:
+            data[key] = copy.deepcopy(sub["default"])
+    for key, sub in props["dataset"]["properties"].items():
+        if key not in data["dataset"] and "default" in sub:
+            data["dataset"][key] = copy.deepcopy(sub["default"])
+    for key, sub in props["evaluation"]["properties"].items():
+        data["evaluation"].setdefault(key, sub.get("default"))
+    for s in data["schemes"]:
+        if not s.get("label"):
+            s["label"] = _default_label(s)
+    return data
+
+
+def _default_label(s: dict) -> str:
+    parts = [s["type"]]
+    for key in ("codec", "channel_code", "modulation"):
+        sub = s.get(key)
+        if isinstance(sub, dict):
+            parts.append(str(sub.get("type")))
+    return "+".join(parts)
+
+
+def validate_scenario_dict(raw: Any, source: str = "<scenario>", lines: dict | None = None) -> Scenario:
+    """Validate an already-parsed scenario and fill its defaults.
+
+    Parameters
+    ----------
+    raw : dict
+        The parsed YAML document.
+    source : str
+        File name used in error messages.
+    lines : dict, optional
+        Path -> line map from :func:`_line_map`.
+
+    Output
+    ------
+    Scenario
+
+    Raises
+    ------
+    ScenarioError
+        Naming file, line, field and allowed values.
+    """
+    lines = lines or {}
+
+    def err(path, msg):
+        p = tuple(path)
+        q = p
+        while q and q not in lines:
+            q = q[:-1]
+        return ScenarioError(msg, file=source, line=lines.get(q), field=_path_str(p) or None)
+
+    if not isinstance(raw, dict):
+        raise ScenarioError("the document must be a mapping of fields (name, dataset, snr_db, ...)",
+                            file=source, line=1)
+    schema = _schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(raw), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        # the deepest error is the most specific; prefer it over a oneOf summary
+        e = max(errors, key=lambda e: len(e.absolute_path))
+        if e.validator in ("oneOf", "anyOf") and e.context:
+            e = max(e.context, key=lambda c: len(c.absolute_path))
+        raise err(e.absolute_path, _schema_error_message(e))
+    _check_values(raw, err)
+    _check_registry_names(raw, err)
+    data = _fill_defaults(raw, schema)
+    data["snr_db"] = _expand_snr(data["snr_db"])
+    data["snr_db_spec"] = raw["snr_db"]
+    return Scenario(data, source, lines)
+
+
+def load_scenario(path: str | os.PathLike) -> Scenario:
+    """Read, validate and resolve a scenario file.
+
+    Raises
+    ------
+    ScenarioError
+        If the file is missing, is not valid YAML, or does not follow the schema.
+    """
+    path = str(path)
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ScenarioError("file not found", file=path) from None
+    except OSError as exc:
+        raise ScenarioError(f"cannot read file: {exc.strerror}", file=path) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioError(f"YAML syntax error: {problem}", file=path,
+                            line=(mark.line + 1) if mark else None) from None
+    return validate_scenario_dict(raw, source=path, lines=_line_map(text))

@@ -1,0 +1,212 @@
+"""DeepJSCC: the end-to-end model and the ``deepjscc`` scheme.
+
+Bourtsoulatze, Burth Kurka, Gündüz, *Deep joint source-channel coding for wireless
+image transmission*, IEEE TCCN 2019. The layers are in
+:mod:`linksim.schemes.deepjscc_layers`; the channel inside the model is linksim's
+:class:`~linksim.channels.AWGNChannel` (Sionna's ``AWGN``), so training and
+evaluation share one code path.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from linksim.channels.awgn import AWGNChannel
+from linksim.registry import SCHEMES
+from linksim.schemes.base import BatchResult, Scheme, SchemeContext
+from linksim.schemes.deepjscc_layers import DeepJSCCDecoder, DeepJSCCEncoder
+from linksim.training import TrainConfig, train_jscc
+
+__all__ = ["DeepJSCC", "DeepJSCCScheme"]
+
+
+@keras.saving.register_keras_serializable(package="linksim")
+class DeepJSCC(keras.Model):
+    """Encoder -> channel -> decoder, trainable end to end.
+
+    Parameters
+    ----------
+    image_shape : (H, W, C)
+    channel_uses : int
+        k, complex channel uses per image.
+    filters, kernel_size, quantizer :
+        As :class:`~linksim.schemes.deepjscc_layers.DeepJSCCEncoder`.
+    snr_side_info : bool
+        As :class:`~linksim.schemes.deepjscc_layers.DeepJSCCDecoder`.
+
+    Input
+    -----
+    images : [batch, H, W, C], tf.float32 in [0, 1]
+    snr_db : float or [batch] tf.float32, Es/N0 in dB of the channel
+
+    Output
+    ------
+    [batch, H, W, C], tf.float32 in [0, 1]: the received images
+    """
+
+    def __init__(self, image_shape, channel_uses: int, filters=(16, 32, 32, 32), kernel_size: int = 5,
+                 quantizer: str | None = None, snr_side_info: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.channel_uses = int(channel_uses)
+        self.encoder = DeepJSCCEncoder(self.image_shape, self.channel_uses, filters, kernel_size, quantizer,
+                                       name="encoder")
+        self.decoder = DeepJSCCDecoder(self.image_shape, self.channel_uses, filters, kernel_size, snr_side_info,
+                                       name="decoder")
+        self.channel = AWGNChannel(name="channel")
+        # create the weights now, so a reloaded model has them before its weights are read
+        self(tf.zeros((1,) + self.image_shape), tf.constant(10.0))
+
+    def call(self, images, snr_db, training=False):
+        x = self.encoder(images)
+        y = self.channel(x, snr_db)
+        return self.decoder(y, snr_db)
+
+    def get_config(self):
+        e, d = self.encoder, self.decoder
+        return {"name": self.name, "image_shape": list(self.image_shape), "channel_uses": self.channel_uses,
+                "filters": e.filters, "kernel_size": e.kernel_size, "quantizer": e.quantizer,
+                "snr_side_info": d.snr_side_info}
+
+
+@SCHEMES.register("deepjscc")
+class DeepJSCCScheme(Scheme):
+    """DeepJSCC (Bourtsoulatze et al. 2019): CNN encoder -> k complex symbols -> CNN decoder.
+
+    The model is loaded from the model store, or trained on the scenario's
+    training images and stored (see :mod:`linksim.store`).
+
+    Parameters
+    ----------
+    snr_train_db : float or [lo, hi]
+        SNR (Es/N0, dB) during training; a range is sampled per batch.
+    filters : list of 4 int
+        Default the paper's 16, 32, 32, 32.
+    kernel_size : int
+    quantizer : {null, "binary"}
+        "binary": the SD-JSCC paper's eq. 14 (latent bits sent as QPSK).
+    snr_side_info : bool
+        Tell the decoder the channel SNR.
+    epochs, batch_size, learning_rate, patience, lr_patience, val_fraction, steps_per_epoch :
+        Training (:class:`~linksim.training.TrainConfig`).
+    jit_compile : bool
+        Compile evaluation with XLA (default False: on CPU, XLA's convolutions
+        are slower than TensorFlow's oneDNN ones; ``benchmarks/`` measures both).
+    label : str
+    """
+
+    digital = False
+    trainable = True
+
+    def __init__(self, snr_train_db=10.0, filters=(16, 32, 32, 32), kernel_size: int = 5,
+                 quantizer: str | None = None, snr_side_info: bool = False, epochs: int = 60,
+                 batch_size: int = 64, learning_rate: float = 1e-3, patience: int = 8, lr_patience: int = 3,
+                 val_fraction: float = 0.1, steps_per_epoch: int | None = None, jit_compile: bool = False,
+                 label: str | None = None):
+        super().__init__(label)
+        if quantizer not in (None, "binary"):
+            raise ValueError(f"quantizer must be one of null, binary (got {quantizer!r})")
+        if not isinstance(filters, (list, tuple)) or len(filters) != 4 \
+                or not all(isinstance(f, (int, np.integer)) and f > 0 for f in filters):
+            raise ValueError(f"filters must be a list of four positive integers (got {filters!r})")
+        self.model_config = {"filters": [int(f) for f in filters], "kernel_size": int(kernel_size),
+                             "quantizer": quantizer, "snr_side_info": bool(snr_side_info)}
+        self.train_config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                                        patience=patience, lr_patience=lr_patience, val_fraction=val_fraction,
+                                        snr_train_db=snr_train_db, steps_per_epoch=steps_per_epoch)
+        self.jit_compile = bool(jit_compile)
+        self.model = None
+
+    # ---------------------------------------------------------------- model store
+    def store_spec(self, context: SchemeContext) -> dict:
+        """Everything that changes the trained weights (hashed into the store key)."""
+        tc = self.train_config
+        return {"scheme": "deepjscc", "format": 1,
+                "model": {"image_shape": list(context.image_shape), "channel_uses": int(context.channel_uses),
+                          **self.model_config},
+                "training": {"snr_train_db": tc.snr_train_db, "epochs": tc.epochs, "batch_size": tc.batch_size,
+                             "learning_rate": tc.learning_rate, "patience": tc.patience,
+                             "lr_patience": tc.lr_patience, "val_fraction": tc.val_fraction,
+                             "steps_per_epoch": tc.steps_per_epoch, "loss": "mse"},
+                "dataset": context.dataset_spec, "seed": int(context.seed)}
+
+    def store_name(self) -> str:
+        return "deepjscc"
+
+    def build_model(self, context: SchemeContext) -> DeepJSCC:
+        keras.utils.set_random_seed(int(context.seed))
+        return DeepJSCC(context.image_shape, context.channel_uses, **self.model_config)
+
+    def _check_loaded(self, model, context: SchemeContext) -> bool:
+        ok = (isinstance(model, DeepJSCC) and model.image_shape == tuple(context.image_shape)
+              and model.channel_uses == int(context.channel_uses))
+        if not ok:
+            warnings.warn(f"{self.label}: the stored model does not fit this scenario's images or channel uses; "
+                          f"it will be retrained", stacklevel=3)
+        return ok
+
+    def train(self, context: SchemeContext, model) -> dict:
+        """Train ``model`` (resuming from the store's checkpoint); returns the history."""
+        import sionna.phy
+
+        entry = context.store.entry(self.store_name(), self.store_spec(context))
+        self.train_config.seed = int(context.seed)
+        sionna.phy.config.seed = int(context.seed)
+        return train_jscc(model, context.train_images, self.train_config, checkpoint_dir=entry.checkpoint_dir,
+                          progress=context.progress, desc=self.label)
+
+    def prepare(self, context: SchemeContext) -> None:
+        self.context = context
+        spec = self.store_spec(context)
+        model, entry = (None, None) if context.store is None else context.store.load(self.store_name(), spec)
+        if model is not None and not self._check_loaded(model, context):
+            model = None
+        if model is None:
+            if context.store is None or not context.train_missing:
+                raise ValueError(f"{self.label}: no trained model in the store for this scenario; "
+                                 f"run `linksim train` on the scenario first")
+            model = self.build_model(context)
+            history = self.train(context, model)
+            entry = context.store.save(self.store_name(), spec, model, history, {
+                "scheme_label": self.label, "epochs_run": history["epochs_run"],
+                "best_epoch": history["best_epoch"],
+                "final_val_psnr_db": history["val_psnr_db"][history["best_epoch"] - 1]
+                if history["best_epoch"] else None,
+                "snr_train_db": self.train_config.snr_train_db, "channel_uses": int(context.channel_uses),
+                "bandwidth_ratio": int(context.channel_uses) / float(np.prod(context.image_shape)),
+                "dataset": context.dataset_spec, "seed": int(context.seed)})
+        self.model = model
+        self.entry = entry
+        self._encode = tf.function(lambda x: self.model.encoder(x), reduce_retracing=True,
+                                   jit_compile=self.jit_compile)
+        self._receive = tf.function(self._receive_impl, reduce_retracing=True, jit_compile=self.jit_compile)
+        self.channel = context.channel
+
+    def _receive_impl(self, symbols, snr_db):
+        y = self.channel(symbols, snr_db)
+        return self.model.decoder(y, snr_db)
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d.update(model=self.model_config, snr_train_db=self.train_config.snr_train_db,
+                 stored_model=str(self.entry.path) if getattr(self, "entry", None) else None)
+        return d
+
+    def encode(self, images: np.ndarray):
+        return self._encode(tf.constant(np.asarray(images, np.float32)))
+
+    def latent_bits_per_image(self) -> int | None:
+        """2k with the binary quantizer; None for analog symbols."""
+        return 2 * int(self.context.channel_uses) if self.model_config["quantizer"] == "binary" else None
+
+    def evaluate(self, state, snr_db: float) -> BatchResult:
+        images = self._receive(state, tf.constant(snr_db, tf.float32)).numpy()
+        b = int(state.shape[0])
+        bits = self.latent_bits_per_image()
+        counts = {"images": b, "channel_uses": b * int(self.context.channel_uses),
+                  "source_bits": b * bits if bits is not None else float("nan")}
+        return BatchResult(images, counts)

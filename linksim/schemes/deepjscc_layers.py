@@ -1,0 +1,260 @@
+"""DeepJSCC encoder and decoder as Keras layers.
+
+The network of Bourtsoulatze, Burth Kurka and Gündüz, *Deep joint source-channel
+coding for wireless image transmission*, IEEE TCCN 2019 (Fig. 2): five 5x5
+convolutions with PReLU activations, the first two of stride 2, then a
+power-normalisation layer; the decoder mirrors it with transposed convolutions
+and ends in a sigmoid.
+
+Channel uses
+------------
+The encoder's last convolution has ``c = ceil(2 k / (H' W'))`` output channels
+for ``k`` complex channel uses per image and a latent grid of ``H' x W'`` (``H/4``
+by ``W/4``). The flattened latent's first ``2k`` real values become ``k`` complex
+symbols (real parts first, then imaginary parts), so every ``k`` is possible and
+the scheme spends exactly ``k`` channel uses; the decoder zero-fills the
+``H' W' c - 2k`` values that were never sent.
+
+Binary quantizer (SD-JSCC paper, Sun et al., eq. 14)
+----------------------------------------------------
+With ``quantizer="binary"`` the latent passes a sigmoid and is thresholded at 0.5
+to bits (straight-through gradient in training), and the ``2k`` bits are sent as
+``k`` QPSK symbols ``((2 b_re - 1) + j (2 b_im - 1)) / sqrt(2)``: BPSK on each real
+dimension, unit energy per complex symbol. The latent rate is ``2k`` bits per
+image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+__all__ = ["PowerNormalization", "BinaryQuantizer", "DeepJSCCEncoder", "DeepJSCCDecoder", "latent_channels"]
+
+QUANTIZERS = (None, "binary")
+
+
+def latent_channels(image_shape, channel_uses: int, stride: int = 4) -> int:
+    """Channels of the encoder's last convolution for ``channel_uses`` complex symbols."""
+    h, w = int(image_shape[0]) // stride, int(image_shape[1]) // stride
+    return max(1, math.ceil(2 * int(channel_uses) / (h * w)))
+
+
+def _check_image_shape(image_shape, stride=4):
+    if len(image_shape) != 3 or any(int(s) < 1 for s in image_shape):
+        raise ValueError(f"image_shape must be (H, W, C) with positive sizes (got {image_shape!r})")
+    h, w, _ = (int(s) for s in image_shape)
+    if h % stride or w % stride:
+        raise ValueError(f"image height and width must be divisible by the encoder's stride {stride} "
+                         f"(got {h}x{w}); pad the images (dataset.params.pad_to) or resize them")
+
+
+@keras.saving.register_keras_serializable(package="linksim")
+class PowerNormalization(keras.layers.Layer):
+    """Real latent -> ``k`` complex symbols with average energy 1 per symbol, per image.
+
+    Parameters
+    ----------
+    channel_uses : int
+        k, complex symbols per image.
+
+    Input
+    -----
+    z : [batch, ...], tf.float32, at least ``2k`` values per image
+
+    Output
+    ------
+    [batch, k], tf.complex64 with ``mean(|x|^2) = 1`` for every image
+    """
+
+    def __init__(self, channel_uses: int, **kwargs):
+        super().__init__(**kwargs)
+        self.channel_uses = int(channel_uses)
+
+    def call(self, z):
+        k = self.channel_uses
+        flat = tf.reshape(z, [tf.shape(z)[0], -1])[:, : 2 * k]
+        x = tf.complex(flat[:, :k], flat[:, k:])
+        energy = tf.reduce_mean(tf.square(flat), axis=1, keepdims=True) * 2.0  # mean |x|^2
+        scale = tf.math.rsqrt(tf.maximum(energy, 1e-12))
+        return x * tf.cast(scale, tf.complex64)
+
+    def get_config(self):
+        return {**super().get_config(), "channel_uses": self.channel_uses}
+
+
+@keras.saving.register_keras_serializable(package="linksim")
+class BinaryQuantizer(keras.layers.Layer):
+    """Sigmoid, threshold at 0.5 with a straight-through gradient, QPSK symbols (eq. 14 of Sun et al.).
+
+    Parameters
+    ----------
+    channel_uses : int
+        k; ``2k`` bits are sent per image.
+
+    Input
+    -----
+    z : [batch, ...], tf.float32
+
+    Output
+    ------
+    [batch, k], tf.complex64, symbols in ``{(+-1 +- j) / sqrt(2)}``
+    """
+
+    def __init__(self, channel_uses: int, **kwargs):
+        super().__init__(**kwargs)
+        self.channel_uses = int(channel_uses)
+
+    def bits(self, z):
+        """The ``2k`` latent bits of every image, [batch, 2k] tf.float32 in {0, 1} (straight-through)."""
+        k = self.channel_uses
+        p = tf.sigmoid(tf.reshape(z, [tf.shape(z)[0], -1])[:, : 2 * k])
+        hard = tf.cast(p > 0.5, p.dtype)
+        return p + tf.stop_gradient(hard - p)
+
+    def call(self, z):
+        k = self.channel_uses
+        s = (2.0 * self.bits(z) - 1.0) / math.sqrt(2.0)
+        return tf.complex(s[:, :k], s[:, k:])
+
+    def get_config(self):
+        return {**super().get_config(), "channel_uses": self.channel_uses}
+
+
+@keras.saving.register_keras_serializable(package="linksim")
+class DeepJSCCEncoder(keras.layers.Layer):
+    """DeepJSCC encoder: images -> ``k`` complex channel symbols of unit average energy.
+
+    Parameters
+    ----------
+    image_shape : (H, W, C)
+        H and W divisible by 4.
+    channel_uses : int
+        k, complex channel uses per image.
+    filters : list of int
+        Output channels of the first four convolutions (default the paper's 16, 32, 32, 32).
+    kernel_size : int
+        Default 5.
+    quantizer : {None, "binary"}
+        None: analog symbols (power normalisation); "binary": eq. 14 of Sun et al.
+
+    Input
+    -----
+    images : [batch, H, W, C], tf.float32 in [0, 1]
+
+    Output
+    ------
+    [batch, k], tf.complex64
+
+    Raises
+    ------
+    ValueError
+        For an image size the strides do not divide, a non-positive k, or an unknown quantizer.
+    """
+
+    def __init__(self, image_shape, channel_uses: int, filters=(16, 32, 32, 32), kernel_size: int = 5,
+                 quantizer: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        _check_image_shape(image_shape)
+        if int(channel_uses) < 1:
+            raise ValueError(f"channel_uses must be >= 1 (got {channel_uses!r})")
+        if quantizer not in QUANTIZERS:
+            raise ValueError(f"quantizer must be one of null, binary (got {quantizer!r})")
+        if len(filters) != 4 or any(int(f) < 1 for f in filters):
+            raise ValueError(f"filters must be four positive integers (got {filters!r})")
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.channel_uses = int(channel_uses)
+        self.filters = [int(f) for f in filters]
+        self.kernel_size = int(kernel_size)
+        self.quantizer = quantizer
+        c_out = latent_channels(self.image_shape, self.channel_uses)
+        strides = (2, 2, 1, 1, 1)
+        self.convs = []
+        self.acts = []
+        for i, (f, s) in enumerate(zip(self.filters + [c_out], strides)):
+            self.convs.append(keras.layers.Conv2D(f, self.kernel_size, strides=s, padding="same", name=f"conv{i}"))
+            self.acts.append(keras.layers.PReLU(shared_axes=[1, 2], name=f"prelu{i}"))
+        self.to_symbols = (BinaryQuantizer(self.channel_uses, name="binary_quantizer") if quantizer == "binary"
+                           else PowerNormalization(self.channel_uses, name="power_norm"))
+
+    def latent(self, images):
+        """The real latent before quantisation/normalisation, [batch, H/4, W/4, c]."""
+        z = images
+        for conv, act in zip(self.convs, self.acts):
+            z = act(conv(z))
+        return z
+
+    def call(self, images):
+        return self.to_symbols(self.latent(images))
+
+    def get_config(self):
+        return {**super().get_config(), "image_shape": list(self.image_shape), "channel_uses": self.channel_uses,
+                "filters": self.filters, "kernel_size": self.kernel_size, "quantizer": self.quantizer}
+
+
+@keras.saving.register_keras_serializable(package="linksim")
+class DeepJSCCDecoder(keras.layers.Layer):
+    """DeepJSCC decoder: received symbols -> images in [0, 1].
+
+    Parameters
+    ----------
+    image_shape : (H, W, C)
+    channel_uses : int
+    filters : list of int
+        As the encoder's; the decoder mirrors them.
+    kernel_size : int
+    snr_side_info : bool
+        If True, the decoder is told the SNR: ``snr_db / 20`` is appended as an
+        extra feature map to the reshaped received latent.
+
+    Input
+    -----
+    y : [batch, k], tf.complex64, received symbols
+    snr_db : float or [batch] tf.float32, Es/N0 in dB (used only with ``snr_side_info``)
+
+    Output
+    ------
+    [batch, H, W, C], tf.float32 in [0, 1]
+    """
+
+    def __init__(self, image_shape, channel_uses: int, filters=(16, 32, 32, 32), kernel_size: int = 5,
+                 snr_side_info: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        _check_image_shape(image_shape)
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.channel_uses = int(channel_uses)
+        self.filters = [int(f) for f in filters]
+        self.kernel_size = int(kernel_size)
+        self.snr_side_info = bool(snr_side_info)
+        h, w, c = self.image_shape
+        self.grid = (h // 4, w // 4, latent_channels(self.image_shape, self.channel_uses))
+        rev = list(reversed(self.filters))               # 32, 32, 32, 16
+        specs = [(rev[0], 1), (rev[1], 1), (rev[2], 1), (rev[3], 2), (c, 2)]
+        self.deconvs, self.acts = [], []
+        for i, (f, s) in enumerate(specs):
+            self.deconvs.append(keras.layers.Conv2DTranspose(f, self.kernel_size, strides=s, padding="same",
+                                                             name=f"deconv{i}"))
+            self.acts.append(keras.layers.PReLU(shared_axes=[1, 2], name=f"prelu{i}") if i < 4 else None)
+
+    def call(self, y, snr_db=None):
+        k = self.channel_uses
+        hh, ww, cc = self.grid
+        b = tf.shape(y)[0]
+        flat = tf.concat([tf.math.real(y), tf.math.imag(y)], axis=1)         # [B, 2k]
+        flat = tf.pad(flat, [[0, 0], [0, hh * ww * cc - 2 * k]])
+        z = tf.reshape(flat, [b, hh, ww, cc])
+        if self.snr_side_info:
+            if snr_db is None:
+                raise ValueError("this decoder was built with snr_side_info=True and needs snr_db")
+            s = tf.cast(tf.reshape(tf.broadcast_to(tf.cast(snr_db, tf.float32), [b]), [b, 1, 1, 1]), z.dtype)
+            z = tf.concat([z, tf.broadcast_to(s / 20.0, [b, hh, ww, 1])], axis=-1)
+        for deconv, act in zip(self.deconvs, self.acts):
+            z = deconv(z)
+            z = act(z) if act is not None else tf.sigmoid(z)
+        return z
+
+    def get_config(self):
+        return {**super().get_config(), "image_shape": list(self.image_shape), "channel_uses": self.channel_uses,
+                "filters": self.filters, "kernel_size": self.kernel_size, "snr_side_info": self.snr_side_info}
