@@ -20,7 +20,10 @@ __all__ = ["main"]
 
 
 def _quiet_tensorflow() -> None:
+    import logging
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. tf.function retracing notices
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quick", action="store_true", help="smoke size: few images, few SNR points")
     r.add_argument("--overwrite", action="store_true", help="replace another scenario's results in --out")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--store", help="model store folder to search first and write to (default: "
+                                    "$LINKSIM_MODEL_STORE or ~/.cache/linksim/models, then the shipped weights)")
 
     t = sub.add_parser("train", help="train (or find in the model store) every model a scenario needs")
     t.add_argument("scenario", help="scenario YAML file")
@@ -104,7 +109,10 @@ def _cmd_run(args) -> int:
     if args.quick:
         scen = scen.quick()
     out = args.out or os.path.join("runs", scen.name + ("_quick" if args.quick else ""))
-    df = run_scenario(scen, out, overwrite=args.overwrite, progress=not args.no_progress)
+    from linksim.store import default_store
+
+    df = run_scenario(scen, out, overwrite=args.overwrite, progress=not args.no_progress,
+                      store=default_store(args.store))
     cols = [c for c in ("scheme", "snr_db", "psnr_db", "ssim", "bpp", "ber", "bler", "decode_failures") if c in df.columns]
     import pandas as pd
 
@@ -121,7 +129,7 @@ def _cmd_train(args) -> int:
 
     scen = load_scenario(args.scenario)
     _build_all(scen)
-    done = train_scenario(scen, store=default_store(args.store), progress=not args.no_progress)
+    done = train_scenario(scen, store=default_store(args.store), progress="epochs" if args.no_progress else True)
     if not done:
         print(f"{args.scenario}: no scheme needs training")
     for d in done:

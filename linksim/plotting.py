@@ -47,7 +47,10 @@ def _curves(df: pd.DataFrame, column: str, ax, *, log: bool = False) -> bool:
         if log:
             # zero error rates cannot be drawn on a log axis: they are left out of the line
             y = y.where(y > 0)
-        ax.plot(g["snr_db"], y, marker=_MARKERS[i % len(_MARKERS)], label=label)
+        # separation (digital) schemes dashed, JSCC (analog) schemes solid: the cliff against the slope
+        digital = "ber" in g.columns and g["ber"].notna().any()
+        ax.plot(g["snr_db"], y, marker=_MARKERS[i % len(_MARKERS)], label=label,
+                linestyle="--" if digital else "-", markersize=4)
         drawn = True
     if log:
         ax.set_yscale("log")

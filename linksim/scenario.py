@@ -306,9 +306,9 @@ def validate_scenario_dict(raw: Any, source: str = "<scenario>", lines: dict | N
         if e.validator in ("oneOf", "anyOf") and e.context:
             e = max(e.context, key=lambda c: len(c.absolute_path))
         raise err(e.absolute_path, _schema_error_message(e))
-    _check_values(raw, err)
-    _check_registry_names(raw, err)
     data = _fill_defaults(raw, schema)
+    _check_values(data, err)
+    _check_registry_names(data, err)
     data["snr_db"] = _expand_snr(data["snr_db"])
     data["snr_db_spec"] = raw["snr_db"]
     return Scenario(data, source, lines)

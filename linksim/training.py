@@ -109,8 +109,9 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
         Default mean squared error.
     checkpoint_dir : path, optional
         Where to checkpoint every epoch and resume from.
-    progress : bool
-        Show a progress bar with loss and PSNR (stderr).
+    progress : bool or "epochs"
+        True: a progress bar with loss and PSNR, and a line per epoch (stderr);
+        "epochs": only the line per epoch (for logs); False: silent.
     callbacks : list of callables ``(epoch, logs)``, optional
         Called after each epoch's checkpoint (e.g. to stop a run in tests).
 
@@ -154,7 +155,9 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
             if best_file.exists():
                 best_weights = best_file
 
-    @tf.function(reduce_retracing=True)
+    sig = [tf.TensorSpec([None, *x_train.shape[1:]], tf.float32), tf.TensorSpec([], tf.float32)]
+
+    @tf.function(input_signature=sig)
     def train_step(x, snr):
         with tf.GradientTape() as tape:
             x_hat = model(x, snr, training=True)
@@ -163,7 +166,7 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
         opt.apply_gradients(zip(grads, variables))
         return loss, _psnr(x, x_hat)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(input_signature=sig)
     def val_step(x, snr):
         x_hat = model(x, snr, training=False)
         return loss_fn(x, x_hat), _psnr(x, x_hat)
@@ -181,7 +184,7 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
         rng = np.random.default_rng([config.seed, epoch])
         order = rng.permutation(len(x_tr))
         snrs = rng.uniform(lo, hi, n_batches).astype(np.float32) if hi > lo else np.full(n_batches, lo, np.float32)
-        bar = tqdm(range(n_batches), disable=not progress, file=sys.stderr, leave=False,
+        bar = tqdm(range(n_batches), disable=progress is not True, file=sys.stderr, leave=False,
                    desc=f"{desc} epoch {epoch + 1}/{config.epochs}", unit="batch")
         losses, psnrs = [], []
         for b in bar:
@@ -205,7 +208,7 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
         history["val_loss"].append(val_loss)
         history["val_psnr_db"].append(val_psnr)
         history["lr"].append(lr)
-        if progress:
+        if progress:  # True or "epochs"
             tqdm.write(f"{desc} epoch {epoch + 1}/{config.epochs}: loss {np.mean(losses):.5f}, "
                        f"val loss {val_loss:.5f}, val PSNR {val_psnr:.2f} dB, lr {lr:.2e}", file=sys.stderr)
         if val_loss < float(state["best"].numpy()) - 1e-7:

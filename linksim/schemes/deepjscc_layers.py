@@ -6,6 +6,13 @@ convolutions with PReLU activations, the first two of stride 2, then a
 power-normalisation layer; the decoder mirrors it with transposed convolutions
 and ends in a sigmoid.
 
+One departure from the paper: the encoder's last convolution is linear (no
+PReLU). Keras initialises PReLU's slope to 0, so an untrained encoder whose last
+activation is a PReLU can emit an all-zero latent for some images (seen with
+small ``k``), which no power normalisation can bring to unit energy; a linear
+last layer always carries signal, and the trained networks reach the same
+quality.
+
 Channel uses
 ------------
 The encoder's last convolution has ``c = ceil(2 k / (H' W'))`` output channels
@@ -76,10 +83,10 @@ class PowerNormalization(keras.layers.Layer):
     def call(self, z):
         k = self.channel_uses
         flat = tf.reshape(z, [tf.shape(z)[0], -1])[:, : 2 * k]
-        x = tf.complex(flat[:, :k], flat[:, k:])
         energy = tf.reduce_mean(tf.square(flat), axis=1, keepdims=True) * 2.0  # mean |x|^2
-        scale = tf.math.rsqrt(tf.maximum(energy, 1e-12))
-        return x * tf.cast(scale, tf.complex64)
+        flat = flat * tf.math.rsqrt(tf.maximum(energy, 1e-12))
+        # scale the real parts before forming complex values: no complex->real cast in the gradient
+        return tf.complex(flat[:, :k], flat[:, k:])
 
     def get_config(self):
         return {**super().get_config(), "channel_uses": self.channel_uses}
@@ -175,7 +182,8 @@ class DeepJSCCEncoder(keras.layers.Layer):
         self.acts = []
         for i, (f, s) in enumerate(zip(self.filters + [c_out], strides)):
             self.convs.append(keras.layers.Conv2D(f, self.kernel_size, strides=s, padding="same", name=f"conv{i}"))
-            self.acts.append(keras.layers.PReLU(shared_axes=[1, 2], name=f"prelu{i}"))
+            # the last convolution is linear (see the module docstring)
+            self.acts.append(keras.layers.PReLU(shared_axes=[1, 2], name=f"prelu{i}") if i < 4 else None)
         self.to_symbols = (BinaryQuantizer(self.channel_uses, name="binary_quantizer") if quantizer == "binary"
                            else PowerNormalization(self.channel_uses, name="power_norm"))
 
@@ -183,7 +191,8 @@ class DeepJSCCEncoder(keras.layers.Layer):
         """The real latent before quantisation/normalisation, [batch, H/4, W/4, c]."""
         z = images
         for conv, act in zip(self.convs, self.acts):
-            z = act(conv(z))
+            z = conv(z)
+            z = act(z) if act is not None else z
         return z
 
     def call(self, images):
