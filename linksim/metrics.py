@@ -116,8 +116,10 @@ class Metric:
     """A registered metric: its results-table column and how it is obtained.
 
     ``kind`` is ``"image"`` (computed from transmitted and received images by
-    ``fn``) or ``"link"`` (counted by the scheme while it transmits; the scheme
-    reports the column directly).
+    ``fn``), ``"link"`` (counted by the scheme while it transmits; the scheme
+    reports the column directly) or ``"task"`` (the downstream classifier's
+    predictions on the received images against the true labels, over the whole
+    test set; :mod:`linksim.tasks`).
     """
 
     name: str
@@ -147,6 +149,9 @@ _ALL = [
     Metric("bpp", "bpp", "link", "Source bits per pixel as sent (payload plus framing)."),
     Metric("channel_uses", "channel_uses", "link", "Complex channel uses per image (k)."),
     Metric("decode_failures", "decode_failures", "link", "Images whose channel or image decoding failed (fallback shown)."),
+    Metric("accuracy", "accuracy", "task",
+           "Downstream classifier's accuracy on the received images (reference row: on the originals)."),
+    Metric("f1", "f1", "task", "Downstream classifier's macro F1 score on the received images."),
 ]
 for _m in _ALL:
     _register(_m)
@@ -166,3 +171,8 @@ def column_of(name: str) -> str:
 def image_metric_names(names) -> list[str]:
     """The image metrics among ``names``, in order."""
     return [n for n in names if get_metric(n).kind == "image"]
+
+
+def task_metric_names(names) -> list[str]:
+    """The task metrics (accuracy, f1) among ``names``, in order."""
+    return [n for n in names if get_metric(n).kind == "task"]

@@ -39,6 +39,8 @@ def _curves(df: pd.DataFrame, column: str, ax, *, log: bool = False) -> bool:
     if column not in df.columns:
         return False
     drawn = False
+    if "scheme_type" in df.columns:
+        df = df[df["scheme_type"] != "Reference"]
     for i, (label, g) in enumerate(df.groupby("scheme", sort=False)):
         g = g.sort_values("snr_db")
         y = g[column].astype(float)
@@ -90,8 +92,14 @@ def _simple(name: str, column: str, ylabel: str, log: bool = False, note: str | 
 def _rate_note(scenario: dict, df: pd.DataFrame) -> str:
     rate = scenario.get("rate", {})
     parts = []
-    if "channel_uses" in df.columns and len(df):
-        parts.append(f"{df['channel_uses'].iloc[0]:g} channel uses/image")
+    ch = scenario.get("channel", {})
+    if ch.get("type") == "multihop":
+        relay = ch.get("relay", "af")
+        relay = relay if isinstance(relay, str) else "/".join(relay)
+        parts.append(f"{ch.get('hops', 2)} hops, {relay.upper()} relay")
+    cu = df["channel_uses"].dropna() if "channel_uses" in df.columns else []
+    if len(cu):
+        parts.append(f"{cu.iloc[0]:g} channel uses/image")
     if "bandwidth_ratio" in rate:
         parts.append(f"k/n = {rate['bandwidth_ratio']:g}")
     ds = scenario.get("dataset", {}).get("name")
@@ -108,6 +116,24 @@ _simple("ber_vs_snr", "ber", "BER (information bits)", log=True,
 _simple("bler_vs_snr", "bler", "BLER (codewords)", log=True,
         note="points with zero errors are not drawn")
 _simple("bpp_vs_snr", "bpp", "Source rate [bits per pixel]")
+
+
+@_plot("accuracy_vs_snr")
+def draw_accuracy(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
+    """Downstream classifier accuracy against SNR, one line per scheme, the reference dashed."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    if not _curves(df, "accuracy", ax):
+        plt.close(fig)
+        return None
+    if "scheme_type" in df.columns:
+        ref = df[df["scheme_type"] == "Reference"]
+        if len(ref):
+            ax.axhline(float(ref["accuracy"].iloc[0]), color="k", linestyle=":", linewidth=1.2,
+                       label=f"classifier on original images ({float(ref['accuracy'].iloc[0]):.3f})")
+    path = run_dir / "accuracy_vs_snr.png"
+    _finish(fig, ax, f"{scenario.get('name', '')}: task accuracy vs SNR\n{_rate_note(scenario, df)}",
+            "SNR (Es/N0 per hop) [dB]", "Classification accuracy", path)
+    return path
 
 
 @_plot("examples")

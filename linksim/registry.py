@@ -133,6 +133,7 @@ CODECS = Registry("codec")
 CHANNEL_CODES = Registry("channel code")
 MODULATIONS = Registry("modulation")
 CHANNELS = Registry("channel")
+RELAYS = Registry("relay")
 DATASETS = Registry("dataset")
 METRICS = Registry("metric")
 
@@ -142,6 +143,7 @@ ALL = {
     "channel codes": CHANNEL_CODES,
     "modulations": MODULATIONS,
     "channels": CHANNELS,
+    "relays": RELAYS,
     "datasets": DATASETS,
     "metrics": METRICS,
 }

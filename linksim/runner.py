@@ -88,9 +88,55 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "scheme"
 
 
-def _point_seed(seed: int, label: str, snr_db: float) -> int:
+def _point_seed(seed: int, label: str, snr_db) -> int:
     """A seed per (scheme, SNR point), so a resumed point equals a fresh one."""
-    return (seed * 1_000_003 + zlib.crc32(f"{label}|{snr_db:.6f}".encode())) % (2**31 - 1)
+    return (seed * 1_000_003 + zlib.crc32(f"{label}|{_snr_key(snr_db)}".encode())) % (2**31 - 1)
+
+
+def _snr_key(snr_db) -> str:
+    """A grid point as text: ``"10.000000"``, or per hop ``"10.000000/20.000000"``."""
+    if isinstance(snr_db, (list, tuple)):
+        return "/".join(f"{float(v):.6f}" for v in snr_db)
+    return f"{float(snr_db):.6f}"
+
+
+def _row_snr_key(row: dict) -> str:
+    hop = row.get("hop_snr_db")
+    if isinstance(hop, str) and hop and row.get("snr_explicit_per_hop"):
+        return _snr_key([float(v) for v in hop.split("/")])
+    return _snr_key(row["snr_db"])
+
+
+class HopSNR:
+    """The per-hop SNRs of a grid point (scenario ``snr_db`` and ``channel.hop_snr_db``).
+
+    Forms
+    -----
+    - one swept value for every hop (the default): ``snr_db: [0, 5, 10]``;
+    - a sweep on some hops with the others fixed: ``channel: {hop_snr_db: [sweep, 20]}``
+      (``sweep`` takes the grid's value, a number is fixed);
+    - an explicit list per hop at every grid point: ``snr_db: [[5, 20], [10, 20]]``.
+    """
+
+    def __init__(self, hops: int, hop_snr_db: list | None):
+        self.hops = int(hops)
+        self.template = hop_snr_db
+
+    def per_hop(self, point) -> list[float] | float:
+        if isinstance(point, (list, tuple)):
+            return [float(v) for v in point]
+        if self.template is None:
+            return float(point)
+        return [float(point) if v == "sweep" else float(v) for v in self.template]
+
+    def columns(self, point) -> dict:
+        """``snr_db`` (the swept value; for an explicit list, the lowest hop SNR), ``hop_snr_db``, flags."""
+        per = self.per_hop(point)
+        if isinstance(per, float):
+            per = [per] * self.hops
+        explicit = isinstance(point, (list, tuple))
+        return {"snr_db": float(min(per)) if explicit else float(point),
+                "hop_snr_db": "/".join(f"{v:g}" for v in per), "snr_explicit_per_hop": explicit}
 
 
 def _set_seed(seed: int) -> None:
@@ -139,16 +185,21 @@ class _Aggregate:
             self.per_image.setdefault(k, []).append(np.asarray(v))
 
 
-def _row(scheme, snr_db: float, agg: _Aggregate, image_shape, wall_s: float) -> dict:
+def _row(scheme, point_columns: dict, agg: _Aggregate, image_shape, wall_s: float, task=None,
+         topology: dict | None = None) -> dict:
     from linksim.metrics import get_metric
 
     c = agg.counts
     n_img = c["images"]
     h, w, _ = image_shape
-    row = {"scheme": scheme.label, "scheme_type": type(scheme).__name__, "snr_db": float(snr_db)}
+    row = {"scheme": scheme.label, "scheme_type": type(scheme).__name__, **point_columns, **(topology or {})}
     for name, vals in agg.per_image.items():
+        if name.startswith("_"):
+            continue
         vals = np.concatenate(vals)
         row[get_metric(name).column] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+    if task is not None:
+        row.update(task.scores(np.concatenate(agg.per_image["_pred"])))
     row["bpp"] = c["source_bits"] / (n_img * h * w)  # NaN for analog schemes
     row["channel_uses"] = c["channel_uses"] / n_img
     row["used_channel_uses"] = c.get("used_channel_uses", c["channel_uses"]) / n_img
@@ -161,6 +212,67 @@ def _row(scheme, snr_db: float, agg: _Aggregate, image_shape, wall_s: float) -> 
     row["images"] = int(n_img)
     row["wall_s"] = round(wall_s, 3)
     return row
+
+
+REFERENCE = "reference (original images)"
+
+
+def _topology(channel) -> dict:
+    """``hops`` and ``relay`` columns of the results table."""
+    hops = int(getattr(channel, "hops", 1))
+    names = getattr(channel, "relay_names", [])
+    return {"hops": hops, "relay": "/".join(names) if names else "none"}
+
+
+class _Task:
+    """The downstream classifier of a scenario with task metrics (accuracy, f1).
+
+    Trained on the scenario's original training images (or loaded from the model
+    store, like the JSCC models) and applied to every batch of received images.
+    """
+
+    def __init__(self, scenario, ds, x_train, y_train, x_test, y_test, store, progress, train_missing):
+        from linksim.tasks import load_or_train_classifier
+
+        if y_train is None or y_test is None:
+            raise scenario.error(("metrics",), f"accuracy and f1 need a labelled data set; "
+                                               f"'{ds.name}' has no labels")
+        spec = scenario.data["dataset"]
+        dataset_spec = {"name": spec["name"], "params": spec.get("params", {}),
+                        "train_size": spec.get("train_size")}
+        self.num_classes = int(max(int(np.max(y_train)), int(np.max(y_test))) + 1)
+        cfg = scenario.data.get("task", {}).get("classifier")
+        try:
+            self.model, self.entry = load_or_train_classifier(
+                store, dataset_spec=dataset_spec, image_shape=tuple(x_test.shape[1:]),
+                num_classes=self.num_classes, x_train=x_train, y_train=y_train, seed=scenario.seed,
+                config=cfg, progress=progress, train_missing=train_missing)
+        except ValueError as exc:
+            raise scenario.error(("metrics",), str(exc)) from None
+        self.y_test = np.asarray(y_test)
+        self.x_test = x_test
+
+    def describe(self) -> dict:
+        return {"stored_model": str(self.entry.path) if self.entry is not None else None,
+                "num_classes": self.num_classes}
+
+    def predict(self, images) -> np.ndarray:
+        from linksim.tasks import predict_labels
+
+        return predict_labels(self.model, images)
+
+    def scores(self, pred: np.ndarray) -> dict:
+        from linksim.tasks import accuracy, macro_f1
+
+        y = self.y_test[:len(pred)]
+        return {"accuracy": float(accuracy(y, pred)), "f1": float(macro_f1(y, pred, self.num_classes))}
+
+    def reference_row(self, topology: dict) -> dict:
+        """The classifier on the original test images: the ceiling of every scheme's accuracy."""
+        row = {"scheme": REFERENCE, "scheme_type": "Reference", "snr_db": float("nan"), **topology}
+        row.update(self.scores(self.predict(self.x_test)))
+        row["images"] = int(len(self.x_test))
+        return row
 
 
 def _write_results(out: Path, rows: list[dict]) -> pd.DataFrame:
@@ -212,14 +324,24 @@ def _prepare(scenario: Scenario, index: int, scheme, ctx) -> None:
         raise scenario.error(("schemes", index), str(exc)) from None
 
 
+def make_channel(scenario: Scenario):
+    """The scenario's channel layer and its :class:`HopSNR` (``hop_snr_db`` is not a layer option)."""
+    ch_spec = dict(scenario.data["channel"])
+    hop_template = ch_spec.pop("hop_snr_db", None)
+    try:
+        channel = CHANNELS.create(ch_spec.pop("type"), **ch_spec)
+    except (TypeError, ValueError) as exc:
+        raise scenario.error(("channel",), str(exc)) from None
+    return channel, HopSNR(getattr(channel, "hops", 1), hop_template)
+
+
 def _setup(scenario: Scenario):
     """Data, image shape, channel uses and channel of a scenario."""
-    ds, x_train, _, x_test, _ = _load_data(scenario)
+    ds, x_train, y_train, x_test, y_test = _load_data(scenario)
     image_shape = tuple(int(s) for s in x_test.shape[1:])
     k = channel_uses_for(scenario.data["rate"], image_shape)
-    ch_spec = dict(scenario.data["channel"])
-    channel = CHANNELS.create(ch_spec.pop("type"), **ch_spec)
-    return ds, x_train, x_test, image_shape, k, channel
+    channel, hop_snr = make_channel(scenario)
+    return ds, x_train, y_train, x_test, y_test, image_shape, k, channel, hop_snr
 
 
 def train_scenario(scenario: Scenario, *, store=None, progress: bool = True) -> list[dict]:
@@ -233,7 +355,7 @@ def train_scenario(scenario: Scenario, *, store=None, progress: bool = True) -> 
 
     store = store or default_store()
     _set_seed(scenario.seed)
-    _, x_train, _, image_shape, k, channel = _setup(scenario)
+    _, x_train, _, _, _, image_shape, k, channel, _ = _setup(scenario)
     out = []
     for i in range(len(scenario.schemes)):
         scheme = _build_scheme(scenario, i)
@@ -245,7 +367,8 @@ def train_scenario(scenario: Scenario, *, store=None, progress: bool = True) -> 
 
 
 def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: bool = False,
-                 progress: bool = True, plots: bool = True, store=None) -> pd.DataFrame:
+                 progress: bool = True, plots: bool = True, store=None,
+                 train_missing: bool = True) -> pd.DataFrame:
     """Run every (scheme, SNR) point of ``scenario`` and write the run directory.
 
     Parameters
@@ -262,6 +385,8 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
         Draw the plots at the end.
     store : ModelStore, optional
         Where trained models are found and stored (default :func:`linksim.store.default_store`).
+    train_missing : bool
+        Train a model the store lacks (default); False makes a missing model an error.
 
     Output
     ------
@@ -276,13 +401,13 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
     """
     from tqdm.auto import tqdm
 
-    from linksim.metrics import get_metric, image_metric_names
+    from linksim.metrics import get_metric, image_metric_names, task_metric_names
     from linksim.store import default_store
 
     t0 = time.time()
     out = Path(out_dir)
     rows = _prepare_out_dir(scenario, out, overwrite)
-    done = {(r["scheme"], round(float(r["snr_db"]), 6)) for r in rows}
+    done = {(r["scheme"], _row_snr_key(r)) for r in rows if r["scheme"] != REFERENCE}
     meta = {"scenario": scenario.name, "source": scenario.source, "seed": scenario.seed,
             "quick": bool(scenario.data.get("quick_mode", False)), "versions": versions(),
             "git_commit": _git_commit(), "command": " ".join(sys.argv),
@@ -291,10 +416,21 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
 
     store = store or default_store()
     _set_seed(scenario.seed)
-    ds, x_train, x_test, image_shape, k, channel = _setup(scenario)
+    ds, x_train, y_train, x_test, y_test, image_shape, k, channel, hop_snr = _setup(scenario)
+    topology = _topology(channel)
     meta.update(dataset=ds.name, image_shape=list(image_shape), channel_uses=k,
-                bandwidth_ratio=k / float(np.prod(image_shape)), test_images=int(len(x_test)))
+                bandwidth_ratio=k / float(np.prod(image_shape)), test_images=int(len(x_test)), **topology)
     img_metrics = image_metric_names(scenario.data["metrics"])
+    task = None
+    if task_metric_names(scenario.data["metrics"]):
+        bar_note = "loading or training the downstream classifier"
+        if progress:
+            print(f"{scenario.name}: {bar_note}", file=sys.stderr)
+        task = _Task(scenario, ds, x_train, y_train, x_test, y_test, store, progress, train_missing)
+        meta["classifier"] = task.describe()
+        if not any(r["scheme"] == REFERENCE for r in rows):
+            rows.append(task.reference_row(topology))
+            _write_results(out, rows)
     batch = int(scenario.data["evaluation"]["batch_size"])
     n_examples = int(scenario.data["evaluation"]["example_images"])
     snrs = scenario.snr_db
@@ -307,31 +443,37 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
 
     for i in range(len(scenario.schemes)):
         scheme = _build_scheme(scenario, i)
-        todo = [s for s in snrs if (scheme.label, round(float(s), 6)) not in done]
+        todo = [s for s in snrs if (scheme.label, _snr_key(s)) not in done]
         if scheme.trainable:
             bar.set_postfix_str(f"{scheme.label}: loading or training the model")
-        _prepare(scenario, i, scheme, _context(scenario, image_shape, k, x_train, channel, store, progress))
+        _prepare(scenario, i, scheme, _context(scenario, image_shape, k, x_train, channel, store, progress,
+                                               train_missing))
         meta["schemes"].append(scheme.describe())
         if not todo:
             continue
         bar.set_postfix_str(f"{scheme.label}: source coding")
         states = [scheme.encode(x_test[j:j + batch]) for j in range(0, len(x_test), batch)]
         for snr in todo:
-            bar.set_postfix_str(f"{scheme.label} @ {snr:g} dB")
+            cols = hop_snr.columns(snr)
+            bar.set_postfix_str(f"{scheme.label} @ {cols['hop_snr_db']} dB")
             t_point = time.time()
             _set_seed(_point_seed(scenario.seed, scheme.label, snr))
             agg = _Aggregate()
             first = None
             for j, state in enumerate(states):
                 x = x_test[j * batch:(j + 1) * batch]
-                res = scheme.evaluate(state, snr)
-                agg.add(res.counts, {m: get_metric(m)(x, res.images) for m in img_metrics})
+                res = scheme.evaluate(state, hop_snr.per_hop(snr))
+                per_image = {m: get_metric(m)(x, res.images) for m in img_metrics}
+                if task is not None:
+                    per_image["_pred"] = task.predict(res.images)
+                agg.add(res.counts, per_image)
                 if first is None:
                     first = res.images[:n_examples]
-            rows.append(_row(scheme, snr, agg, image_shape, time.time() - t_point))
+            rows.append(_row(scheme, cols, agg, image_shape, time.time() - t_point, task, topology))
             _write_results(out, rows)
             if n_examples:
-                np.save(out / "examples" / f"{slug(scheme.label)}__snr{snr:g}.npy", first)
+                tag = f"{cols['snr_db']:g}" if not cols["snr_explicit_per_hop"] else cols["hop_snr_db"].replace("/", "_")
+                np.save(out / "examples" / f"{slug(scheme.label)}__snr{tag}.npy", first)
             bar.update(1)
     bar.close()
     df = _write_results(out, rows) if rows else pd.DataFrame()

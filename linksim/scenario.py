@@ -145,7 +145,11 @@ class Scenario:
             data["snr_db"] = _expand_snr(q["snr_db"])
         else:
             grid = data["snr_db"]
-            data["snr_db"] = sorted({grid[0], grid[len(grid) // 2], grid[-1]})
+            picks = []
+            for v in (grid[0], grid[len(grid) // 2], grid[-1]):
+                if v not in picks:
+                    picks.append(v)
+            data["snr_db"] = picks
         data["quick_mode"] = True
         return Scenario(data, self.source, self._lines)
 
@@ -158,7 +162,7 @@ def _expand_snr(spec) -> list[float]:
         start, stop, step = float(spec["start"]), float(spec["stop"]), float(spec["step"])
         n = int(math.floor((stop - start) / step + 1e-9)) + 1
         return [round(start + i * step, 6) for i in range(n)]
-    return [float(v) for v in spec]
+    return [[float(u) for u in v] if isinstance(v, list) else float(v) for v in spec]
 
 
 # --------------------------------------------------------------------------- validation
@@ -222,6 +226,21 @@ def _check_values(data: dict, err) -> None:
             raise err(("snr_db", "step"), f"must be > 0 (got {spec['step']})")
         if spec["stop"] < spec["start"]:
             raise err(("snr_db", "stop"), f"must be >= start ({spec['start']}) (got {spec['stop']})")
+    ch = data["channel"]
+    hops = ch.get("hops", 2 if ch["type"] == "multihop" else 1)
+    if "hop_snr_db" in ch:
+        if ch["type"] != "multihop":
+            raise err(("channel", "hop_snr_db"), "only a multihop channel has per-hop SNRs")
+        if len(ch["hop_snr_db"]) != hops:
+            raise err(("channel", "hop_snr_db"), f"needs one entry per hop ({hops}), got {len(ch['hop_snr_db'])}")
+        if "sweep" not in ch["hop_snr_db"]:
+            raise err(("channel", "hop_snr_db"), "needs at least one 'sweep' entry (the hop(s) the snr_db grid sweeps)")
+    if isinstance(spec, list):
+        for i, v in enumerate(spec):
+            if isinstance(v, list) and len(v) != hops:
+                raise err(("snr_db", i), f"a per-hop list needs one Es/N0 per hop ({hops}), got {len(v)}")
+            if isinstance(v, list) and "hop_snr_db" in ch:
+                raise err(("snr_db", i), "give per-hop lists in snr_db or channel.hop_snr_db, not both")
     rate = data["rate"]
     if ("channel_uses" in rate) == ("bandwidth_ratio" in rate):
         raise err(("rate",), "give exactly one of channel_uses, bandwidth_ratio")

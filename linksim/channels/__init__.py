@@ -1,5 +1,8 @@
-"""Channels: AWGN (more, e.g. multi-hop relay chains, register here too)."""
+"""Channels: AWGN, and multi-hop relay chains (amplify-, decode-, quantize-and-forward)."""
 
 from linksim.channels.awgn import AWGNChannel, snr_db_to_no
+from linksim.channels.relay import (AmplifyAndForwardRelay, DecodeAndForwardRelay, MultiHopChannel,
+                                    QuantizeAndForwardRelay, af_effective_snr, hop_snrs)
 
-__all__ = ["AWGNChannel", "snr_db_to_no"]
+__all__ = ["AWGNChannel", "snr_db_to_no", "AmplifyAndForwardRelay", "DecodeAndForwardRelay",
+           "QuantizeAndForwardRelay", "MultiHopChannel", "af_effective_snr", "hop_snrs"]

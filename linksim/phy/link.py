@@ -76,8 +76,21 @@ class DigitalLink:
         llr = tf.reshape(llr[:, :n_bits], [-1, num_codewords, self.code.n])
         return self.code.decode(llr)
 
+    def _regenerate_impl(self, y, no, num_codewords):
+        """A decode-and-forward relay: demap, BP-decode, re-encode and map the bits.
+
+        The relay forwards what its decoder decided, so a block it fails to decode
+        carries its bit errors on to the next hop.
+        """
+        u_hat, _ = self._detect_impl(y, no, num_codewords)
+        return self._transmit_impl(u_hat)
+
     def _receive_impl(self, symbols, snr_db, num_codewords):
-        y = self.channel(symbols, snr_db)
+        if getattr(self.channel, "has_df", False):
+            y = self.channel(symbols, snr_db,
+                             regenerate=lambda y_, no_: self._regenerate_impl(y_, no_, num_codewords))
+        else:
+            y = self.channel(symbols, snr_db)
         return self._detect_impl(y, self.channel.noise_variance(snr_db), num_codewords)
 
     # ------------------------------------------------------------------ public API
@@ -116,14 +129,14 @@ class DigitalLink:
         Input
         -----
         symbols : [B, S], tf.complex64
-        snr_db : float, Es/N0 in dB
+        snr_db : float, or a list of per-hop values for a multi-hop channel; Es/N0 in dB
         num_codewords : int, C
 
         Output
         ------
         dict with ``bits`` [B, C, k] tf.float32 and ``block_ok`` [B, C] tf.bool
         """
-        u_hat, ok = self._receive(symbols, tf.constant(snr_db, tf.float32), int(num_codewords))
+        u_hat, ok = self._receive(symbols, tf.constant(snr_db, tf.float32), int(num_codewords))  # snr_db: scalar or per hop
         return {"bits": u_hat, "block_ok": ok}
 
     def run(self, info_bits, snr_db: float) -> dict:

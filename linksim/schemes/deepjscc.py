@@ -49,7 +49,7 @@ class DeepJSCC(keras.Model):
     """
 
     def __init__(self, image_shape, channel_uses: int, filters=(16, 32, 32, 32), kernel_size: int = 5,
-                 quantizer: str | None = None, snr_side_info: bool = False, **kwargs):
+                 quantizer: str | None = None, snr_side_info: bool = False, channel=None, **kwargs):
         super().__init__(**kwargs)
         self.image_shape = tuple(int(s) for s in image_shape)
         self.channel_uses = int(channel_uses)
@@ -57,20 +57,34 @@ class DeepJSCC(keras.Model):
                                        name="encoder")
         self.decoder = DeepJSCCDecoder(self.image_shape, self.channel_uses, filters, kernel_size, snr_side_info,
                                        name="decoder")
-        self.channel = AWGNChannel(name="channel")
+        if channel is None:
+            self.channel = AWGNChannel(name="channel")
+        elif isinstance(channel, dict):
+            self.channel = keras.layers.deserialize(channel)
+        else:
+            self.channel = channel
+        if getattr(self.channel, "has_df", False):
+            raise ValueError("a JSCC model cannot be trained through decode-and-forward relays (they are not "
+                             "differentiable); train over one hop, or through an af / qf chain")
         # create the weights now, so a reloaded model has them before its weights are read
         self(tf.zeros((1,) + self.image_shape), tf.constant(10.0))
 
     def call(self, images, snr_db, training=False):
         x = self.encoder(images)
         y = self.channel(x, snr_db)
-        return self.decoder(y, snr_db)
+        # a relay chain's destination-equivalent SNR is what the decoder is told (one hop: snr_db)
+        snr_rx = snr_db if isinstance(self.channel, AWGNChannel) else \
+            -10.0 * tf.math.log(self.channel.noise_variance(snr_db)) / tf.math.log(10.0)
+        return self.decoder(y, snr_rx)
 
     def get_config(self):
         e, d = self.encoder, self.decoder
-        return {"name": self.name, "image_shape": list(self.image_shape), "channel_uses": self.channel_uses,
-                "filters": e.filters, "kernel_size": e.kernel_size, "quantizer": e.quantizer,
-                "snr_side_info": d.snr_side_info}
+        cfg = {"name": self.name, "image_shape": list(self.image_shape), "channel_uses": self.channel_uses,
+               "filters": e.filters, "kernel_size": e.kernel_size, "quantizer": e.quantizer,
+               "snr_side_info": d.snr_side_info}
+        if not isinstance(self.channel, AWGNChannel):
+            cfg["channel"] = keras.layers.serialize(self.channel)
+        return cfg
 
 
 @SCHEMES.register("deepjscc")
@@ -96,6 +110,11 @@ class DeepJSCCScheme(Scheme):
     jit_compile : bool
         Compile evaluation with XLA (default False: on CPU, XLA's convolutions
         are slower than TensorFlow's oneDNN ones; ``benchmarks/`` measures both).
+    train_channel : {"awgn", "scenario"}
+        ``awgn`` (default): train over one AWGN hop at ``snr_train_db`` and
+        evaluate on whatever channel the scenario has; ``scenario``: train end to
+        end through the scenario's channel (an AF or QF relay chain, every hop at
+        ``snr_train_db``; QF passes gradients straight through its quantizer).
     label : str
     """
 
@@ -106,8 +125,11 @@ class DeepJSCCScheme(Scheme):
                  quantizer: str | None = None, snr_side_info: bool = False, epochs: int = 60,
                  batch_size: int = 64, learning_rate: float = 1e-3, patience: int = 8, lr_patience: int = 3,
                  val_fraction: float = 0.1, steps_per_epoch: int | None = None, jit_compile: bool = False,
-                 label: str | None = None):
+                 train_channel: str = "awgn", label: str | None = None):
         super().__init__(label)
+        if train_channel not in ("awgn", "scenario"):
+            raise ValueError(f"train_channel must be one of awgn, scenario (got {train_channel!r})")
+        self.train_channel = train_channel
         if quantizer not in (None, "binary"):
             raise ValueError(f"quantizer must be one of null, binary (got {quantizer!r})")
         if not isinstance(filters, (list, tuple)) or len(filters) != 4 \
@@ -131,15 +153,25 @@ class DeepJSCCScheme(Scheme):
                 "training": {"snr_train_db": tc.snr_train_db, "epochs": tc.epochs, "batch_size": tc.batch_size,
                              "learning_rate": tc.learning_rate, "patience": tc.patience,
                              "lr_patience": tc.lr_patience, "val_fraction": tc.val_fraction,
-                             "steps_per_epoch": tc.steps_per_epoch, "loss": "mse"},
+                             "steps_per_epoch": tc.steps_per_epoch, "loss": "mse",
+                             **({"channel": self._train_channel_config(context)}
+                                if self.train_channel == "scenario" else {})},
                 "dataset": context.dataset_spec, "seed": int(context.seed)}
 
     def store_name(self) -> str:
         return "deepjscc"
 
+    def _train_channel_config(self, context: SchemeContext) -> dict:
+        ch = context.channel
+        cfg = {k: v for k, v in ch.get_config().items() if k not in ("name", "trainable", "dtype")}
+        return {"class": type(ch).__name__, "config": cfg}
+
     def build_model(self, context: SchemeContext) -> DeepJSCC:
         keras.utils.set_random_seed(int(context.seed))
-        return DeepJSCC(context.image_shape, context.channel_uses, **self.model_config)
+        channel = None
+        if self.train_channel == "scenario" and not isinstance(context.channel, AWGNChannel):
+            channel = keras.layers.deserialize(keras.layers.serialize(context.channel))  # a fresh copy
+        return DeepJSCC(context.image_shape, context.channel_uses, channel=channel, **self.model_config)
 
     def _check_loaded(self, model, context: SchemeContext) -> bool:
         ok = (isinstance(model, DeepJSCC) and model.image_shape == tuple(context.image_shape)
@@ -186,9 +218,19 @@ class DeepJSCCScheme(Scheme):
         self._receive = tf.function(self._receive_impl, reduce_retracing=True, jit_compile=self.jit_compile)
         self.channel = context.channel
 
+    def _regenerate_impl(self, y, no):
+        """A decode-and-forward relay: decode the image with the JSCC decoder, re-encode it."""
+        snr_db = -10.0 * tf.math.log(no) / tf.math.log(10.0)
+        return self.model.encoder(self.model.decoder(y, snr_db))
+
     def _receive_impl(self, symbols, snr_db):
-        y = self.channel(symbols, snr_db)
-        return self.model.decoder(y, snr_db)
+        if getattr(self.channel, "has_df", False):
+            y = self.channel(symbols, snr_db, regenerate=self._regenerate_impl)
+        else:
+            y = self.channel(symbols, snr_db)
+        # the decoder's SNR side information is the destination-equivalent SNR (one hop: snr_db)
+        no = self.channel.noise_variance(snr_db)
+        return self.model.decoder(y, -10.0 * tf.math.log(no) / tf.math.log(10.0))
 
     def describe(self) -> dict:
         d = super().describe()
@@ -204,7 +246,7 @@ class DeepJSCCScheme(Scheme):
         return 2 * int(self.context.channel_uses) if self.model_config["quantizer"] == "binary" else None
 
     def evaluate(self, state, snr_db: float) -> BatchResult:
-        images = self._receive(state, tf.constant(snr_db, tf.float32)).numpy()
+        images = self._receive(state, tf.constant(snr_db, tf.float32)).numpy()  # snr_db: scalar or per hop
         b = int(state.shape[0])
         bits = self.latent_bits_per_image()
         counts = {"images": b, "channel_uses": b * int(self.context.channel_uses),

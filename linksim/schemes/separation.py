@@ -390,7 +390,25 @@ class SeparationScheme(Scheme):
         }
         return BatchResult(images, counts)
 
-    def _evaluate_ideal(self, state: _SourceState, snr_db: float) -> BatchResult:
+    def _ideal_snr_db(self, snr_db) -> float:
+        """The SNR whose capacity the ideal code achieves end to end.
+
+        One hop: ``snr_db``. A relay chain: the destination-equivalent SNR of each
+        segment between decode-and-forward relays (AF/QF noise accumulates within a
+        segment), and the worst segment limits the chain (each DF relay must
+        decode, the cut-set bound of a line network).
+        """
+        ch = self.channel
+        if not hasattr(ch, "hop_noise_variances"):
+            return float(snr_db)
+        nos = ch.hop_noise_variances(snr_db)
+        starts = [0] + [i + 1 for i, r in enumerate(ch.relays) if r.regenerates]
+        ends = [s - 1 for s in starts[1:]] + [ch.hops - 1]
+        worst = max(float(ch._segment_no(nos, a, e)) for a, e in zip(starts, ends))
+        return float(-10.0 * np.log10(worst))
+
+    def _evaluate_ideal(self, state: _SourceState, snr_db) -> BatchResult:
+        snr_db = self._ideal_snr_db(snr_db)
         encoded = self.tx.source_encode(state.images, snr_db)
         b = len(state.images)
         images = np.empty_like(state.images)

@@ -1,0 +1,62 @@
+"""The shipped scenario ``scenarios/awgn_jscc_vs_sscc.yaml`` at smoke size, with the shipped weights.
+
+Smoke size: 24 test images, test SNR 0, 2, ..., 20 dB (11 points, 2 dB apart).
+"""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from linksim.runner import run_scenario
+from linksim.scenario import load_scenario
+from linksim.store import SHIPPED_DIR, ModelStore
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIO = REPO / "scenarios" / "awgn_jscc_vs_sscc.yaml"
+
+#: DeepJSCC's PSNR may fall by at most this much between test SNRs 2 dB apart (no cliff)
+JSCC_MAX_DROP_DB = 3.0
+#: a separation baseline's cliff: a fall of at least this much between neighbouring points
+CLIFF_MIN_DROP_DB = 8.0
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("jscc_quick")
+    scen = load_scenario(SCENARIO).quick()
+    # only the shipped weights: a missing model is an error here, not a 15-minute training run
+    df = run_scenario(scen, out, progress=False, store=ModelStore([SHIPPED_DIR]), train_missing=False)
+    return df
+
+
+def test_shipped_weights_cover_every_deepjscc_model_of_the_scenario(quick_results):
+    jscc = quick_results[quick_results.scheme_type == "DeepJSCCScheme"]
+    assert jscc.scheme.nunique() == 3
+
+
+def test_deepjscc_degrades_gracefully_while_separation_falls_off_a_cliff(quick_results):
+    df = quick_results
+    for scheme, g in df.groupby("scheme"):
+        psnr = g.sort_values("snr_db").psnr_db.to_numpy()
+        drops = psnr[1:] - psnr[:-1]
+        if g.scheme_type.iloc[0] == "DeepJSCCScheme":
+            assert (-drops).max() < JSCC_MAX_DROP_DB, (scheme, psnr)
+            assert psnr[-1] > psnr[0], (scheme, psnr)   # more SNR never hurts on average
+        else:
+            assert drops.max() > CLIFF_MIN_DROP_DB, (scheme, psnr)
+
+
+def test_deepjscc_beats_every_separation_baseline_below_their_cliff(quick_results):
+    df = quick_results
+    sep = df[df.scheme_type == "SeparationScheme"]
+    failing = sorted(sep[sep.decode_failures == sep.images].snr_db.unique())  # every image fell back
+    assert failing, "the separation baselines show no cliff at smoke size"
+    best_sep = sep.groupby("snr_db").psnr_db.max()
+    best_jscc = df[df.scheme_type == "DeepJSCCScheme"].groupby("snr_db").psnr_db.max()
+    for s in failing:
+        assert best_jscc[s] > best_sep[s] + 3.0, (s, best_jscc[s], best_sep[s])
+    # the model trained for a bad channel beats separation there on its own
+    low = df[df.scheme == "DeepJSCC (SNR_train 1 dB)"].set_index("snr_db").psnr_db
+    for s in failing:
+        assert low[s] > best_sep[s], (s, low[s], best_sep[s])
