@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SCENARIO ?= scenarios/awgn_sscc.yaml
+SCENARIO ?= scenarios/multihop_df.yaml
 ARGS ?=
 
 .PHONY: venv run test test-slow bench clean

@@ -145,7 +145,11 @@ def draw_examples(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | Non
     if not (ex / "original.npy").exists():
         return None
     orig = np.load(ex / "original.npy")
-    snrs = sorted(df["snr_db"].unique())
+    if "scheme_type" in df.columns:
+        df = df[df["scheme_type"] != "Reference"]
+    snrs = sorted(df["snr_db"].dropna().unique())
+    if not snrs:
+        return None
     pick = sorted({snrs[0], snrs[len(snrs) // 2], snrs[-1]})
     schemes = list(dict.fromkeys(df["scheme"]))
     n_img = len(orig)
@@ -173,7 +177,7 @@ def draw_examples(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | Non
             axes[r, 0].set_ylabel(f"{s}\n{snr:g} dB", fontsize=7, rotation=0, ha="right", va="center")
             r += 1
     fig.suptitle(f"{scenario.get('name', '')}: example reconstructions", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (1.3 * rows)))  # keep the title above the first row
     path = run_dir / "examples.png"
     fig.savefig(path, dpi=120)
     plt.close(fig)

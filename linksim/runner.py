@@ -353,10 +353,15 @@ def train_scenario(scenario: Scenario, *, store=None, progress: bool = True) -> 
     """
     from linksim.store import default_store
 
+    from linksim.metrics import task_metric_names
+
     store = store or default_store()
     _set_seed(scenario.seed)
-    _, x_train, _, _, _, image_shape, k, channel, _ = _setup(scenario)
+    ds, x_train, y_train, x_test, y_test, image_shape, k, channel, _ = _setup(scenario)
     out = []
+    if task_metric_names(scenario.data["metrics"]):
+        task = _Task(scenario, ds, x_train, y_train, x_test, y_test, store, progress, True)
+        out.append({"scheme": "downstream classifier", "stored_model": task.describe()["stored_model"]})
     for i in range(len(scenario.schemes)):
         scheme = _build_scheme(scenario, i)
         if not scheme.trainable:

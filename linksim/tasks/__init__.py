@@ -1,0 +1,18 @@
+"""Downstream networks that judge what a received image still means.
+
+``classifier``
+    :class:`~linksim.tasks.classifier.ImageClassifier`, a small CNN whose accuracy on
+    received images is the semantic-fidelity metric; its training, model-store
+    access (:func:`~linksim.tasks.classifier.load_or_train_classifier`) and the
+    task metrics :func:`~linksim.tasks.classifier.accuracy`,
+    :func:`~linksim.tasks.classifier.macro_f1`,
+    :func:`~linksim.tasks.classifier.predict_labels`.
+"""
+
+from linksim.tasks.classifier import (DEFAULT_MODEL, DEFAULT_TRAINING, FEATURE_LAYERS, ConvBlock,
+                                      ImageClassifier, accuracy, classifier_spec, load_or_train_classifier,
+                                      macro_f1, predict_labels, train_classifier)
+
+__all__ = ["ImageClassifier", "ConvBlock", "FEATURE_LAYERS", "DEFAULT_MODEL", "DEFAULT_TRAINING",
+           "train_classifier", "load_or_train_classifier", "classifier_spec", "predict_labels",
+           "accuracy", "macro_f1"]
