@@ -73,11 +73,16 @@ def _cmd_list() -> int:
     cards = default_store().list()
     print("stored models:" + ("" if cards else " (none)"))
     for c in cards:
+        head = f"  {c.get('name', '?')}-{c.get('key', '?')}"
+        if "final_val_accuracy" in c:  # a downstream classifier
+            ds = c.get("spec", {}).get("dataset", {}).get("name", "?")
+            print(f"{head}  classifier on {ds}  {c.get('epochs_run', '?')} epochs  "
+                  f"val accuracy {c['final_val_accuracy']:.3f}  {c['path']}")
+            continue
         psnr = c.get("final_val_psnr_db")
         psnr = f"val PSNR {psnr:.2f} dB" if isinstance(psnr, (int, float)) else ""
-        print(f"  {c.get('name', '?')}-{c.get('key', '?')}  {c.get('scheme_label', '')}  "
-              f"SNR_train {c.get('snr_train_db')} dB  k {c.get('channel_uses')}  "
-              f"{c.get('epochs_run', '?')} epochs  {psnr}  {c['path']}")
+        print(f"{head}  {c.get('scheme_label', '')}  SNR_train {c.get('snr_train_db')} dB  "
+              f"k {c.get('channel_uses')}  {c.get('epochs_run', '?')} epochs  {psnr}  {c['path']}")
     return 0
 
 
@@ -113,7 +118,10 @@ def _cmd_run(args) -> int:
 
     df = run_scenario(scen, out, overwrite=args.overwrite, progress=not args.no_progress,
                       store=default_store(args.store))
-    cols = [c for c in ("scheme", "snr_db", "psnr_db", "ssim", "bpp", "ber", "bler", "decode_failures") if c in df.columns]
+    cols = [c for c in ("scheme", "snr_db", "psnr_db", "ssim", "bpp", "ber", "bler", "decode_failures",
+                        "accuracy", "f1") if c in df.columns]
+    if "channel_uses" in df.columns and df["channel_uses"].nunique() > 1:
+        cols.insert(1, "channel_uses")
     import pandas as pd
 
     with pd.option_context("display.max_rows", 200, "display.width", 160):

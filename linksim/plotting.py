@@ -41,7 +41,10 @@ def _curves(df: pd.DataFrame, column: str, ax, *, log: bool = False) -> bool:
     drawn = False
     if "scheme_type" in df.columns:
         df = df[df["scheme_type"] != "Reference"]
-    for i, (label, g) in enumerate(df.groupby("scheme", sort=False)):
+    sweep = "channel_uses" in df.columns and df["channel_uses"].nunique() > 1
+    groups = df.groupby(["scheme", "channel_uses"], sort=False) if sweep else df.groupby("scheme", sort=False)
+    for i, (key, g) in enumerate(groups):
+        label = f"{key[0]}, k = {key[1]:g}" if sweep else key
         g = g.sort_values("snr_db")
         y = g[column].astype(float)
         if y.isna().all():
@@ -120,7 +123,7 @@ _simple("bpp_vs_snr", "bpp", "Source rate [bits per pixel]")
 
 @_plot("accuracy_vs_snr")
 def draw_accuracy(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
-    """Downstream classifier accuracy against SNR, one line per scheme, the reference dashed."""
+    """Downstream classifier accuracy against SNR, one line per scheme, the reference dotted."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     if not _curves(df, "accuracy", ax):
         plt.close(fig)
@@ -134,6 +137,49 @@ def draw_accuracy(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | Non
     _finish(fig, ax, f"{scenario.get('name', '')}: task accuracy vs SNR\n{_rate_note(scenario, df)}",
             "SNR (Es/N0 per hop) [dB]", "Classification accuracy", path)
     return path
+
+
+def _vs_rate(name: str, column: str, ylabel: str):
+    def draw(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
+        if column not in df.columns or "channel_uses" not in df.columns:
+            return None
+        ref = df[df["scheme_type"] == "Reference"] if "scheme_type" in df.columns else df.iloc[:0]
+        d = df[df["scheme_type"] != "Reference"] if "scheme_type" in df.columns else df
+        if d["channel_uses"].nunique() < 2 or d[column].isna().all():
+            return None  # the scenario does not sweep the rate
+        snrs = sorted(d["snr_db"].dropna().unique())
+        pick = sorted({snrs[0], snrs[len(snrs) // 2], snrs[-1]})
+        fig, axes = plt.subplots(1, len(pick), figsize=(4.2 * len(pick), 4.0), squeeze=False, sharey=True)
+        for ax, snr in zip(axes[0], pick):
+            at = d[d["snr_db"] == snr]
+            for i, (label, g) in enumerate(at.groupby("scheme", sort=False)):
+                g = g.sort_values("bandwidth_ratio" if "bandwidth_ratio" in g.columns else "channel_uses")
+                x = g["bandwidth_ratio"] if "bandwidth_ratio" in g.columns else g["channel_uses"]
+                digital = "ber" in g.columns and g["ber"].notna().any()
+                ax.plot(x, g[column], marker=_MARKERS[i % len(_MARKERS)], label=label,
+                        linestyle="--" if digital else "-", markersize=4)
+            if len(ref) and column in ref.columns and pd.notna(ref[column].iloc[0]):
+                ax.axhline(float(ref[column].iloc[0]), color="k", linestyle=":", linewidth=1.2,
+                           label="classifier on original images")
+            ax.set_title(f"SNR {snr:g} dB", fontsize=9)
+            ax.set_xlabel("bandwidth ratio k/n")
+            ax.grid(True, alpha=0.3)
+        axes[0, 0].set_ylabel(ylabel)
+        axes[0, -1].legend(fontsize=7)
+        fig.suptitle(f"{scenario.get('name', '')}: {ylabel.split(' [')[0]} vs rate", fontsize=10)
+        fig.tight_layout()
+        path = run_dir / f"{name}.png"
+        fig.savefig(path, dpi=150)
+        plt.close(fig)
+        return path
+
+    draw.__doc__ = f"{ylabel} against the bandwidth ratio k/n at low, middle and high SNR (rate sweeps)."
+    PLOTS[name] = draw
+    return draw
+
+
+_vs_rate("accuracy_vs_rate", "accuracy", "Classification accuracy")
+_vs_rate("psnr_vs_rate", "psnr_db", "PSNR [dB]")
 
 
 @_plot("examples")

@@ -73,15 +73,25 @@ def _git_commit() -> str | None:
 
 
 def channel_uses_for(rate: dict, image_shape) -> int:
-    """Complex channel uses per image from the scenario's ``rate`` field.
+    """Complex channel uses per image from the scenario's ``rate`` field (its first value).
 
     ``bandwidth_ratio`` is k/n with n = H * W * C source values; k is rounded to
     the nearest integer (at least 1).
     """
-    if "channel_uses" in rate:
-        return int(rate["channel_uses"])
+    return channel_uses_list(rate, image_shape)[0]
+
+
+def channel_uses_list(rate: dict, image_shape) -> list[int]:
+    """Every rate point of the scenario's ``rate`` field as channel uses per image.
+
+    ``channel_uses`` and ``bandwidth_ratio`` take one value or a list (a rate sweep).
+    """
     n = int(np.prod(image_shape))
-    return max(1, int(round(float(rate["bandwidth_ratio"]) * n)))
+    if "channel_uses" in rate:
+        vals = rate["channel_uses"] if isinstance(rate["channel_uses"], list) else [rate["channel_uses"]]
+        return [int(v) for v in vals]
+    vals = rate["bandwidth_ratio"] if isinstance(rate["bandwidth_ratio"], list) else [rate["bandwidth_ratio"]]
+    return [max(1, int(round(float(v) * n))) for v in vals]
 
 
 def slug(text: str) -> str:
@@ -202,6 +212,7 @@ def _row(scheme, point_columns: dict, agg: _Aggregate, image_shape, wall_s: floa
         row.update(task.scores(np.concatenate(agg.per_image["_pred"])))
     row["bpp"] = c["source_bits"] / (n_img * h * w)  # NaN for analog schemes
     row["channel_uses"] = c["channel_uses"] / n_img
+    row["bandwidth_ratio"] = row["channel_uses"] / float(np.prod(image_shape))
     row["used_channel_uses"] = c.get("used_channel_uses", c["channel_uses"]) / n_img
     if scheme.digital:
         row["ber"] = c["bit_errors"] / max(1, c["bits"])
@@ -339,9 +350,9 @@ def _setup(scenario: Scenario):
     """Data, image shape, channel uses and channel of a scenario."""
     ds, x_train, y_train, x_test, y_test = _load_data(scenario)
     image_shape = tuple(int(s) for s in x_test.shape[1:])
-    k = channel_uses_for(scenario.data["rate"], image_shape)
+    ks = channel_uses_list(scenario.data["rate"], image_shape)
     channel, hop_snr = make_channel(scenario)
-    return ds, x_train, y_train, x_test, y_test, image_shape, k, channel, hop_snr
+    return ds, x_train, y_train, x_test, y_test, image_shape, ks, channel, hop_snr
 
 
 def train_scenario(scenario: Scenario, *, store=None, progress: bool = True) -> list[dict]:
@@ -357,17 +368,19 @@ def train_scenario(scenario: Scenario, *, store=None, progress: bool = True) -> 
 
     store = store or default_store()
     _set_seed(scenario.seed)
-    ds, x_train, y_train, x_test, y_test, image_shape, k, channel, _ = _setup(scenario)
+    ds, x_train, y_train, x_test, y_test, image_shape, ks, channel, _ = _setup(scenario)
     out = []
     if task_metric_names(scenario.data["metrics"]):
         task = _Task(scenario, ds, x_train, y_train, x_test, y_test, store, progress, True)
         out.append({"scheme": "downstream classifier", "stored_model": task.describe()["stored_model"]})
-    for i in range(len(scenario.schemes)):
-        scheme = _build_scheme(scenario, i)
-        if not scheme.trainable:
-            continue
-        _prepare(scenario, i, scheme, _context(scenario, image_shape, k, x_train, channel, store, progress))
-        out.append({"scheme": scheme.label, "stored_model": str(scheme.entry.path)})
+    for k in ks:
+        for i in range(len(scenario.schemes)):
+            scheme = _build_scheme(scenario, i)
+            if not scheme.trainable:
+                continue
+            _prepare(scenario, i, scheme, _context(scenario, image_shape, k, x_train, channel, store, progress))
+            out.append({"scheme": scheme.label if len(ks) == 1 else f"{scheme.label} (k = {k})",
+                        "stored_model": str(scheme.entry.path)})
     return out
 
 
@@ -412,7 +425,8 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
     t0 = time.time()
     out = Path(out_dir)
     rows = _prepare_out_dir(scenario, out, overwrite)
-    done = {(r["scheme"], _row_snr_key(r)) for r in rows if r["scheme"] != REFERENCE}
+    done = {(r["scheme"], int(round(float(r["channel_uses"]))), _row_snr_key(r))
+            for r in rows if r["scheme"] != REFERENCE}
     meta = {"scenario": scenario.name, "source": scenario.source, "seed": scenario.seed,
             "quick": bool(scenario.data.get("quick_mode", False)), "versions": versions(),
             "git_commit": _git_commit(), "command": " ".join(sys.argv),
@@ -421,10 +435,12 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
 
     store = store or default_store()
     _set_seed(scenario.seed)
-    ds, x_train, y_train, x_test, y_test, image_shape, k, channel, hop_snr = _setup(scenario)
+    ds, x_train, y_train, x_test, y_test, image_shape, ks, channel, hop_snr = _setup(scenario)
     topology = _topology(channel)
-    meta.update(dataset=ds.name, image_shape=list(image_shape), channel_uses=k,
-                bandwidth_ratio=k / float(np.prod(image_shape)), test_images=int(len(x_test)), **topology)
+    n_src = float(np.prod(image_shape))
+    meta.update(dataset=ds.name, image_shape=list(image_shape), channel_uses=ks[0] if len(ks) == 1 else ks,
+                bandwidth_ratio=ks[0] / n_src if len(ks) == 1 else [k / n_src for k in ks],
+                test_images=int(len(x_test)), **topology)
     img_metrics = image_metric_names(scenario.data["metrics"])
     task = None
     if task_metric_names(scenario.data["metrics"]):
@@ -439,30 +455,32 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
     batch = int(scenario.data["evaluation"]["batch_size"])
     n_examples = int(scenario.data["evaluation"]["example_images"])
     snrs = scenario.snr_db
-    total = len(scenario.schemes) * len(snrs)
+    total = len(ks) * len(scenario.schemes) * len(snrs)
     bar = tqdm(total=total, disable=not progress, desc=scenario.name, unit="point", file=sys.stderr)
     bar.update(len(done))
     if n_examples:
         (out / "examples").mkdir(exist_ok=True)
         np.save(out / "examples" / "original.npy", x_test[:n_examples])
 
-    for i in range(len(scenario.schemes)):
+    for k, i in ((k, i) for k in ks for i in range(len(scenario.schemes))):
         scheme = _build_scheme(scenario, i)
-        todo = [s for s in snrs if (scheme.label, _snr_key(s)) not in done]
+        todo = [s for s in snrs if (scheme.label, k, _snr_key(s)) not in done]
+        where = scheme.label if len(ks) == 1 else f"{scheme.label}, k = {k}"
         if scheme.trainable:
-            bar.set_postfix_str(f"{scheme.label}: loading or training the model")
+            bar.set_postfix_str(f"{where}: loading or training the model")
         _prepare(scenario, i, scheme, _context(scenario, image_shape, k, x_train, channel, store, progress,
                                                train_missing))
-        meta["schemes"].append(scheme.describe())
+        meta["schemes"].append({**scheme.describe(), "channel_uses": k})
         if not todo:
             continue
-        bar.set_postfix_str(f"{scheme.label}: source coding")
+        bar.set_postfix_str(f"{where}: source coding")
         states = [scheme.encode(x_test[j:j + batch]) for j in range(0, len(x_test), batch)]
         for snr in todo:
             cols = hop_snr.columns(snr)
-            bar.set_postfix_str(f"{scheme.label} @ {cols['hop_snr_db']} dB")
+            bar.set_postfix_str(f"{where} @ {cols['hop_snr_db']} dB")
             t_point = time.time()
-            _set_seed(_point_seed(scenario.seed, scheme.label, snr))
+            # one rate: the seed of (scheme, SNR); a rate sweep adds k
+            _set_seed(_point_seed(scenario.seed, scheme.label if len(ks) == 1 else f"{scheme.label}|k{k}", snr))
             agg = _Aggregate()
             first = None
             for j, state in enumerate(states):
@@ -476,7 +494,7 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
                     first = res.images[:n_examples]
             rows.append(_row(scheme, cols, agg, image_shape, time.time() - t_point, task, topology))
             _write_results(out, rows)
-            if n_examples:
+            if n_examples and k == ks[0]:  # the example grid shows the first rate
                 tag = f"{cols['snr_db']:g}" if not cols["snr_explicit_per_hop"] else cols["hop_snr_db"].replace("/", "_")
                 np.save(out / "examples" / f"{slug(scheme.label)}__snr{tag}.npy", first)
             bar.update(1)
