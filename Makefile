@@ -29,6 +29,9 @@ test-slow: venv
 
 bench: venv
 	$(BIN)/python benchmarks/sscc_throughput.py
+	$(BIN)/python benchmarks/deepjscc_speed.py
+	$(BIN)/python benchmarks/run_times.py
+	$(BIN)/python benchmarks/jscc_quality.py --run-dir runs/awgn_jscc_vs_sscc
 
 clean:
 	rm -rf $(VENV) runs
