@@ -102,21 +102,21 @@ def _gradient_sums(classifier, images, layer, classes, per_class):
         out = classifier.call_with_features(images, (layer,), training=False)
         feats, logits = out[layer], out["logits"]
         tape.watch(feats)
-        if not per_class:
-            if classes == "all":
-                score = tf.reduce_sum(logits)
-            else:  # the predicted class's logit of every image (Grad-CAM)
-                score = tf.reduce_sum(tf.reduce_max(logits, axis=-1))
+        n_classes = int(logits.shape[-1])
+        if per_class:                                                        # y^c summed over the images
+            scores = [tf.reduce_sum(logits[:, c]) for c in range(n_classes)]
+        elif classes == "all":
+            score = tf.reduce_sum(logits)
+        else:  # the predicted class's logit of every image (Grad-CAM)
+            score = tf.reduce_sum(tf.reduce_max(logits, axis=-1))
     shape = tf.shape(feats)
     count = tf.cast(shape[0] * shape[1] * shape[2], tf.float32)
-    n_classes = int(logits.shape[-1])
     if not per_class:
         g = tape.gradient(score, feats)                                      # [B, M, N, K]
         return tf.reduce_sum(g, axis=[0, 1, 2]), count, n_classes
     rows = []
-    for c in range(n_classes):                                               # a loop over the C results
-        g = tape.gradient(tf.reduce_sum(logits[:, c]), feats)
-        rows.append(tf.reduce_sum(g, axis=[0, 1, 2]))
+    for score in scores:                                                     # a loop over the C results
+        rows.append(tf.reduce_sum(tape.gradient(score, feats), axis=[0, 1, 2]))
     del tape
     return tf.stack(rows), count, n_classes
 
@@ -347,7 +347,9 @@ class SemanticLoss:
         self.classes = classes
         self.mse_weight = float(mse_weight)
         self.batch_size = int(batch_size)
-        k = self.num_feature_maps
+        shape = tuple(int(s) for s in classifier.image_shape)
+        out = classifier.call_with_features(tf.zeros((1,) + shape), (layer,), training=False)
+        self._num_feature_maps = k = int(out[layer].shape[-1])
         if weights is not None:
             w = np.asarray(weights, np.float32).reshape(-1)
             if w.shape != (k,):
@@ -367,9 +369,7 @@ class SemanticLoss:
     @property
     def num_feature_maps(self) -> int:
         """K, the channels of the feature layer."""
-        shape = tuple(int(s) for s in self.classifier.image_shape)
-        out = self.classifier.call_with_features(tf.zeros((1,) + shape), (self.layer,), training=False)
-        return int(out[self.layer].shape[-1])
+        return self._num_feature_maps
 
     def batch_weights(self, x) -> tf.Tensor:
         """The weights used for a batch of transmitted images ``x``: [K], tf.float32, no gradient."""
