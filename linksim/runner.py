@@ -318,14 +318,16 @@ def _prepare_out_dir(scenario: Scenario, out: Path, overwrite: bool) -> list[dic
 
 
 def _context(scenario: Scenario, image_shape, k: int, x_train, channel, store, progress: bool,
-             train_missing: bool = True):
+             train_missing: bool = True, y_train=None):
+    """What a scheme may use to prepare itself; ``extra["train_labels"]`` holds the training labels."""
     from linksim.schemes.base import SchemeContext
 
     ds = scenario.data["dataset"]
     dataset_spec = {"name": ds["name"], "params": ds.get("params", {}), "train_size": ds.get("train_size")}
     return SchemeContext(image_shape=image_shape, channel_uses=k, train_images=x_train, channel=channel,
                          seed=scenario.seed, dataset_spec=dataset_spec, store=store, progress=progress,
-                         train_missing=train_missing)
+                         train_missing=train_missing, extra={"train_labels": y_train,
+                                                             "task": scenario.data.get("task", {})})
 
 
 def _prepare(scenario: Scenario, index: int, scheme, ctx) -> None:
@@ -378,7 +380,8 @@ def train_scenario(scenario: Scenario, *, store=None, progress: bool = True) -> 
             scheme = _build_scheme(scenario, i)
             if not scheme.trainable:
                 continue
-            _prepare(scenario, i, scheme, _context(scenario, image_shape, k, x_train, channel, store, progress))
+            _prepare(scenario, i, scheme, _context(scenario, image_shape, k, x_train, channel, store, progress,
+                                                   y_train=y_train))
             out.append({"scheme": scheme.label if len(ks) == 1 else f"{scheme.label} (k = {k})",
                         "stored_model": str(scheme.entry.path)})
     return out
@@ -469,7 +472,7 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
         if scheme.trainable:
             bar.set_postfix_str(f"{where}: loading or training the model")
         _prepare(scenario, i, scheme, _context(scenario, image_shape, k, x_train, channel, store, progress,
-                                               train_missing))
+                                               train_missing, y_train))
         meta["schemes"].append({**scheme.describe(), "channel_uses": k})
         if not todo:
             continue
