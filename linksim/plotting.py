@@ -182,6 +182,88 @@ _vs_rate("accuracy_vs_rate", "accuracy", "Classification accuracy")
 _vs_rate("psnr_vs_rate", "psnr_db", "PSNR [dB]")
 
 
+#: results-table columns a parameter plot can draw, by the name used in the plot name
+PARAM_METRICS = {"accuracy": "accuracy", "f1": "f1", "psnr": "psnr_db", "ssim": "ssim", "ms_ssim": "ms_ssim",
+                 "ber": "ber", "bler": "bler"}
+
+
+def plot_function(name: str, scenario: dict):
+    """The drawing function of plot ``name``, or None.
+
+    Besides the registered plots, ``<metric>_vs_<option>`` (e.g. ``accuracy_vs_tau``,
+    ``psnr_vs_snr_train_db``) draws a metric against a scheme option that the
+    scenario's schemes set to different values, one line per test SNR (at most three).
+    """
+    if name in PLOTS:
+        return PLOTS[name]
+    for metric, column in PARAM_METRICS.items():
+        prefix = f"{metric}_vs_"
+        if name.startswith(prefix):
+            option = name[len(prefix):]
+            if any(option in sch for sch in scenario.get("schemes", [])):
+                return lambda df, scen, run_dir: _draw_vs_option(df, scen, run_dir, name, column, option)
+    return None
+
+
+def _draw_vs_option(df: pd.DataFrame, scenario: dict, run_dir: Path, name: str, column: str, option: str):
+    if column not in df.columns:
+        return None
+    values = {s.get("label"): s[option] for s in scenario.get("schemes", []) if option in s}
+    d = df[df["scheme"].isin(values)].copy()
+    d = d[d[column].notna()]
+    if d.empty:
+        return None
+    d["_x"] = d["scheme"].map(lambda lab: float(values[lab]) if not isinstance(values[lab], list)
+                              else float(np.mean(values[lab])))
+    snrs = sorted(d["snr_db"].dropna().unique())
+    pick = sorted({snrs[0], snrs[len(snrs) // 2], snrs[-1]})
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    types = d.groupby("scheme_type", sort=False)
+    for j, (stype, g_type) in enumerate(types):
+        for i, snr in enumerate(pick):
+            g = g_type[g_type["snr_db"] == snr].sort_values("_x")
+            tag = f" ({stype})" if len(types) > 1 else ""
+            ax.plot(g["_x"], g[column], marker=_MARKERS[(i + 3 * j) % len(_MARKERS)],
+                    label=f"SNR {snr:g} dB{tag}")
+    ref = df[df["scheme_type"] == "Reference"] if "scheme_type" in df.columns else df.iloc[:0]
+    if len(ref) and column in ref.columns and pd.notna(ref[column].iloc[0]):
+        ax.axhline(float(ref[column].iloc[0]), color="k", linestyle=":", linewidth=1.2,
+                   label="classifier on original images")
+    path = run_dir / f"{name}.png"
+    _finish(fig, ax, f"{scenario.get('name', '')}: {column} vs {option}\n{_rate_note(scenario, df)}",
+            option, column, path)
+    return path
+
+
+@_plot("table")
+def write_table(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
+    """The results as a table per SNR point: ``table.csv`` and ``table.md`` (Markdown)."""
+    cols = [c for c in ("accuracy", "f1", "psnr_db", "ssim", "ms_ssim", "bpp", "channel_uses", "ber", "bler",
+                        "decode_failures") if c in df.columns and df[c].notna().any()]
+    keep = ["scheme", "snr_db"] + (["channel_uses"] if "channel_uses" in df.columns
+                                   and df["channel_uses"].nunique() > 1 else [])
+    cols = [c for c in cols if c not in keep]
+    table = df[keep + cols]
+    table.to_csv(run_dir / "table.csv", index=False)
+    lines = [f"# {scenario.get('name', '')}", ""]
+    if scenario.get("description"):
+        lines += [scenario["description"], ""]
+    for snr, g in table.groupby(table["snr_db"].fillna(-1e9), sort=True):
+        title = "Reference (original images)" if snr == -1e9 else f"SNR {snr:g} dB"
+        lines += [f"## {title}", "", "| " + " | ".join(["scheme"] + cols) + " |",
+                  "|" + "---|" * (len(cols) + 1)]
+        for _, r in g.iterrows():
+            cells = []
+            for c in cols:
+                v = r[c]
+                cells.append("" if pd.isna(v) else (f"{v:.4g}" if isinstance(v, float) else str(v)))
+            lines.append("| " + " | ".join([str(r["scheme"])] + cells) + " |")
+        lines.append("")
+    path = run_dir / "table.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
 @_plot("examples")
 def draw_examples(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
     """A grid of example images: the originals and each scheme at low, middle and high SNR."""
@@ -259,9 +341,11 @@ def draw_plots(run_dir, names: list[str] | None = None) -> list[Path]:
     names = names or scenario.get("plots") or list(PLOTS)
     written = []
     for n in names:
-        if n not in PLOTS:
-            raise ValueError(f"unknown plot {n!r} (allowed: {', '.join(sorted(PLOTS))})")
-        p = PLOTS[n](df, scenario, run_dir)
+        fn = plot_function(n, scenario)
+        if fn is None:
+            raise ValueError(f"unknown plot {n!r} (allowed: {', '.join(sorted(PLOTS))}, or "
+                             f"<metric>_vs_<scheme option> such as accuracy_vs_tau)")
+        p = fn(df, scenario, run_dir)
         if p is not None:
             written.append(p)
     return written

@@ -211,11 +211,12 @@ def _check_registry_names(data: dict, err) -> None:
     for i, m in enumerate(data["metrics"]):
         if m not in registry.METRICS:
             raise err(("metrics", i), str(registry.UnknownNameError("metric", m, registry.METRICS.names())))
-    from linksim.plotting import PLOTS
+    from linksim.plotting import PLOTS, plot_function
 
     for i, p in enumerate(data["plots"]):
-        if p not in PLOTS:
-            raise err(("plots", i), str(registry.UnknownNameError("plot", p, sorted(PLOTS))))
+        if plot_function(p, data) is None:
+            raise err(("plots", i), str(registry.UnknownNameError("plot", p, sorted(PLOTS))) +
+                      " Or <metric>_vs_<scheme option> (e.g. accuracy_vs_tau) for an option the schemes set.")
 
 
 def _check_values(data: dict, err) -> None:

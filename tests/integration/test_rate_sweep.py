@@ -42,3 +42,37 @@ def test_rate_sweep_gives_a_row_per_rate_and_draws_rate_plots(tmp_path):
     import json
 
     assert json.loads((out / "meta.json").read_text())["resumed_points"] == 3
+
+
+PARAM = """\
+name: param_sweep
+dataset: {name: embedded, test_size: 20}
+snr_db: [5, 15]
+rate: {channel_uses: 486}
+schemes:                       # the shipped models: no training
+  - {type: deepjscc, label: "DeepJSCC 1 dB", snr_train_db: 1, epochs: 40}
+  - {type: deepjscc, label: "DeepJSCC 19 dB", snr_train_db: 19, epochs: 40}
+metrics: [psnr, ssim, accuracy, f1]
+plots: [table, psnr_vs_snr_train_db, accuracy_vs_snr_train_db]
+"""
+
+
+def test_metric_vs_scheme_option_plots_and_the_markdown_table(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text(PARAM)
+    out = tmp_path / "run"
+    assert main(["run", str(f), "--out", str(out), "--no-progress"]) == 0
+    for name in ("psnr_vs_snr_train_db.png", "accuracy_vs_snr_train_db.png", "table.csv", "table.md"):
+        assert (out / name).exists(), name
+    md = (out / "table.md").read_text()
+    assert "## SNR 5 dB" in md and "| DeepJSCC 19 dB |" in md and "accuracy" in md
+    table = pd.read_csv(out / "table.csv")
+    assert len(table) == 5  # the reference and 2 schemes x 2 SNRs
+
+
+def test_a_plot_for_an_option_no_scheme_sets_is_an_error(tmp_path, capsys):
+    f = tmp_path / "p.yaml"
+    f.write_text(PARAM.replace("accuracy_vs_snr_train_db", "accuracy_vs_tau"))
+    assert main(["validate", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "plots[2]" in err and "accuracy_vs_tau" in err and "<metric>_vs_<scheme option>" in err
