@@ -251,7 +251,7 @@ class _Task:
         spec = scenario.data["dataset"]
         dataset_spec = {"name": spec["name"], "params": spec.get("params", {}),
                         "train_size": spec.get("train_size")}
-        self.num_classes = int(max(int(np.max(y_train)), int(np.max(y_test))) + 1)
+        self.num_classes = _num_classes(y_train, y_test)
         cfg = scenario.data.get("task", {}).get("classifier")
         try:
             self.model, self.entry = load_or_train_classifier(
@@ -317,8 +317,15 @@ def _prepare_out_dir(scenario: Scenario, out: Path, overwrite: bool) -> list[dic
     return []
 
 
+def _num_classes(y_train, y_test) -> int | None:
+    """Classes of a labelled data set (the largest label in either split, plus one)."""
+    if y_train is None or y_test is None:
+        return None
+    return int(max(int(np.max(y_train)), int(np.max(y_test))) + 1)
+
+
 def _context(scenario: Scenario, image_shape, k: int, x_train, channel, store, progress: bool,
-             train_missing: bool = True, y_train=None):
+             train_missing: bool = True, y_train=None, num_classes: int | None = None):
     """What a scheme may use to prepare itself; ``extra["train_labels"]`` holds the training labels."""
     from linksim.schemes.base import SchemeContext
 
@@ -327,7 +334,8 @@ def _context(scenario: Scenario, image_shape, k: int, x_train, channel, store, p
     return SchemeContext(image_shape=image_shape, channel_uses=k, train_images=x_train, channel=channel,
                          seed=scenario.seed, dataset_spec=dataset_spec, store=store, progress=progress,
                          train_missing=train_missing, extra={"train_labels": y_train,
-                                                             "task": scenario.data.get("task", {})})
+                                                             "task": scenario.data.get("task", {}),
+                                                             "num_classes": num_classes})
 
 
 def _prepare(scenario: Scenario, index: int, scheme, ctx) -> None:
@@ -381,7 +389,7 @@ def train_scenario(scenario: Scenario, *, store=None, progress: bool = True) -> 
             if not scheme.trainable:
                 continue
             _prepare(scenario, i, scheme, _context(scenario, image_shape, k, x_train, channel, store, progress,
-                                                   y_train=y_train))
+                                                   y_train=y_train, num_classes=_num_classes(y_train, y_test)))
             out.append({"scheme": scheme.label if len(ks) == 1 else f"{scheme.label} (k = {k})",
                         "stored_model": str(scheme.entry.path)})
     return out
@@ -472,7 +480,7 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
         if scheme.trainable:
             bar.set_postfix_str(f"{where}: loading or training the model")
         _prepare(scenario, i, scheme, _context(scenario, image_shape, k, x_train, channel, store, progress,
-                                               train_missing, y_train))
+                                               train_missing, y_train, _num_classes(y_train, y_test)))
         meta["schemes"].append({**scheme.describe(), "channel_uses": k})
         if not todo:
             continue

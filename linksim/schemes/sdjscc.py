@@ -25,16 +25,43 @@ Two-stage training (section IV-B)
    pixel MSE term (not in the paper).
 
 The downstream classifier is the scenario's (:func:`linksim.tasks.load_or_train_classifier`,
-the same store entry the runner's accuracy metric uses), so the runner must pass
-the training labels: ``context.extra["train_labels"]`` (required), and
-``context.extra["num_classes"]`` / ``context.extra["classifier_config"]`` (the
-scenario's ``task.classifier`` options) when it has them.
+the same store entry the runner's accuracy metric uses), so the scheme reads from
+``context.extra``:
+
+- ``"train_labels"`` (required): the labels of ``context.train_images``;
+- ``"task"``: the scenario's ``task`` field, whose ``classifier`` options shape the
+  classifier (or ``"classifier_config"``: those options directly);
+- ``"num_classes"`` (optional): default ``max(train_labels) + 1``; the runner's
+  classifier counts the test labels too, so pass it when they can differ.
 
 The fine-tuned model is stored under its own name (``sdjscc`` / ``sdjscc_nogsw``)
 and key: the stage-1 spec, the classifier's store key and the SD-JSCC options.
 A stored stage-2 model is loaded without touching stage 1.
 
 Rate: the latent is ``2k`` bits per image (``k`` QPSK symbols), so ``bpp = 2k / (H W)``.
+
+Measured
+--------
+Embedded Fashion-MNIST (9,000 training images, 1,000 test images), k = 98 (0.25
+bpp), SNR_train 5 dB, stage 1 of 20 epochs, stage 2 of 6 epochs, the shipped
+classifier (89.1 % on the clean test images), one run each (the standard error
+of an accuracy near 0.8 on 1,000 images is about 1.3 points):
+
+===========================================  ============  ============  ============
+model                                        acc @ 0 dB    acc @ 5 dB    PSNR @ 5 dB
+===========================================  ============  ============  ============
+stage 1 (DeepJSCC, binary, MSE)              0.664         0.678         18.61 dB
+sdjscc, tau 3000, fine-tune lr 1e-4          0.792         0.792         18.02 dB
+sdjscc_nogsw, fine-tune lr 1e-4              0.787         0.797         18.03 dB
+sdjscc, tau 1e4, fine-tune lr 1e-4           0.791         0.803         17.99 dB
+sdjscc, tau 3000, fine-tune lr 1e-3          0.799         0.814         17.81 dB
+sdjscc_nogsw, fine-tune lr 1e-3              0.800         0.814         17.89 dB
+===========================================  ============  ============  ============
+
+The semantic fine-tuning gains 11 to 14 accuracy points for about 0.6 to 0.8 dB
+of PSNR (the paper's pattern: +9.1 points at 5 dB, a slightly lower PSNR); the
+GSW weights made no difference beyond the noise here, against the paper's
+ablation (its Fig. 6).
 """
 
 from __future__ import annotations
@@ -99,8 +126,10 @@ class SDJSCCScheme(DeepJSCCScheme):
     finetune_epochs : int
         Maximum epochs of stage 2 (default 6: the paper fine-tunes for 2-3e4 steps
         after 3-4e5 steps of stage 1, i.e. under a tenth of stage 1's steps).
-    finetune_learning_rate : float > 0
-        Adam's learning rate in stage 2 (default 1e-4).
+    finetune_learning_rate : float > 0 or None
+        Adam's learning rate in stage 2. Default None: stage 1's ``learning_rate``,
+        as in the paper (1e-5 in both stages). Measured (see below), 1e-3 gave
+        about 2 points more accuracy than 1e-4 for 0.2 dB less PSNR.
     finetune_steps_per_epoch : int, optional
         Cap on batches per stage-2 epoch (default: all).
 
@@ -123,7 +152,7 @@ class SDJSCCScheme(DeepJSCCScheme):
                  tau: float = _GSW_DEFAULTS["tau"], r: float | None = _GSW_DEFAULTS["r"],
                  weights_from: str = _GSW_DEFAULTS["weights_from"], classes: str = _GSW_DEFAULTS["classes"],
                  calibration_size: int = _GSW_DEFAULTS["calibration_size"], mse_weight: float = 0.0,
-                 finetune_epochs: int = 6, finetune_learning_rate: float = 1e-4,
+                 finetune_epochs: int = 6, finetune_learning_rate: float | None = None,
                  finetune_steps_per_epoch: int | None = None):
         if quantizer != "binary":
             raise ValueError(f"{type(self).__name__} uses the binary quantizer of eq. 14: quantizer must be "
@@ -163,6 +192,10 @@ class SDJSCCScheme(DeepJSCCScheme):
                              f"(got {finetune_steps_per_epoch!r})")
         if isinstance(mse_weight, bool) or not isinstance(mse_weight, (int, float)) or not mse_weight >= 0:
             raise ValueError(f"mse_weight must be a number >= 0 (got {mse_weight!r})")
+        if finetune_learning_rate is not None and (isinstance(finetune_learning_rate, bool) or not isinstance(
+                finetune_learning_rate, (int, float)) or not finetune_learning_rate > 0):
+            raise ValueError(f"finetune_learning_rate must be a number > 0 or null (null: learning_rate) "
+                             f"(got {finetune_learning_rate!r})")
         tc = self.train_config
         self.semantic_config = {"feature_layer": feature_layer, "mse_weight": float(mse_weight),
                                 "gsw": self.gsw}
@@ -172,7 +205,8 @@ class SDJSCCScheme(DeepJSCCScheme):
                                         calibration_size=int(calibration_size))
         # stage 2: stage 1's SNR, batch size, split and patience; its own epochs, rate and steps
         self.finetune_config = TrainConfig(epochs=int(finetune_epochs), batch_size=tc.batch_size,
-                                           learning_rate=finetune_learning_rate, patience=tc.patience,
+                                           learning_rate=tc.learning_rate if finetune_learning_rate is None
+                                           else finetune_learning_rate, patience=tc.patience,
                                            lr_patience=tc.lr_patience, val_fraction=tc.val_fraction,
                                            snr_train_db=tc.snr_train_db,
                                            steps_per_epoch=finetune_steps_per_epoch)
@@ -208,9 +242,13 @@ class SDJSCCScheme(DeepJSCCScheme):
                              f"{len(context.train_images)} training images")
         num_classes = extra.get("num_classes")
         num_classes = int(np.max(labels)) + 1 if num_classes is None else int(num_classes)
+        # the scenario's task.classifier options (runner: extra["task"]), or extra["classifier_config"]
+        config = extra.get("classifier_config")
+        if config is None:
+            config = (extra.get("task") or {}).get("classifier")
         return {"dataset_spec": context.dataset_spec, "image_shape": tuple(context.image_shape),
                 "num_classes": num_classes, "x_train": context.train_images, "y_train": labels,
-                "seed": int(context.seed), "config": extra.get("classifier_config")}
+                "seed": int(context.seed), "config": config}
 
     def _classifier_key(self, request: dict) -> str:
         from linksim.tasks.classifier import classifier_spec

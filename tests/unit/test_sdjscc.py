@@ -209,7 +209,8 @@ def test_a_short_semantic_fine_tuning_lowers_the_semantic_loss_on_held_out_image
 # --------------------------------------------------------------------- scheme
 def _context(data, store, train_missing=True, labels=True, k=64):
     x, y, _ = data
-    extra = {"train_labels": y, "num_classes": 10, "classifier_config": TINY_CLASSIFIER} if labels else {}
+    # what the runner passes: the training labels and the scenario's task field
+    extra = {"train_labels": y, "task": {"classifier": TINY_CLASSIFIER}} if labels else {}
     return SchemeContext(image_shape=(28, 28, 1), channel_uses=k, train_images=x, channel=AWGNChannel(), seed=0,
                          dataset_spec=DATASET_SPEC, store=store, progress=False, train_missing=train_missing,
                          extra=extra)
