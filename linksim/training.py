@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["TrainConfig", "train_jscc", "mse_loss"]
+__all__ = ["TrainConfig", "train_jscc", "mse_loss", "EpochCheckpoints"]
 
 
 @dataclass
@@ -75,6 +75,69 @@ class TrainConfig:
                 and s[0] <= s[1]:
             return float(s[0]), float(s[1])
         raise ValueError(f"snr_train_db must be a number or [lo, hi] with lo <= hi (got {s!r})")
+
+
+class EpochCheckpoints:
+    """Per-epoch checkpoints and best weights of a training run (the JSCC and the classifier trainers).
+
+    With a ``checkpoint_dir``, the model, the optimiser and the run's counters
+    (``state``, a dict of ``tf.Variable``) are checkpointed there after every epoch
+    (:meth:`save_epoch`, with ``history.json`` beside them), and an existing
+    checkpoint is restored at construction: the run resumes after its last finished
+    epoch, with its history. The best epoch's weights go to ``best.weights.h5``
+    (without a folder: a copy in memory) and :meth:`restore_best` loads them back.
+
+    Parameters
+    ----------
+    checkpoint_dir : path or None
+    model : keras.Model
+    optimizer : keras.optimizers.Optimizer
+        Built (its variables exist).
+    state : dict of tf.Variable
+        The counters to checkpoint (epoch, best value, waits, ...).
+    history : dict of lists
+        The empty history of a fresh run; :attr:`history` is the one to append to.
+    """
+
+    def __init__(self, checkpoint_dir, model, optimizer, state: dict, history: dict):
+        self.dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.model = model
+        self.history = history
+        self.best_weights = None
+        self.manager = None
+        if self.dir is None:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, **state)
+        self.manager = tf.train.CheckpointManager(ckpt, str(self.dir), max_to_keep=1)
+        if self.manager.latest_checkpoint:
+            ckpt.restore(self.manager.latest_checkpoint).expect_partial()
+            if (self.dir / "history.json").exists():
+                self.history = json.loads((self.dir / "history.json").read_text())
+            if (self.dir / "best.weights.h5").exists():
+                self.best_weights = self.dir / "best.weights.h5"
+
+    def keep_best(self) -> None:
+        """Remember the model's current weights as the best so far."""
+        if self.dir is not None:
+            self.best_weights = self.dir / "best.weights.h5"
+            self.model.save_weights(self.best_weights)
+        else:
+            self.best_weights = [v.numpy() for v in self.model.weights]
+
+    def save_epoch(self) -> None:
+        """Checkpoint the finished epoch (model, optimiser, counters, history)."""
+        if self.manager is not None:
+            self.manager.save()
+            (self.dir / "history.json").write_text(json.dumps(self.history))
+
+    def restore_best(self) -> None:
+        """Load the best weights into the model (nothing if no epoch was better than none)."""
+        if isinstance(self.best_weights, Path):
+            self.model.load_weights(self.best_weights)
+        elif self.best_weights is not None:
+            for v, w in zip(self.model.weights, self.best_weights):
+                v.assign(w)
 
 
 def mse_loss(x, x_hat):
@@ -138,22 +201,9 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
     state = {"epoch": tf.Variable(0, dtype=tf.int64), "best": tf.Variable(np.inf, dtype=tf.float64),
              "wait": tf.Variable(0, dtype=tf.int64), "lr_wait": tf.Variable(0, dtype=tf.int64),
              "best_epoch": tf.Variable(0, dtype=tf.int64)}
-    ckpt = manager = None
-    history = {"epoch": [], "loss": [], "val_loss": [], "val_psnr_db": [], "lr": []}
-    best_weights = None
-    if checkpoint_dir is not None:
-        checkpoint_dir = Path(checkpoint_dir)
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        ckpt = tf.train.Checkpoint(model=model, optimizer=opt, **state)
-        manager = tf.train.CheckpointManager(ckpt, str(checkpoint_dir), max_to_keep=1)
-        if manager.latest_checkpoint:
-            ckpt.restore(manager.latest_checkpoint).expect_partial()
-            hist_file = checkpoint_dir / "history.json"
-            if hist_file.exists():
-                history = json.loads(hist_file.read_text())
-            best_file = checkpoint_dir / "best.weights.h5"
-            if best_file.exists():
-                best_weights = best_file
+    checkpoints = EpochCheckpoints(checkpoint_dir, model, opt, state,
+                                   {"epoch": [], "loss": [], "val_loss": [], "val_psnr_db": [], "lr": []})
+    history = checkpoints.history
 
     sig = [tf.TensorSpec([None, *x_train.shape[1:]], tf.float32), tf.TensorSpec([], tf.float32)]
 
@@ -216,11 +266,7 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
             state["best_epoch"].assign(epoch + 1)
             state["wait"].assign(0)
             state["lr_wait"].assign(0)
-            if checkpoint_dir is not None:
-                best_weights = checkpoint_dir / "best.weights.h5"
-                model.save_weights(best_weights)
-            else:
-                best_weights = [v.numpy() for v in model.weights]
+            checkpoints.keep_best()
         else:
             state["wait"].assign_add(1)
             state["lr_wait"].assign_add(1)
@@ -228,20 +274,13 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
                 opt.learning_rate.assign(lr / 2)
                 state["lr_wait"].assign(0)
         state["epoch"].assign(epoch + 1)
-        if manager is not None:
-            manager.save()
-            (checkpoint_dir / "history.json").write_text(json.dumps(history))
+        checkpoints.save_epoch()
         for cb in callbacks or []:
             cb(epoch + 1, {"loss": history["loss"][-1], "val_loss": val_loss, "val_psnr_db": val_psnr})
         if int(state["wait"].numpy()) >= config.patience:
             stopped_early = True
             break
-    if best_weights is not None:
-        if isinstance(best_weights, Path):
-            model.load_weights(best_weights)
-        else:
-            for v, w in zip(model.weights, best_weights):
-                v.assign(w)
+    checkpoints.restore_best()
     history.update(best_epoch=int(state["best_epoch"].numpy()), epochs_run=len(history["epoch"]),
                    stopped_early=bool(stopped_early), config={k: v for k, v in asdict(config).items()})
     return history

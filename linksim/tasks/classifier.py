@@ -28,7 +28,6 @@ measured 185 s wall / 209 s CPU on a machine shared with other jobs.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import warnings
@@ -39,6 +38,8 @@ from typing import Callable
 import keras
 import numpy as np
 import tensorflow as tf
+
+from linksim.training import EpochCheckpoints
 
 __all__ = ["ImageClassifier", "ConvBlock", "FEATURE_LAYERS", "DEFAULT_MODEL", "DEFAULT_TRAINING",
            "STORE_NAME", "train_classifier", "load_or_train_classifier", "classifier_spec",
@@ -577,22 +578,9 @@ def train_classifier(model, x, y, *, epochs: int = DEFAULT_TRAINING["epochs"],
     opt.build(variables)
     state = {"epoch": tf.Variable(0, dtype=tf.int64), "best": tf.Variable(-1.0, dtype=tf.float64),
              "wait": tf.Variable(0, dtype=tf.int64), "best_epoch": tf.Variable(0, dtype=tf.int64)}
-    manager = None
-    history = {"epoch": [], "loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "lr": []}
-    best_weights = None
-    if checkpoint_dir is not None:
-        checkpoint_dir = Path(checkpoint_dir)
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        ckpt = tf.train.Checkpoint(model=model, optimizer=opt, **state)
-        manager = tf.train.CheckpointManager(ckpt, str(checkpoint_dir), max_to_keep=1)
-        if manager.latest_checkpoint:
-            ckpt.restore(manager.latest_checkpoint).expect_partial()
-            hist_file = checkpoint_dir / "history.json"
-            if hist_file.exists():
-                history = json.loads(hist_file.read_text())
-            best_file = checkpoint_dir / "best.weights.h5"
-            if best_file.exists():
-                best_weights = best_file
+    checkpoints = EpochCheckpoints(checkpoint_dir, model, opt, state, {"epoch": [], "loss": [], "accuracy": [],
+                                                                       "val_loss": [], "val_accuracy": [], "lr": []})
+    history = checkpoints.history
 
     scale = x.dtype == np.uint8
     loss_obj = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -665,29 +653,18 @@ def train_classifier(model, x, y, *, epochs: int = DEFAULT_TRAINING["epochs"],
             state["best"].assign(val_acc)
             state["best_epoch"].assign(epoch + 1)
             state["wait"].assign(0)
-            if checkpoint_dir is not None:
-                best_weights = checkpoint_dir / "best.weights.h5"
-                model.save_weights(best_weights)
-            else:
-                best_weights = [v.numpy() for v in model.weights]
+            checkpoints.keep_best()
         else:
             state["wait"].assign_add(1)
         state["epoch"].assign(epoch + 1)
-        if manager is not None:
-            manager.save()
-            (checkpoint_dir / "history.json").write_text(json.dumps(history))
+        checkpoints.save_epoch()
         for cb in callbacks or []:
             cb(epoch + 1, {"loss": history["loss"][-1], "accuracy": history["accuracy"][-1],
                            "val_loss": val_loss, "val_accuracy": val_acc})
         if int(state["wait"].numpy()) >= int(patience):
             stopped_early = True
             break
-    if best_weights is not None:
-        if isinstance(best_weights, Path):
-            model.load_weights(best_weights)
-        else:
-            for v, w in zip(model.weights, best_weights):
-                v.assign(w)
+    checkpoints.restore_best()
     best_epoch = int(state["best_epoch"].numpy())
     history.update(best_epoch=best_epoch, epochs_run=len(history["epoch"]), stopped_early=bool(stopped_early),
                    best_val_accuracy=history["val_accuracy"][best_epoch - 1] if best_epoch else None,
