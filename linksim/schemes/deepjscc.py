@@ -191,32 +191,47 @@ class DeepJSCCScheme(Scheme):
         return train_jscc(model, context.train_images, self.train_config, checkpoint_dir=entry.checkpoint_dir,
                           progress=context.progress, desc=self.label)
 
-    def prepare(self, context: SchemeContext) -> None:
-        self.context = context
-        spec = self.store_spec(context)
+    def _load_stored(self, context: SchemeContext, spec: dict):
+        """The stored model of ``spec`` and its entry, ``(None, None)`` when missing or unfit."""
         model, entry = (None, None) if context.store is None else context.store.load(self.store_name(), spec)
         if model is not None and not self._check_loaded(model, context):
-            model = None
-        if model is None:
-            if context.store is None or not context.train_missing:
-                raise ValueError(f"{self.label}: no trained model in the store for this scenario; "
-                                 f"run `linksim train` on the scenario first")
-            model = self.build_model(context)
-            history = self.train(context, model)
-            entry = context.store.save(self.store_name(), spec, model, history, {
-                "scheme_label": self.label, "epochs_run": history["epochs_run"],
-                "best_epoch": history["best_epoch"],
-                "final_val_psnr_db": history["val_psnr_db"][history["best_epoch"] - 1]
-                if history["best_epoch"] else None,
+            return None, None
+        return model, entry
+
+    def _require_training(self, context: SchemeContext) -> None:
+        """Raise ValueError when a missing model may not be trained here."""
+        if context.store is None or not context.train_missing:
+            raise ValueError(f"{self.label}: no trained model in the store for this scenario; "
+                             f"run `linksim train` on the scenario first")
+
+    def _card_facts(self, context: SchemeContext, history: dict) -> dict:
+        """What a stored model's card says of its training and its setting."""
+        best = history["best_epoch"]
+        return {"scheme_label": self.label, "epochs_run": history["epochs_run"], "best_epoch": best,
+                "final_val_psnr_db": history["val_psnr_db"][best - 1] if best else None,
                 "snr_train_db": self.train_config.snr_train_db, "channel_uses": int(context.channel_uses),
                 "bandwidth_ratio": int(context.channel_uses) / float(np.prod(context.image_shape)),
-                "dataset": context.dataset_spec, "seed": int(context.seed)})
+                "dataset": context.dataset_spec, "seed": int(context.seed)}
+
+    def _bind(self, context: SchemeContext, model, entry) -> None:
+        """Use ``model`` for transmission: compile the encoder and the receive path."""
         self.model = model
         self.entry = entry
         self._encode = tf.function(lambda x: self.model.encoder(x), reduce_retracing=True,
                                    jit_compile=self.jit_compile)
         self._receive = tf.function(self._receive_impl, reduce_retracing=True, jit_compile=self.jit_compile)
         self.channel = context.channel
+
+    def prepare(self, context: SchemeContext) -> None:
+        self.context = context
+        spec = self.store_spec(context)
+        model, entry = self._load_stored(context, spec)
+        if model is None:
+            self._require_training(context)
+            model = self.build_model(context)
+            history = self.train(context, model)
+            entry = context.store.save(self.store_name(), spec, model, history, self._card_facts(context, history))
+        self._bind(context, model, entry)
 
     def _regenerate_impl(self, y, no):
         """A decode-and-forward relay: decode the image with the JSCC decoder, re-encode it."""

@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from linksim.losses import CLASS_AVERAGING, WEIGHTS_FROM, SemanticLoss
 from linksim.registry import SCHEMES
@@ -323,17 +322,13 @@ class SDJSCCScheme(DeepJSCCScheme):
 
         self.context = context
         spec = self.store_spec(context)
-        model, entry = (None, None) if context.store is None else context.store.load(self.store_name(), spec)
-        if model is not None and not self._check_loaded(model, context):
-            model = None
+        model, entry = self._load_stored(context, spec)
         if model is not None:
             card = entry.card()
             self.semantic_weights = card.get("semantic_weights")
             self.stage1_entry = context.store.find("deepjscc", spec["stage1"])
         else:
-            if context.store is None or not context.train_missing:
-                raise ValueError(f"{self.label}: no trained model in the store for this scenario; "
-                                 f"run `linksim train` on the scenario first")
+            self._require_training(context)
             request = self._classifier_request(context)
             classifier, self.classifier_entry = load_or_train_classifier(
                 context.store, progress=context.progress, train_missing=context.train_missing, **request)
@@ -347,21 +342,12 @@ class SDJSCCScheme(DeepJSCCScheme):
             history = self.train(context, model, loss)
             best = history["best_epoch"]
             entry = context.store.save(self.store_name(), spec, model, history, {
-                "scheme_label": self.label, "epochs_run": history["epochs_run"], "best_epoch": best,
+                **self._card_facts(context, history),
                 "final_val_loss": history["val_loss"][best - 1] if best else None,
-                "final_val_psnr_db": history["val_psnr_db"][best - 1] if best else None,
                 "semantic_loss": loss.get_config(), "semantic_weights": self.semantic_weights,
                 "stage1_model": str(stage1.entry.path), "classifier_model": str(self.classifier_entry.path),
-                "snr_train_db": self.train_config.snr_train_db, "channel_uses": int(context.channel_uses),
-                "latent_bits_per_image": 2 * int(context.channel_uses),
-                "bandwidth_ratio": int(context.channel_uses) / float(np.prod(context.image_shape)),
-                "dataset": context.dataset_spec, "seed": int(context.seed)})
-        self.model = model
-        self.entry = entry
-        self._encode = tf.function(lambda x: self.model.encoder(x), reduce_retracing=True,
-                                   jit_compile=self.jit_compile)
-        self._receive = tf.function(self._receive_impl, reduce_retracing=True, jit_compile=self.jit_compile)
-        self.channel = context.channel
+                "latent_bits_per_image": 2 * int(context.channel_uses)})
+        self._bind(context, model, entry)
 
     def describe(self) -> dict:
         d = super().describe()
