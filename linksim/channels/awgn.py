@@ -14,12 +14,17 @@ from sionna.phy.channel import AWGN
 
 from linksim.registry import CHANNELS
 
-__all__ = ["AWGNChannel", "snr_db_to_no"]
+__all__ = ["AWGNChannel", "snr_db_to_no", "no_to_snr_db"]
 
 
 def snr_db_to_no(snr_db) -> tf.Tensor:
     """Noise variance per complex symbol for unit-energy symbols at Es/N0 ``snr_db`` [dB]."""
     return tf.pow(tf.constant(10.0, tf.float32), -tf.cast(snr_db, tf.float32) / 10.0)
+
+
+def no_to_snr_db(no) -> tf.Tensor:
+    """Es/N0 in dB of unit-energy symbols with noise variance ``no``: the inverse of :func:`snr_db_to_no`."""
+    return -10.0 * tf.math.log(tf.cast(no, tf.float32)) / tf.math.log(10.0)
 
 
 @CHANNELS.register("awgn")
@@ -33,6 +38,9 @@ class AWGNChannel(keras.layers.Layer):
         Symbols of unit average energy.
     snr_db : float or tf.float32 (broadcastable to ``x``'s batch dimensions)
         Es/N0 in dB.
+    regenerate : callable or None
+        Ignored: one hop has no decode-and-forward relay. Accepted so that a scheme
+        calls every channel the same way (see :class:`~linksim.channels.MultiHopChannel`).
 
     Output
     ------
@@ -48,7 +56,11 @@ class AWGNChannel(keras.layers.Layer):
         """The ``no`` of one hop at ``snr_db``: what a receiver's demapper is given."""
         return snr_db_to_no(snr_db)
 
-    def call(self, x, snr_db):
+    def effective_snr_db(self, snr_db) -> tf.Tensor:
+        """The Es/N0 the receiver sees, in dB: ``snr_db`` itself for one hop."""
+        return tf.cast(snr_db, tf.float32)
+
+    def call(self, x, snr_db, regenerate=None):
         return self._awgn(x, snr_db_to_no(snr_db))
 
     def get_config(self):

@@ -65,7 +65,7 @@ import numpy as np
 import tensorflow as tf
 from sionna.phy.utils import expand_to_rank
 
-from linksim.channels.awgn import AWGNChannel, snr_db_to_no
+from linksim.channels.awgn import AWGNChannel, no_to_snr_db, snr_db_to_no
 from linksim.registry import CHANNELS, RELAYS, UnknownNameError
 
 __all__ = [
@@ -787,8 +787,19 @@ class MultiHopChannel(_ScalarArgsLayer):
 
     def effective_snr_db(self, snr_db) -> tf.Tensor:
         """``-10 log10(effective_no)``: the destination-equivalent Es/N0 in dB (e.g. for an SNR-aware decoder)."""
-        no = self.effective_no(snr_db)
-        return -10.0 * tf.math.log(no) / math.log(10.0)
+        return no_to_snr_db(self.effective_no(snr_db))
+
+    def segment_noise_variances(self, snr_db) -> list:
+        """The destination-equivalent ``no`` of every segment between regenerations.
+
+        A segment runs from the source or a DF relay to the next DF relay or the
+        destination; its ``no`` is :meth:`effective_no`'s product rule over its hops.
+        The last entry is :meth:`effective_no`. List of tf.float32, one per segment.
+        """
+        nos = self.hop_noise_variances(snr_db)
+        starts = [0] + [i + 1 for i, r in enumerate(self.relays) if r.regenerates]
+        ends = [s - 1 for s in starts[1:]] + [self.hops - 1]
+        return [self._segment_no(nos, a, e) for a, e in zip(starts, ends)]
 
     # ------------------------------------------------------------------ forward
     def call(self, x, snr_db, regenerate=None):

@@ -86,11 +86,9 @@ class DigitalLink:
         return self._transmit_impl(u_hat)
 
     def _receive_impl(self, symbols, snr_db, num_codewords):
-        if getattr(self.channel, "has_df", False):
-            y = self.channel(symbols, snr_db,
-                             regenerate=lambda y_, no_: self._regenerate_impl(y_, no_, num_codewords))
-        else:
-            y = self.channel(symbols, snr_db)
+        # a relay chain's decode-and-forward relays regenerate with this link's code; one hop ignores it
+        y = self.channel(symbols, snr_db,
+                         regenerate=lambda y_, no_: self._regenerate_impl(y_, no_, num_codewords))
         return self._detect_impl(y, self.channel.noise_variance(snr_db), num_codewords)
 
     # ------------------------------------------------------------------ public API

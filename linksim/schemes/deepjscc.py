@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from linksim.channels.awgn import AWGNChannel
+from linksim.channels.awgn import AWGNChannel, no_to_snr_db
 from linksim.registry import SCHEMES
 from linksim.schemes.base import BatchResult, Scheme, SchemeContext
 from linksim.schemes.deepjscc_layers import DeepJSCCDecoder, DeepJSCCEncoder
@@ -73,9 +73,7 @@ class DeepJSCC(keras.Model):
         x = self.encoder(images)
         y = self.channel(x, snr_db)
         # a relay chain's destination-equivalent SNR is what the decoder is told (one hop: snr_db)
-        snr_rx = snr_db if isinstance(self.channel, AWGNChannel) else \
-            -10.0 * tf.math.log(self.channel.noise_variance(snr_db)) / tf.math.log(10.0)
-        return self.decoder(y, snr_rx)
+        return self.decoder(y, self.channel.effective_snr_db(snr_db))
 
     def get_config(self):
         e, d = self.encoder, self.decoder
@@ -235,17 +233,12 @@ class DeepJSCCScheme(Scheme):
 
     def _regenerate_impl(self, y, no):
         """A decode-and-forward relay: decode the image with the JSCC decoder, re-encode it."""
-        snr_db = -10.0 * tf.math.log(no) / tf.math.log(10.0)
-        return self.model.encoder(self.model.decoder(y, snr_db))
+        return self.model.encoder(self.model.decoder(y, no_to_snr_db(no)))
 
     def _receive_impl(self, symbols, snr_db):
-        if getattr(self.channel, "has_df", False):
-            y = self.channel(symbols, snr_db, regenerate=self._regenerate_impl)
-        else:
-            y = self.channel(symbols, snr_db)
+        y = self.channel(symbols, snr_db, regenerate=self._regenerate_impl)  # one hop ignores regenerate
         # the decoder's SNR side information is the destination-equivalent SNR (one hop: snr_db)
-        no = self.channel.noise_variance(snr_db)
-        return self.model.decoder(y, -10.0 * tf.math.log(no) / tf.math.log(10.0))
+        return self.model.decoder(y, self.channel.effective_snr_db(snr_db))
 
     def describe(self) -> dict:
         d = super().describe()

@@ -398,13 +398,9 @@ class SeparationScheme(Scheme):
         segment), and the worst segment limits the chain (each DF relay must
         decode, the cut-set bound of a line network).
         """
-        ch = self.channel
-        if not hasattr(ch, "hop_noise_variances"):
+        if not hasattr(self.channel, "segment_noise_variances"):
             return float(snr_db)
-        nos = ch.hop_noise_variances(snr_db)
-        starts = [0] + [i + 1 for i, r in enumerate(ch.relays) if r.regenerates]
-        ends = [s - 1 for s in starts[1:]] + [ch.hops - 1]
-        worst = max(float(ch._segment_no(nos, a, e)) for a, e in zip(starts, ends))
+        worst = max(float(no) for no in self.channel.segment_noise_variances(snr_db))
         return float(-10.0 * np.log10(worst))
 
     def _evaluate_ideal(self, state: _SourceState, snr_db) -> BatchResult:
