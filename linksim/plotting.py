@@ -34,13 +34,40 @@ def _plot(name: str):
 _MARKERS = "osD^v<>ph*"
 
 
+REFERENCE_LABEL = "classifier on original images"
+
+
+def _split_reference(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The schemes' rows and the reference row(s) (the classifier on the original images)."""
+    if "scheme_type" not in df.columns:
+        return df, df.iloc[:0]
+    is_ref = df["scheme_type"] == "Reference"
+    return df[~is_ref], df[is_ref]
+
+
+def _reference_line(ax, ref: pd.DataFrame, column: str, label: str = REFERENCE_LABEL) -> None:
+    """The reference value of ``column`` as a dotted horizontal line, when there is one."""
+    if len(ref) and column in ref.columns and pd.notna(ref[column].iloc[0]):
+        ax.axhline(float(ref[column].iloc[0]), color="k", linestyle=":", linewidth=1.2, label=label)
+
+
+def _low_mid_high(values) -> list:
+    """The lowest, middle and highest of sorted ``values`` (fewer if they coincide)."""
+    return sorted({values[0], values[len(values) // 2], values[-1]})
+
+
+def _line_style(g: pd.DataFrame) -> dict:
+    """Separation (digital) schemes dashed, JSCC (analog) schemes solid: the cliff against the slope."""
+    digital = "ber" in g.columns and g["ber"].notna().any()
+    return {"linestyle": "--" if digital else "-", "markersize": 4}
+
+
 def _curves(df: pd.DataFrame, column: str, ax, *, log: bool = False) -> bool:
     """One line per scheme of ``column`` against ``snr_db``; False when nothing to draw."""
     if column not in df.columns:
         return False
     drawn = False
-    if "scheme_type" in df.columns:
-        df = df[df["scheme_type"] != "Reference"]
+    df, _ = _split_reference(df)
     sweep = "channel_uses" in df.columns and df["channel_uses"].nunique() > 1
     groups = df.groupby(["scheme", "channel_uses"], sort=False) if sweep else df.groupby("scheme", sort=False)
     for i, (key, g) in enumerate(groups):
@@ -52,10 +79,7 @@ def _curves(df: pd.DataFrame, column: str, ax, *, log: bool = False) -> bool:
         if log:
             # zero error rates cannot be drawn on a log axis: they are left out of the line
             y = y.where(y > 0)
-        # separation (digital) schemes dashed, JSCC (analog) schemes solid: the cliff against the slope
-        digital = "ber" in g.columns and g["ber"].notna().any()
-        ax.plot(g["snr_db"], y, marker=_MARKERS[i % len(_MARKERS)], label=label,
-                linestyle="--" if digital else "-", markersize=4)
+        ax.plot(g["snr_db"], y, marker=_MARKERS[i % len(_MARKERS)], label=label, **_line_style(g))
         drawn = True
     if log:
         ax.set_yscale("log")
@@ -128,11 +152,9 @@ def draw_accuracy(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | Non
     if not _curves(df, "accuracy", ax):
         plt.close(fig)
         return None
-    if "scheme_type" in df.columns:
-        ref = df[df["scheme_type"] == "Reference"]
-        if len(ref):
-            ax.axhline(float(ref["accuracy"].iloc[0]), color="k", linestyle=":", linewidth=1.2,
-                       label=f"classifier on original images ({float(ref['accuracy'].iloc[0]):.3f})")
+    _, ref = _split_reference(df)
+    if len(ref):
+        _reference_line(ax, ref, "accuracy", f"{REFERENCE_LABEL} ({float(ref['accuracy'].iloc[0]):.3f})")
     path = run_dir / "accuracy_vs_snr.png"
     _finish(fig, ax, f"{scenario.get('name', '')}: task accuracy vs SNR\n{_rate_note(scenario, df)}",
             "SNR (Es/N0 per hop) [dB]", "Classification accuracy", path)
@@ -143,24 +165,18 @@ def _vs_rate(name: str, column: str, ylabel: str):
     def draw(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
         if column not in df.columns or "channel_uses" not in df.columns:
             return None
-        ref = df[df["scheme_type"] == "Reference"] if "scheme_type" in df.columns else df.iloc[:0]
-        d = df[df["scheme_type"] != "Reference"] if "scheme_type" in df.columns else df
+        d, ref = _split_reference(df)
         if d["channel_uses"].nunique() < 2 or d[column].isna().all():
             return None  # the scenario does not sweep the rate
-        snrs = sorted(d["snr_db"].dropna().unique())
-        pick = sorted({snrs[0], snrs[len(snrs) // 2], snrs[-1]})
+        pick = _low_mid_high(sorted(d["snr_db"].dropna().unique()))
         fig, axes = plt.subplots(1, len(pick), figsize=(4.2 * len(pick), 4.0), squeeze=False, sharey=True)
         for ax, snr in zip(axes[0], pick):
             at = d[d["snr_db"] == snr]
             for i, (label, g) in enumerate(at.groupby("scheme", sort=False)):
                 g = g.sort_values("bandwidth_ratio" if "bandwidth_ratio" in g.columns else "channel_uses")
                 x = g["bandwidth_ratio"] if "bandwidth_ratio" in g.columns else g["channel_uses"]
-                digital = "ber" in g.columns and g["ber"].notna().any()
-                ax.plot(x, g[column], marker=_MARKERS[i % len(_MARKERS)], label=label,
-                        linestyle="--" if digital else "-", markersize=4)
-            if len(ref) and column in ref.columns and pd.notna(ref[column].iloc[0]):
-                ax.axhline(float(ref[column].iloc[0]), color="k", linestyle=":", linewidth=1.2,
-                           label="classifier on original images")
+                ax.plot(x, g[column], marker=_MARKERS[i % len(_MARKERS)], label=label, **_line_style(g))
+            _reference_line(ax, ref, column)
             ax.set_title(f"SNR {snr:g} dB", fontsize=9)
             ax.set_xlabel("bandwidth ratio k/n")
             ax.grid(True, alpha=0.3)
@@ -215,8 +231,7 @@ def _draw_vs_option(df: pd.DataFrame, scenario: dict, run_dir: Path, name: str, 
         return None
     d["_x"] = d["scheme"].map(lambda lab: float(values[lab]) if not isinstance(values[lab], list)
                               else float(np.mean(values[lab])))
-    snrs = sorted(d["snr_db"].dropna().unique())
-    pick = sorted({snrs[0], snrs[len(snrs) // 2], snrs[-1]})
+    pick = _low_mid_high(sorted(d["snr_db"].dropna().unique()))
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     types = d.groupby("scheme_type", sort=False)
     for j, (stype, g_type) in enumerate(types):
@@ -225,10 +240,7 @@ def _draw_vs_option(df: pd.DataFrame, scenario: dict, run_dir: Path, name: str, 
             tag = f" ({stype})" if len(types) > 1 else ""
             ax.plot(g["_x"], g[column], marker=_MARKERS[(i + 3 * j) % len(_MARKERS)],
                     label=f"SNR {snr:g} dB{tag}")
-    ref = df[df["scheme_type"] == "Reference"] if "scheme_type" in df.columns else df.iloc[:0]
-    if len(ref) and column in ref.columns and pd.notna(ref[column].iloc[0]):
-        ax.axhline(float(ref[column].iloc[0]), color="k", linestyle=":", linewidth=1.2,
-                   label="classifier on original images")
+    _reference_line(ax, _split_reference(df)[1], column)
     path = run_dir / f"{name}.png"
     _finish(fig, ax, f"{scenario.get('name', '')}: {column} vs {option}\n{_rate_note(scenario, df)}",
             option, column, path)
@@ -273,12 +285,11 @@ def draw_examples(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | Non
     if not (ex / "original.npy").exists():
         return None
     orig = np.load(ex / "original.npy")
-    if "scheme_type" in df.columns:
-        df = df[df["scheme_type"] != "Reference"]
+    df, _ = _split_reference(df)
     snrs = sorted(df["snr_db"].dropna().unique())
     if not snrs:
         return None
-    pick = sorted({snrs[0], snrs[len(snrs) // 2], snrs[-1]})
+    pick = _low_mid_high(snrs)
     schemes = list(dict.fromkeys(df["scheme"]))
     n_img = len(orig)
     rows = 1 + len(schemes) * len(pick)
