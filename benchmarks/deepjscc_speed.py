@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -36,6 +34,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from linksim.schemes.deepjscc import DeepJSCC  # noqa: E402
+from recording import machine_facts, write_results  # noqa: E402
 
 SETTINGS = {"embedded": ((28, 28, 1), 486), "cifar": ((32, 32, 3), 512)}
 
@@ -84,8 +83,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "deepjscc_speed.json"))
     args = ap.parse_args(argv)
-    results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpu_count": os.cpu_count(),
-               "machine": platform.machine(), "tensorflow": tf.__version__, "settings": {}}
+    results = {**machine_facts(), "tensorflow": tf.__version__, "settings": {}}
     for name, (shape, k) in SETTINGS.items():
         r = {}
         for jit in (False, True):
@@ -95,8 +93,7 @@ def main(argv=None):
         r["faster_eval"] = max(("graph", "xla"), key=lambda m: r[m]["eval_images_per_s"])
         r.update(image_shape=list(shape), channel_uses=k, bandwidth_ratio=k / float(np.prod(shape)))
         results["settings"][name] = r
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.out, results)
     print(json.dumps(results, indent=2))
     return 0
 

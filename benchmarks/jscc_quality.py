@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+
+from recording import machine_facts, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 POINTS = (0.0, 10.0, 20.0)
@@ -102,9 +102,8 @@ def main(argv=None):
     meta = json.loads((run / "meta.json").read_text()) if (run / "meta.json").exists() else {}
     res.update(run_dir=str(run), test_images=meta.get("test_images"), channel_uses=meta.get("channel_uses"),
                bandwidth_ratio=meta.get("bandwidth_ratio"), run_wall_time_s=meta.get("wall_time_s"),
-               cpu_count=os.cpu_count(), date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+               **machine_facts())
+    write_results(args.out, res)
     Path(args.out).with_suffix(".md").write_text(markdown(res))
     print(markdown(res))
     return 0 if res["checks"]["deepjscc_beats_separation_below_cliff"] else 1

@@ -25,8 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
+
+from recording import machine_facts, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = ["scenarios/multihop_df.yaml", "scenarios/awgn_sscc.yaml", "scenarios/awgn_jscc_vs_sscc.yaml"]
@@ -46,7 +47,7 @@ def main(argv=None):
     ap.add_argument("scenarios", nargs="*", default=DEFAULT)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "run_times.json"))
     args = ap.parse_args(argv)
-    results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpu_count": os.cpu_count(),
+    results = {**machine_facts(),
                "target_s": TARGET_S, "runs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for scen in args.scenarios:
@@ -61,8 +62,7 @@ def main(argv=None):
                 "result_rows": sum(1 for _ in open(out / "results.csv")) - 1,
                 "resume_wall_s": round(again, 1), "resumed_points": meta2["resumed_points"]}
             print(scen, json.dumps(results["runs"][scen]), flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.out, results)
     return 0 if all(r["meets_target"] for r in results["runs"].values()) else 1
 
 

@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -37,6 +35,7 @@ from sionna.phy.mapping import Demapper, Mapper  # noqa: E402
 from linksim.phy.codes import LDPC80211n  # noqa: E402
 from linksim.phy.link import DigitalLink  # noqa: E402
 from linksim.phy.modulation import QAM  # noqa: E402
+from recording import machine_facts, write_results  # noqa: E402
 
 
 def plain_chain(pcm, num_iter=20):
@@ -94,10 +93,8 @@ def main(argv=None):
     results["target_ratio"] = 0.9
     results["meets_target"] = bool(results["ratio"] >= 0.9)
     results.update(batch_codewords=args.batch, snr_db=args.snr_db, code="802.11n LDPC (1944, 1458), 20 BP it.",
-                   modulation="16-QAM", cpu_count=os.cpu_count(), machine=platform.machine(),
-                   tensorflow=tf.__version__, date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+                   modulation="16-QAM", tensorflow=tf.__version__, **machine_facts())
+    write_results(args.out, results)
     print(json.dumps(results, indent=2))
     return 0
 
