@@ -372,9 +372,8 @@ def train_scenario(scenario: Scenario, *, store=None, progress: bool = True) -> 
     ------
     list of ``{"scheme": label, "stored_model": path}``, one per trainable scheme.
     """
-    from linksim.store import default_store
-
     from linksim.metrics import task_metric_names
+    from linksim.store import default_store
 
     store = store or default_store()
     _set_seed(scenario.seed)
@@ -383,13 +382,14 @@ def train_scenario(scenario: Scenario, *, store=None, progress: bool = True) -> 
     if task_metric_names(scenario.data["metrics"]):
         task = _Task(scenario, ds, x_train, y_train, x_test, y_test, store, progress, True)
         out.append({"scheme": "downstream classifier", "stored_model": task.describe()["stored_model"]})
+    num_classes = _num_classes(y_train, y_test)
     for k in ks:
         for i in range(len(scenario.schemes)):
             scheme = _build_scheme(scenario, i)
             if not scheme.trainable:
                 continue
             _prepare(scenario, i, scheme, _context(scenario, image_shape, k, x_train, channel, store, progress,
-                                                   y_train=y_train, num_classes=_num_classes(y_train, y_test)))
+                                                   y_train=y_train, num_classes=num_classes))
             out.append({"scheme": scheme.label if len(ks) == 1 else f"{scheme.label} (k = {k})",
                         "stored_model": str(scheme.entry.path)})
     return out
@@ -455,9 +455,8 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
     img_metrics = image_metric_names(scenario.data["metrics"])
     task = None
     if task_metric_names(scenario.data["metrics"]):
-        bar_note = "loading or training the downstream classifier"
         if progress:
-            print(f"{scenario.name}: {bar_note}", file=sys.stderr)
+            print(f"{scenario.name}: loading or training the downstream classifier", file=sys.stderr)
         task = _Task(scenario, ds, x_train, y_train, x_test, y_test, store, progress, train_missing)
         meta["classifier"] = task.describe()
         if not any(r["scheme"] == REFERENCE for r in rows):
