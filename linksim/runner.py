@@ -34,7 +34,7 @@ import yaml
 
 from linksim import __version__
 from linksim.registry import CHANNELS, SCHEMES
-from linksim.scenario import Scenario, ScenarioError
+from linksim.scenario import Scenario
 
 __all__ = ["RunError", "run_scenario", "train_scenario", "channel_uses_for", "versions"]
 

@@ -5,7 +5,6 @@ Smoke size: 24 test images, test SNR 0, 2, ..., 20 dB (11 points, 2 dB apart).
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from linksim.runner import run_scenario

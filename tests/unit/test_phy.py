@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from sionna.phy.channel import AWGN
-from sionna.phy.mapping import BinarySource, Demapper, Mapper
+from sionna.phy.mapping import BinarySource
 from sionna.phy.utils import ebnodb2no
 
 from linksim.phy.codes import IdealCode, LDPC5G, LDPC80211n
