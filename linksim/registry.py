@@ -95,17 +95,33 @@ class Registry:
             lists the options it takes), or an option value is invalid.
         """
         cls = self.get(name)
+        self.check_options(name, params)
+        return cls(**params)
+
+    def options(self, name: str) -> list[str] | None:
+        """The keyword options the class registered under ``name`` takes (None: any)."""
+        cls = self.get(name)
         try:
             sig = inspect.signature(cls)
         except (TypeError, ValueError):  # pragma: no cover - builtins without signature
-            sig = None
-        if sig is not None and not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-            allowed = [p for p in sig.parameters if p not in ("self", "args")]
-            unknown = sorted(set(params) - set(allowed))
-            if unknown:
-                raise ValueError(f"{self.kind} '{name}' has no option(s) {', '.join(unknown)} "
-                                 f"(allowed: {', '.join(allowed) or 'none'})")
-        return cls(**params)
+            return None
+        if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+            return None
+        return [p for p in sig.parameters if p not in ("self", "args")]
+
+    def check_options(self, name: str, params, ignore=()) -> None:
+        """Raise ValueError when ``params`` holds options ``name`` does not take.
+
+        The one unknown-option check of linksim: the message names the kind, the
+        name, the unknown options and the allowed ones.
+        """
+        allowed = self.options(name)
+        if allowed is None:
+            return
+        unknown = sorted(set(params) - set(allowed) - set(ignore))
+        if unknown:
+            raise ValueError(f"{self.kind} '{name}' has no option(s) {', '.join(unknown)} "
+                             f"(allowed: {', '.join(a for a in allowed if a not in ignore) or 'none'})")
 
     def names(self) -> list[str]:
         """The registered names, sorted."""
@@ -129,6 +145,8 @@ class Registry:
 
 
 SCHEMES = Registry("scheme")
+ARCHITECTURES = Registry("architecture")
+LOSSES = Registry("loss")
 CODECS = Registry("codec")
 CHANNEL_CODES = Registry("channel code")
 MODULATIONS = Registry("modulation")
@@ -136,9 +154,15 @@ CHANNELS = Registry("channel")
 RELAYS = Registry("relay")
 DATASETS = Registry("dataset")
 METRICS = Registry("metric")
+TASKS = Registry("task")
+PLOTS = Registry("plot")
 
+#: Every registry by the name ``linksim list`` prints it under: the one source of the
+#: names a scenario may use (the schema's allowed values come from here too).
 ALL = {
     "schemes": SCHEMES,
+    "architectures": ARCHITECTURES,
+    "losses": LOSSES,
     "codecs": CODECS,
     "channel codes": CHANNEL_CODES,
     "modulations": MODULATIONS,
@@ -146,6 +170,8 @@ ALL = {
     "relays": RELAYS,
     "datasets": DATASETS,
     "metrics": METRICS,
+    "tasks": TASKS,
+    "plots": PLOTS,
 }
 
 _LOADED = False
@@ -166,5 +192,7 @@ def _load_builtin_components() -> None:
         "linksim.channels",
         "linksim.schemes",
         "linksim.metrics",
+        "linksim.losses",
+        "linksim.tasks",
     ):
         importlib.import_module(mod)
