@@ -12,6 +12,7 @@ import keras
 import tensorflow as tf
 from sionna.phy.channel import AWGN
 
+from linksim.channels.base import Channel, apply_mask, symbol_mask
 from linksim.registry import CHANNELS
 
 __all__ = ["AWGNChannel", "snr_db_to_no", "no_to_snr_db"]
@@ -29,39 +30,35 @@ def no_to_snr_db(no) -> tf.Tensor:
 
 @CHANNELS.register("awgn")
 @keras.saving.register_keras_serializable(package="linksim")
-class AWGNChannel(keras.layers.Layer):
+class AWGNChannel(Channel):
     """Additive white Gaussian noise at Es/N0 ``snr_db`` per hop (Sionna ``AWGN``).
 
     Input
     -----
-    x : [..., S], tf.complex64
-        Symbols of unit average energy.
-    snr_db : float or tf.float32 (broadcastable to ``x``'s batch dimensions)
+    x : [batch, S], tf.complex64
+        Symbols of unit average energy (over the used symbols).
+    snr_db : float or tf.float32, scalar or [batch]
         Es/N0 in dB.
-    regenerate : callable or None
-        Ignored: one hop has no decode-and-forward relay. Accepted so that a scheme
-        calls every channel the same way (see :class:`~linksim.channels.MultiHopChannel`).
+    num_symbols : None or [batch], int32
+        Symbols used per image; the output is zero at positions ``>= num_symbols``.
 
     Output
     ------
-    y : [..., S], tf.complex64
-        ``x + w``, ``w ~ CN(0, no)``, ``no = 10 ** (-snr_db / 10)``.
+    dict (the :class:`~linksim.channels.base.Channel` contract)
+        ``y`` : ``x + w``, ``w ~ CN(0, no)``, [batch, S] tf.complex64;
+        ``no`` : ``10 ** (-snr_db / 10)``, tf.float32, shape of ``snr_db``;
+        ``snr_db`` : ``snr_db`` as tf.float32;
+        ``state`` : ``{}``.
     """
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._awgn = AWGN()
 
-    def noise_variance(self, snr_db) -> tf.Tensor:
-        """The ``no`` of one hop at ``snr_db``: what a receiver's demapper is given."""
-        return snr_db_to_no(snr_db)
-
-    def effective_snr_db(self, snr_db) -> tf.Tensor:
-        """The Es/N0 the receiver sees, in dB: ``snr_db`` itself for one hop."""
-        return tf.cast(snr_db, tf.float32)
-
-    def call(self, x, snr_db, regenerate=None):
-        return self._awgn(x, snr_db_to_no(snr_db))
+    def call(self, x, snr_db, num_symbols=None):
+        no = snr_db_to_no(snr_db)
+        y = apply_mask(self._awgn(x, no), symbol_mask(num_symbols, x))
+        return {"y": y, "no": no, "snr_db": tf.cast(snr_db, tf.float32), "state": {}}
 
     def get_config(self):
         return super().get_config()

@@ -9,8 +9,13 @@ XLA, see ``benchmarks/``):
 - :meth:`DigitalLink.detect`: received symbols and noise variance -> soft
   demapping -> BP decoding -> bits and a per-block success flag;
 - :meth:`DigitalLink.receive`: symbols -> channel at ``snr_db`` -> soft demapping
-  with the channel's noise variance -> BP decoding -> bits and a per-block
-  success flag.
+  with the noise variance the channel's call returned -> BP decoding -> bits and
+  a per-block success flag (False also where a decode-and-forward relay on the
+  way failed its parity check: the channel's ``state["relay_ok"]``).
+
+The link binds its channel once (``channel.bind(regenerate=..., constellation=...)``):
+decode-and-forward relays regenerate with this link's code and report their
+parity checks, quantize-and-forward relays tune to this link's QAM.
 
 A scheme transmits once per batch and receives once per SNR point, so the
 encoder does not run again for every SNR point.  :meth:`DigitalLink.run` does
@@ -34,8 +39,10 @@ class DigitalLink:
     code : ChannelCode
         A practical code (:class:`~linksim.phy.codes.LDPC80211n`, :class:`~linksim.phy.codes.LDPC5G`).
     modulation : QAM
-    channel : keras layer with ``call(x, snr_db)`` and ``noise_variance(snr_db)``
-        Default :class:`~linksim.channels.AWGNChannel`.
+    channel : Channel
+        Any channel of the :class:`~linksim.channels.base.Channel` contract; bound
+        here to this link's regeneration and constellation.  Default
+        :class:`~linksim.channels.AWGNChannel`.
     jit_compile : bool
         Compile with XLA (default True).
 
@@ -49,8 +56,10 @@ class DigitalLink:
         if getattr(code, "is_ideal", False):
             raise ValueError("the ideal code sends no bits; DigitalLink needs a practical code")
         self.code, self.modulation = code, modulation
-        self.channel = channel if channel is not None else AWGNChannel()
         self.m = modulation.num_bits_per_symbol
+        channel = channel if channel is not None else AWGNChannel()
+        self.channel = channel.bind(regenerate=self._regenerate_impl,
+                                    constellation=modulation.mapper.constellation.points.numpy())
         self.jit_compile = jit_compile
         self._transmit = tf.function(self._transmit_impl, jit_compile=jit_compile, reduce_retracing=True)
         self._receive = tf.function(self._receive_impl, jit_compile=jit_compile, reduce_retracing=True)
@@ -76,20 +85,25 @@ class DigitalLink:
         llr = tf.reshape(llr[:, :n_bits], [-1, num_codewords, self.code.n])
         return self.code.decode(llr)
 
-    def _regenerate_impl(self, y, no, num_codewords):
+    def _regenerate_impl(self, y, no):
         """A decode-and-forward relay: demap, BP-decode, re-encode and map the bits.
 
-        The relay forwards what its decoder decided, so a block it fails to decode
-        carries its bit errors on to the next hop.
+        The relay forwards what its decoder decided and reports each block's parity
+        check as ``ok`` [B, C]: a block it failed to decode re-encodes into a valid
+        codeword whose check passes at the destination, so the destination ANDs
+        ``ok`` into its own check (``state["relay_ok"]``) and the block counts as failed.
         """
-        u_hat, _ = self._detect_impl(y, no, num_codewords)
-        return self._transmit_impl(u_hat)
+        num_codewords = (int(y.shape[-1]) * self.m) // self.code.n
+        u_hat, ok = self._detect_impl(y, no, num_codewords)
+        return {"x": self._transmit_impl(u_hat), "ok": ok}
 
     def _receive_impl(self, symbols, snr_db, num_codewords):
-        # a relay chain's decode-and-forward relays regenerate with this link's code; one hop ignores it
-        y = self.channel(symbols, snr_db,
-                         regenerate=lambda y_, no_: self._regenerate_impl(y_, no_, num_codewords))
-        return self._detect_impl(y, self.channel.noise_variance(snr_db), num_codewords)
+        out = self.channel(symbols, snr_db)
+        u_hat, ok = self._detect_impl(out["y"], out["no"], num_codewords)
+        relay_ok = out["state"].get("relay_ok")
+        if relay_ok is not None:
+            ok = tf.logical_and(ok, relay_ok)
+        return u_hat, ok
 
     # ------------------------------------------------------------------ public API
     def transmit(self, info_bits) -> tf.Tensor:

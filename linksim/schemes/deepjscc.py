@@ -63,17 +63,17 @@ class DeepJSCC(keras.Model):
             self.channel = keras.layers.deserialize(channel)
         else:
             self.channel = channel
-        if getattr(self.channel, "has_df", False):
-            raise ValueError("a JSCC model cannot be trained through decode-and-forward relays (they are not "
-                             "differentiable); train over one hop, or through an af / qf chain")
+        if not self.channel.differentiable:
+            raise ValueError("a JSCC model cannot be trained through a channel that is not differentiable "
+                             "(decode-and-forward relays); train over one hop, or through an af / qf chain")
         # create the weights now, so a reloaded model has them before its weights are read
         self(tf.zeros((1,) + self.image_shape), tf.constant(10.0))
 
     def call(self, images, snr_db, training=False):
         x = self.encoder(images)
-        y = self.channel(x, snr_db)
-        # a relay chain's destination-equivalent SNR is what the decoder is told (one hop: snr_db)
-        return self.decoder(y, self.channel.effective_snr_db(snr_db))
+        out = self.channel(x, snr_db)
+        # the channel's reported SNR is what the decoder is told (a chain's destination-equivalent SNR)
+        return self.decoder(out["y"], out["snr_db"])
 
     def get_config(self):
         e, d = self.encoder, self.decoder
@@ -218,7 +218,7 @@ class DeepJSCCScheme(Scheme):
         self._encode = tf.function(lambda x: self.model.encoder(x), reduce_retracing=True,
                                    jit_compile=self.jit_compile)
         self._receive = tf.function(self._receive_impl, reduce_retracing=True, jit_compile=self.jit_compile)
-        self.channel = context.channel
+        self.channel = context.channel.bind(regenerate=self._regenerate_impl)  # DF relays decode and re-encode
 
     def prepare(self, context: SchemeContext) -> None:
         self.context = context
@@ -236,9 +236,9 @@ class DeepJSCCScheme(Scheme):
         return self.model.encoder(self.model.decoder(y, no_to_snr_db(no)))
 
     def _receive_impl(self, symbols, snr_db):
-        y = self.channel(symbols, snr_db, regenerate=self._regenerate_impl)  # one hop ignores regenerate
-        # the decoder's SNR side information is the destination-equivalent SNR (one hop: snr_db)
-        return self.model.decoder(y, self.channel.effective_snr_db(snr_db))
+        out = self.channel(symbols, snr_db)
+        # the decoder's SNR side information is the SNR the channel reports (a chain: destination-equivalent)
+        return self.model.decoder(out["y"], out["snr_db"])
 
     def describe(self) -> dict:
         d = super().describe()

@@ -60,30 +60,41 @@ def _check_image_shape(image_shape, stride=4):
 
 @keras.saving.register_keras_serializable(package="linksim")
 class PowerNormalization(keras.layers.Layer):
-    """Real latent -> ``k`` complex symbols with average energy 1 per symbol, per image.
+    """Real latent -> ``k`` complex symbols with average energy 1 per used symbol, per image.
 
     Parameters
     ----------
     channel_uses : int
-        k, complex symbols per image.
+        k, complex symbols allocated per image.
 
     Input
     -----
     z : [batch, ...], tf.float32, at least ``2k`` values per image
+    num_symbols : None or [batch], int32
+        Symbols an image uses (a variable-length transmission): the energy is
+        normalised over the first ``num_symbols`` symbols and the others are set
+        to zero.  None (default): all ``k`` are used.
 
     Output
     ------
-    [batch, k], tf.complex64 with ``mean(|x|^2) = 1`` for every image
+    [batch, k], tf.complex64 with ``mean(|x|^2) = 1`` over the used symbols of every image
     """
 
     def __init__(self, channel_uses: int, **kwargs):
         super().__init__(**kwargs)
         self.channel_uses = int(channel_uses)
 
-    def call(self, z):
+    def call(self, z, num_symbols=None):
         k = self.channel_uses
         flat = tf.reshape(z, [tf.shape(z)[0], -1])[:, : 2 * k]
-        energy = tf.reduce_mean(tf.square(flat), axis=1, keepdims=True) * 2.0  # mean |x|^2
+        if num_symbols is None:
+            energy = tf.reduce_mean(tf.square(flat), axis=1, keepdims=True) * 2.0  # mean |x|^2
+        else:
+            used = tf.cast(tf.sequence_mask(tf.cast(num_symbols, tf.int32), k), flat.dtype)  # [batch, k]
+            used = tf.concat([used, used], axis=1)                    # real parts, then imaginary parts
+            flat = flat * used
+            n = tf.maximum(tf.reduce_sum(used, axis=1, keepdims=True) / 2.0, 1.0)
+            energy = tf.reduce_sum(tf.square(flat), axis=1, keepdims=True) / n
         flat = flat * tf.math.rsqrt(tf.maximum(energy, 1e-12))
         # scale the real parts before forming complex values: no complex->real cast in the gradient
         return tf.complex(flat[:, :k], flat[:, k:])

@@ -292,6 +292,11 @@ class SeparationReceiver(keras.layers.Layer):
         return cfg
 
 
+def _pass_through(y, no):
+    """The ideal code's regeneration: a relay that always decodes forwards the symbols unchanged."""
+    return y
+
+
 @dataclass
 class _SourceState:
     images: np.ndarray
@@ -346,10 +351,14 @@ class SeparationScheme(Scheme):
         fb = fallback_image(self.fallback_kind, context.train_images, context.image_shape)
         self.rx = SeparationReceiver(self.codec, self.code, self.modulation, context.image_shape,
                                      fallback=fb, on_block_error=self.on_block_error)
-        self.channel = context.channel
         self._link = None
-        if not self.code.is_ideal:
+        if self.code.is_ideal:
+            # the ideal code sends no symbols: its DF relays "decode" perfectly (pass-through), and
+            # the chain's per-segment noise variances come from a call (see _ideal_snr_db)
+            self.channel = context.channel.bind(regenerate=_pass_through)
+        else:
             self._link = DigitalLink(self.code, self.tx.modulation, channel=context.channel)
+            self.channel = self._link.channel
 
     def describe(self) -> dict:
         d = super().describe()
@@ -393,14 +402,17 @@ class SeparationScheme(Scheme):
     def _ideal_snr_db(self, snr_db) -> float:
         """The SNR whose capacity the ideal code achieves end to end.
 
-        One hop: ``snr_db``. A relay chain: the destination-equivalent SNR of each
-        segment between decode-and-forward relays (AF/QF noise accumulates within a
-        segment), and the worst segment limits the chain (each DF relay must
-        decode, the cut-set bound of a line network).
+        One hop: the SNR the channel's call reports (``snr_db`` itself for AWGN). A
+        relay chain: the destination-equivalent SNR of each segment between
+        decode-and-forward relays (AF/QF noise accumulates within a segment,
+        ``state["segment_no"]``), and the worst segment limits the chain (each DF
+        relay must decode, the cut-set bound of a line network).
         """
-        if not hasattr(self.channel, "segment_noise_variances"):
-            return float(snr_db)
-        worst = max(float(no) for no in self.channel.segment_noise_variances(snr_db))
+        out = self.channel(tf.zeros([1, 1], tf.complex64), snr_db)
+        segments = out["state"].get("segment_no")
+        if not segments:
+            return float(out["snr_db"])
+        worst = max(float(no) for no in segments)
         return float(-10.0 * np.log10(worst))
 
     def _evaluate_ideal(self, state: _SourceState, snr_db) -> BatchResult:
