@@ -987,8 +987,9 @@ class MultiHopChannel(Channel):
             return self
         new = type(self).from_config(self.get_config())
         changed = [r.bind_facts(regenerate=regenerate, **facts) for r in new.relays]
-        new.hop_channels = [h.bind(**facts) for h in new.hop_channels]
-        hop_changed = any(a is not b for a, b in zip(new.hop_channels, self.hop_channels))
+        bound_hops = [h.bind(**facts) for h in new.hop_channels]
+        hop_changed = any(b is not h for b, h in zip(bound_hops, new.hop_channels))
+        new.hop_channels = bound_hops
         return new if any(changed) or hop_changed else self
 
     def describe(self) -> dict:

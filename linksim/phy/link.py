@@ -73,8 +73,9 @@ class DigitalLink:
     def _transmit_impl(self, info_bits):
         shape = tf.shape(info_bits)
         c = self.code.encode(info_bits)                      # [B, C, n]
-        c = tf.reshape(c, [shape[0], -1])                    # [B, C*n]
-        pad = (-c.shape[-1]) % self.m
+        n_coded = int(info_bits.shape[-2]) * self.code.n     # static C*n, also when traced inside a DF relay
+        c = tf.reshape(c, [shape[0], n_coded])               # [B, C*n]
+        pad = (-n_coded) % self.m
         if pad:
             c = tf.pad(c, [[0, 0], [0, pad]])
         return self.modulation.mapper(c)                     # [B, S]
