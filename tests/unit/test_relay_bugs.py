@@ -11,7 +11,8 @@ import sionna
 import tensorflow as tf
 
 from linksim.channels import MultiHopChannel
-from linksim.channels.relay import QuantizeAndForwardRelay, aligned_clip, gaussian_loading_factor
+from linksim.channels.relay import (QuantizeAndForwardRelay, aligned_clip, gaussian_bussgang_ratio,
+                                    gaussian_loading_factor)
 from linksim.phy.link import DigitalLink
 from linksim.registry import CHANNEL_CODES, MODULATIONS
 
@@ -126,3 +127,20 @@ def test_gaussian_qf_path_gives_the_same_symbols_as_before():
     sionna.phy.config.seed = 3
     b = MultiHopChannel(hops=2, relay="qf", relay_params={"bits": 3, "constellation": "gaussian"})(x, 10.0)
     np.testing.assert_array_equal(a, b["y"].numpy())
+
+
+@pytest.mark.parametrize("bits,snr_db", [(3, 20.0), (3, 10.0), (1, 20.0), (6, 15.0)])
+def test_qf_noise_model_matches_the_measured_error_of_gaussian_symbols(bits, snr_db):
+    # before: at 20 dB and 3 bits, E|y - x|^2 = 0.0597 measured against 0.0493 modelled.
+    # N = 200,000 Gaussian symbols; the reported no within 3 % of the measured error power.
+    sionna.phy.config.seed = 13
+    x = _gaussian(4, 50_000)
+    out = MultiHopChannel(hops=2, relay="qf", relay_params={"bits": bits})(x, snr_db)
+    measured = np.mean(np.abs(out["y"].numpy() - x.numpy()) ** 2)
+    assert float(out["no"]) == pytest.approx(measured, rel=0.03)
+
+
+def test_gaussian_bussgang_ratio_is_pi_over_2_for_one_bit_and_tends_to_1():
+    assert gaussian_bussgang_ratio(1) == pytest.approx(math.pi / 2, rel=1e-3)
+    assert gaussian_bussgang_ratio(3) == pytest.approx(1.0389, abs=1e-4)
+    assert 1.0 < gaussian_bussgang_ratio(12) < 1.0 + 1e-5
