@@ -910,7 +910,8 @@ class MultiHopChannel(Channel):
         ``compensate_gain``);
         ``no`` : ``no_eff`` of the last segment; ``snr_db`` : ``-10 log10(no_eff)``;
         ``state`` : ``hop_no`` (list of every hop's ``no``), ``segment_no`` (list,
-        ``no_eff`` of every segment, the last one is ``no``), ``gain`` (``G``), and
+        ``no_eff`` of every segment, the last one is ``no``), ``gain`` (``G``),
+        ``hop_state`` (list of every hop's own ``state``, e.g. fading coefficients), and
         ``relay_ok`` ([batch, ...] tf.bool, the AND of the block statuses the DF
         relays' ``regenerate`` reported) when a relay reported one.
 
@@ -1077,13 +1078,14 @@ class MultiHopChannel(Channel):
     def call(self, x, snr_db, num_symbols=None):
         snrs = hop_snrs(snr_db, self.hops)
         x = tf.convert_to_tensor(x)
-        nos, segment_nos, oks = [], [], []
+        nos, segment_nos, oks, hop_states = [], [], [], []
         start, start_no = 0, None         # first hop of the current segment, noise its regenerator passed on
         y = x
         for i in range(self.hops):
             out = self.hop_channels[i](x, snr_db=snrs[i], num_symbols=num_symbols)
             y = out["y"]
             nos.append(tf.cast(out["no"], tf.float32))
+            hop_states.append(out["state"])
             if i == self.hops - 1:
                 break
             relay = self.relays[i]
@@ -1104,7 +1106,7 @@ class MultiHopChannel(Channel):
         g = self._segment_gain(nos, start, self.hops - 1, start_no)
         if self.compensate_gain:
             y = y / tf.cast(_broadcast_to(g, y), y.dtype)
-        state = {"hop_no": nos, "segment_no": segment_nos, "gain": g}
+        state = {"hop_no": nos, "segment_no": segment_nos, "gain": g, "hop_state": hop_states}
         if oks:
             ok = oks[0]
             for o in oks[1:]:

@@ -235,3 +235,21 @@ def test_a_chain_without_hop_keeps_its_old_config_so_stored_model_keys_do_not_ch
     assert "hop" not in cfg
     assert {k: v for k, v in cfg.items() if k not in ("name", "trainable", "dtype")} == {
         "hops": 2, "relay": "qf", "relay_params": {"bits": 3}, "compensate_gain": True}
+
+
+def test_the_channels_package_imports_every_module_in_it_so_a_new_channel_is_one_file():
+    # a Rayleigh block-fading hop is one new file in linksim/channels/ that registers itself
+    # (like _NoiselessHop above); the package imports every module, so nothing else changes
+    import sys
+
+    import linksim.channels as pkg
+
+    for path in Path(pkg.__file__).parent.glob("*.py"):
+        if path.stem != "__init__":
+            assert f"linksim.channels.{path.stem}" in sys.modules
+
+
+def test_the_chain_state_holds_every_hops_own_state():
+    out = MultiHopChannel(hops=2, relay="af", hop=[{"type": "awgn"}, {"type": "test_noiseless_hop"}])(
+        _gaussian(1, 8), 10.0)
+    assert out["state"]["hop_state"] == [{}, {}]
