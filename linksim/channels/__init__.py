@@ -1,4 +1,4 @@
-"""Channels: one contract (:class:`Channel`), AWGN, and multi-hop relay chains (amplify-, decode-, quantize-and-forward).
+"""Channels: one contract (:class:`Channel`), AWGN, and multi-hop relay chains (AF, DF, QF relays).
 
 Every module of this package is imported here, so a new channel (a fading hop,
 say) is one new file that registers itself with ``@CHANNELS.register(name)``.

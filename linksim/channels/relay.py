@@ -75,7 +75,7 @@ import numpy as np
 import tensorflow as tf
 from sionna.phy.utils import expand_to_rank
 
-from linksim.channels.awgn import no_to_snr_db, snr_db_to_no
+from linksim.channels.awgn import no_to_snr_db
 from linksim.channels.base import Channel, apply_mask, symbol_mask
 from linksim.registry import CHANNELS, RELAYS, UnknownNameError
 
