@@ -162,7 +162,8 @@ class TrainingStage:
     ----------
     losses : list of dict
         ``{type: <LOSSES name>, weight: float >= 0 (default 1), ramp_epochs: int >= 0 (default 0),
-        **options of the loss}``; at least one.
+        **options of the loss}``; at least one. From Python, ``{loss: <JSCCLoss instance>, weight: ...}``
+        (or the instance itself) also works.
     epochs : int
         Maximum epochs of the stage (default 60).
     learning_rate : float > 0 or None
@@ -326,9 +327,17 @@ class JSCCScheme(Scheme):
                                             patience=patience, lr_patience=lr_patience, val_fraction=val_fraction,
                                             snr_train_db=snr_train_db, steps_per_epoch=st.steps_per_epoch))
         self.jit_compile = bool(jit_compile)
+        self._options = {"snr_train_db": snr_train_db, "batch_size": batch_size, "patience": patience,
+                         "lr_patience": lr_patience, "val_fraction": val_fraction, "jit_compile": self.jit_compile,
+                         "train_channel": train_channel, "label": self.label}
         self.model = None
         self.entry = None
         self.stage_entries = [None] * len(self.stages)
+
+    def get_config(self) -> dict:
+        """The scheme in its generic form: ``JSCCScheme(**get_config())`` is the same scheme."""
+        return {"architecture": {"type": self.architecture.name, **self.architecture.get_config()},
+                "stages": [st.get_config() for st in self.stages], **self._options}
 
     # ------------------------------------------------------------------ views
     @property

@@ -161,6 +161,15 @@ def test_architecture_losses_and_stages_round_trip_their_configs():
     assert SDJSCCSemanticLoss.from_config(semantic.get_config()).get_config() == semantic.get_config()
     st = TrainingStage(losses=[{"type": "mse", "weight": 0.5, "ramp_epochs": 2}], epochs=3, name="x")
     assert TrainingStage(**st.get_config()).get_config() == st.get_config()
+    labels = np.arange(40) % 10
+    ctx = SchemeContext(image_shape=(28, 28, 1), channel_uses=98, train_images=np.zeros((40, 28, 28, 1)),
+                        channel=AWGNChannel(), seed=3, dataset_spec={"name": "embedded"},
+                        extra={"train_labels": labels, "task": {}, "num_classes": 10})
+    for scheme in (DeepJSCCScheme(epochs=3, filters=[4, 4, 4, 4]), SDJSCCScheme(tau=10.0, mse_weight=0.5),
+                   SDJSCCNoGSWScheme(finetune_learning_rate=1e-4)):
+        generic = JSCCScheme(**scheme.get_config())
+        assert generic.get_config() == scheme.get_config()
+        assert generic.store_spec(ctx) == scheme.store_spec(ctx)
     model = arch.build((28, 28, 1), 64)
     assert isinstance(model, DeepJSCC)
     assert DeepJSCC.from_config(model.get_config()).get_config() == model.get_config()
