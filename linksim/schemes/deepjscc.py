@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from linksim.channels.awgn import AWGNChannel, no_to_snr_db
+from linksim.channels.awgn import AWGNChannel
 from linksim.registry import ARCHITECTURES, SCHEMES
 from linksim.schemes.deepjscc_layers import QUANTIZERS, DeepJSCCDecoder, DeepJSCCEncoder
 from linksim.schemes.jscc import (SCHEME_OPTIONS, JSCCArchitecture, JSCCScheme, TrainingStage, preset_signature,

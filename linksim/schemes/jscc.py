@@ -209,9 +209,7 @@ class TrainingStage:
             if "loss" in spec:
                 loss = spec.pop("loss")
             else:
-                kind = spec.pop("type")
-                LOSSES.check_options(kind, spec)
-                loss = LOSSES.create(kind, **spec)
+                loss = LOSSES.create(spec.pop("type"), **spec)     # Registry.check_options: unknown options
             self.terms.append((loss, float(weight), int(ramp)))
         self.epochs = int(epochs)
         self.learning_rate = None if learning_rate is None else float(learning_rate)
