@@ -1,4 +1,27 @@
-"""Training losses of the semantic JSCC schemes: SD-JSCC's gradient-based semantic weights and semantic loss.
+"""Training losses of the JSCC schemes, registered by scenario name, and SD-JSCC's semantic loss.
+
+Registered losses (``linksim.registry.LOSSES``; a stage of a ``jscc`` scheme names them)
+----------------------------------------------------------------------------------------
+- ``mse`` (:class:`MSELoss`): pixel mean squared error, DeepJSCC's loss;
+- ``semantic`` (:class:`SDJSCCSemanticLoss`): SD-JSCC's eq. 13 on the scenario's
+  downstream classifier, with the GSW weights of eqs. 7-10.
+
+The interface of a registered loss is :class:`JSCCLoss`: a callable
+``loss(x, out) -> scalar`` (``out`` is what the JSCC model returns: the received
+images, or a dict of named outputs with key ``"images"``; :func:`images_of` reads
+either), a :meth:`~JSCCLoss.prepare` hook that receives the scheme context before
+training (to load a classifier, calibrate weights, ...), :meth:`~JSCCLoss.spec`
+(what enters the trained model's store key), :meth:`~JSCCLoss.card` (facts for
+the model card) and ``get_config``. A new loss is one file::
+
+    from linksim.losses import JSCCLoss, images_of
+    from linksim.registry import LOSSES
+
+    @LOSSES.register("l1")
+    class L1Loss(JSCCLoss):
+        label = "l1"
+        def __call__(self, x, out):
+            return tf.reduce_mean(tf.abs(x - images_of(out)))
 
 Sun, Guo, Yang, Chen, Tang, Liu, *Deep joint source-channel coding for wireless
 image transmission with semantic importance* (SD-JSCC), section III.
@@ -55,8 +78,11 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from linksim.registry import LOSSES
+
 __all__ = ["gradient_importance", "semantic_weights", "gradient_semantic_weights", "SemanticLoss",
-           "WEIGHTS_FROM", "CLASS_AVERAGING"]
+           "WEIGHTS_FROM", "CLASS_AVERAGING", "images_of", "JSCCLoss", "MSELoss", "SDJSCCSemanticLoss",
+           "classifier_request"]
 
 #: Allowed values of ``SemanticLoss(weights_from=...)``.
 WEIGHTS_FROM = ("calibration", "batch")
@@ -402,3 +428,266 @@ class SemanticLoss:
         return {"layer": self.layer, "gsw": self.gsw, "weights_from": self.weights_from, "tau": self.tau,
                 "r": self.r, "classes": self.classes, "mse_weight": self.mse_weight,
                 "weights": None if self.weights is None else [float(v) for v in self.weights.numpy()]}
+
+
+# ------------------------------------------------------------------ registered losses of JSCC stages
+def images_of(out):
+    """The received images in a JSCC model's output.
+
+    Input
+    -----
+    out : [batch, H, W, C] tf.float32, or a dict of named outputs with key ``"images"``
+
+    Output
+    ------
+    [batch, H, W, C], tf.float32
+    """
+    return out["images"] if isinstance(out, dict) else out
+
+
+class JSCCLoss:
+    """Base of the losses a training stage of a ``jscc`` scheme names (see the module docstring).
+
+    Subclasses register themselves with ``@LOSSES.register(name)``, take their
+    options as keyword arguments (validated in the constructor, ``ValueError``
+    naming the allowed values) and implement ``__call__``.
+
+    Input
+    -----
+    x : [batch, H, W, C], tf.float32 in [0, 1], the transmitted images
+    out : [batch, H, W, C] tf.float32, or a dict with key ``"images"``: the model's output
+
+    Output
+    ------
+    scalar tf.float32
+    """
+
+    #: The name of the loss in a stage's store spec (``training.loss``); part of the store key.
+    label = "loss"
+
+    def prepare(self, context, *, val_fraction: float) -> None:
+        """Hook called once before the stage trains, with the scheme's context.
+
+        ``val_fraction`` is the stage's validation split: the images a loss may
+        calibrate on are the training part of :func:`linksim.training._split`.
+        Default: nothing to prepare.
+        """
+
+    def spec(self, context) -> dict:
+        """Entries added to the stage's store spec (everything that changes the trained weights)."""
+        return {}
+
+    def card(self) -> dict:
+        """Facts written to the trained model's card (after :meth:`prepare`)."""
+        return {}
+
+    def __call__(self, x, out):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+
+@LOSSES.register("mse")
+class MSELoss(JSCCLoss):
+    """Pixel mean squared error over the batch, DeepJSCC's training loss: ``mean((x - x')^2)``."""
+
+    label = "mse"
+
+    def __call__(self, x, out):
+        return tf.reduce_mean(tf.square(x - images_of(out)))
+
+
+#: Defaults of the GSW options of :class:`SDJSCCSemanticLoss` (without GSW, other values are refused).
+GSW_DEFAULTS = {"tau": 3000.0, "r": None, "weights_from": "calibration", "classes": "all",
+                "calibration_size": 1000}
+
+
+def _positive_int(name, v):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{name} must be a positive integer (got {v!r})")
+
+
+def classifier_request(context, label: str = "SD-JSCC") -> dict:
+    """Arguments of :func:`~linksim.tasks.load_or_train_classifier` from a scheme context.
+
+    Reads ``context.extra``: ``"train_labels"`` (required, the labels of
+    ``context.train_images``), ``"num_classes"`` (optional, default
+    ``max(train_labels) + 1``), ``"classifier_config"`` or ``"task"["classifier"]``
+    (the classifier's options).
+
+    Raises
+    ------
+    ValueError
+        Without training labels, or with as many labels as training images.
+    """
+    extra = context.extra or {}
+    labels = extra.get("train_labels")
+    if labels is None:
+        raise ValueError(f"{label}: SD-JSCC needs the downstream classifier, hence the training labels; "
+                         f"the scheme context has none (context.extra['train_labels'] is missing; the "
+                         f"data set must be labelled)")
+    labels = np.asarray(labels)
+    if len(labels) != len(context.train_images):
+        raise ValueError(f"{label}: context.extra['train_labels'] has {len(labels)} labels for "
+                         f"{len(context.train_images)} training images")
+    num_classes = extra.get("num_classes")
+    num_classes = int(np.max(labels)) + 1 if num_classes is None else int(num_classes)
+    config = extra.get("classifier_config")
+    if config is None:
+        config = (extra.get("task") or {}).get("classifier")
+    return {"dataset_spec": context.dataset_spec, "image_shape": tuple(context.image_shape),
+            "num_classes": num_classes, "x_train": context.train_images, "y_train": labels,
+            "seed": int(context.seed), "config": config}
+
+
+@LOSSES.register("semantic")
+class SDJSCCSemanticLoss(JSCCLoss):
+    """SD-JSCC's semantic loss (eq. 13) on the scenario's downstream classifier, as a stage loss.
+
+    :meth:`prepare` loads (or trains and stores) the scenario's classifier
+    (:func:`linksim.tasks.load_or_train_classifier`, the entry the accuracy metric
+    uses) and builds :class:`SemanticLoss` on it, with GSW weights calibrated on the
+    first ``calibration_size`` images of the stage's training split.
+
+    Parameters
+    ----------
+    feature_layer : str
+        Classifier layer of eq. 7, ``"conv1"`` .. ``"conv4"`` (default ``"conv4"``).
+    gsw : bool
+        True: GSW weights (eqs. 7-10); False: every weight 1 (the paper's ablation),
+        and the GSW options below must keep their defaults.
+    tau : float > 0
+        Temperature of eq. 10 (default 3000; see :mod:`linksim.schemes.sdjscc`).
+    r : float > 0 or None
+        Scale of eq. 10; None (default): the number of feature maps K.
+    weights_from : {"calibration", "batch"}
+    classes : {"all", "predicted"}
+    calibration_size : int
+        Training images the GSW weights are computed from (default 1000).
+    mse_weight : float >= 0
+        Weight of an added pixel MSE term (default 0, not in the paper).
+
+    Raises
+    ------
+    ValueError
+        For an option outside its allowed values, or a GSW option with ``gsw=False``.
+    """
+
+    def __init__(self, feature_layer: str = "conv4", gsw: bool = True, tau: float = GSW_DEFAULTS["tau"],
+                 r: float | None = GSW_DEFAULTS["r"], weights_from: str = GSW_DEFAULTS["weights_from"],
+                 classes: str = GSW_DEFAULTS["classes"], calibration_size: int = GSW_DEFAULTS["calibration_size"],
+                 mse_weight: float = 0.0):
+        from linksim.tasks.classifier import FEATURE_LAYERS
+
+        if feature_layer not in FEATURE_LAYERS:
+            raise ValueError(f"feature_layer must be one of {', '.join(FEATURE_LAYERS)} (got {feature_layer!r})")
+        self.gsw = bool(gsw)
+        if not self.gsw:
+            given = {"tau": tau, "r": r, "weights_from": weights_from, "classes": classes,
+                     "calibration_size": calibration_size}
+            odd = sorted(k for k, v in given.items() if v != GSW_DEFAULTS[k])
+            if odd:
+                raise ValueError(f"SD-JSCC without the GSW module (every semantic weight 1): option(s) "
+                                 f"{', '.join(odd)} do not apply")
+        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not np.isfinite(tau) or tau <= 0:
+            raise ValueError(f"tau must be a positive number (got {tau!r})")
+        if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float)) or not np.isfinite(r)
+                              or r <= 0):
+            raise ValueError(f"r must be a positive number or null (null: the number of feature maps) "
+                             f"(got {r!r})")
+        if weights_from not in WEIGHTS_FROM:
+            raise ValueError(f"weights_from must be one of {', '.join(WEIGHTS_FROM)} (got {weights_from!r})")
+        _check_classes(classes)
+        _positive_int("calibration_size", calibration_size)
+        if isinstance(mse_weight, bool) or not isinstance(mse_weight, (int, float)) or not mse_weight >= 0:
+            raise ValueError(f"mse_weight must be a number >= 0 (got {mse_weight!r})")
+        self.feature_layer = feature_layer
+        self.tau, self.r = float(tau), (None if r is None else float(r))
+        self.weights_from, self.classes = weights_from, classes
+        self.calibration_size, self.mse_weight = int(calibration_size), float(mse_weight)
+        self.loss = None               # the SemanticLoss, after prepare()
+        self.classifier_entry = None
+
+    @property
+    def label(self) -> str:
+        return "sdjscc_semantic" + ("+mse" if self.mse_weight else "")
+
+    def semantic_config(self) -> dict:
+        """The options as they enter the store spec (``semantic``); the GSW ones only with GSW."""
+        cfg = {"feature_layer": self.feature_layer, "mse_weight": self.mse_weight, "gsw": self.gsw}
+        if self.gsw:
+            cfg.update(tau=self.tau, r=self.r, weights_from=self.weights_from, classes=self.classes,
+                       calibration_size=self.calibration_size)
+        return cfg
+
+    def _classifier_key(self, request: dict) -> str:
+        from linksim.store import spec_key
+        from linksim.tasks.classifier import classifier_spec
+
+        return spec_key(classifier_spec(dataset_spec=request["dataset_spec"], image_shape=request["image_shape"],
+                                        num_classes=request["num_classes"], seed=request["seed"],
+                                        config=request["config"]))
+
+    def spec(self, context) -> dict:
+        request = classifier_request(context)
+        return {"classifier": {"key": self._classifier_key(request), "num_classes": request["num_classes"]},
+                "semantic": self.semantic_config()}
+
+    def build(self, classifier, context, *, val_fraction: float) -> SemanticLoss:
+        """Eq. 13 on ``classifier``, with weights calibrated on the stage's training split when asked."""
+        if not self.gsw:
+            return SemanticLoss(classifier, self.feature_layer, gsw=False, mse_weight=self.mse_weight)
+        calib = None
+        if self.weights_from == "calibration":
+            from linksim.training import _split
+
+            # the training part of the split train_jscc uses: the validation images stay unseen
+            tr_idx, _ = _split(len(context.train_images), val_fraction, int(context.seed))
+            calib = np.asarray(context.train_images, np.float32)[tr_idx[:self.calibration_size]]
+        probe = SemanticLoss(classifier, self.feature_layer, gsw=False)       # only to count the maps
+        r = float(probe.num_feature_maps) if self.r is None else self.r
+        return SemanticLoss(classifier, self.feature_layer, gsw=True, weights_from=self.weights_from,
+                            calibration_images=calib, tau=self.tau, r=r, classes=self.classes,
+                            mse_weight=self.mse_weight)
+
+    def prepare(self, context, *, val_fraction: float) -> None:
+        """Load (or train and store) the scenario's classifier and build eq. 13 on it.
+
+        Raises
+        ------
+        ValueError
+            Without ``context.extra["train_labels"]``, or when the classifier is
+            missing and ``context.train_missing`` is False.
+        """
+        from linksim.tasks import load_or_train_classifier
+
+        classifier, self.classifier_entry = load_or_train_classifier(
+            context.store, progress=context.progress, train_missing=context.train_missing,
+            **classifier_request(context))
+        self.loss = self.build(classifier, context, val_fraction=val_fraction)
+
+    @property
+    def semantic_weights(self) -> list[float] | None:
+        """The fixed GSW weights ``W'`` (None before :meth:`prepare` or with ``weights_from="batch"``)."""
+        if self.loss is None or self.loss.weights is None:
+            return None
+        return [float(v) for v in self.loss.weights.numpy()]
+
+    def card(self) -> dict:
+        return {"semantic_loss": self.loss.get_config(), "semantic_weights": self.semantic_weights,
+                "classifier_model": str(self.classifier_entry.path) if self.classifier_entry else None}
+
+    def __call__(self, x, out):
+        if self.loss is None:
+            raise ValueError("the semantic loss needs prepare(context) first (it loads the classifier)")
+        return self.loss(x, images_of(out))
+
+    def get_config(self) -> dict:
+        return {"feature_layer": self.feature_layer, "gsw": self.gsw, "tau": self.tau, "r": self.r,
+                "weights_from": self.weights_from, "classes": self.classes,
+                "calibration_size": self.calibration_size, "mse_weight": self.mse_weight}

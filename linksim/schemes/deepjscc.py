@@ -1,27 +1,33 @@
-"""DeepJSCC: the end-to-end model and the ``deepjscc`` scheme.
+"""DeepJSCC: the end-to-end model, the ``deepjscc`` architecture and the ``deepjscc`` scheme.
 
 Bourtsoulatze, Burth Kurka, Gündüz, *Deep joint source-channel coding for wireless
 image transmission*, IEEE TCCN 2019. The layers are in
 :mod:`linksim.schemes.deepjscc_layers`; the channel inside the model is linksim's
 :class:`~linksim.channels.AWGNChannel` (Sionna's ``AWGN``), so training and
 evaluation share one code path.
+
+- :class:`DeepJSCC`: the Keras model (encoder -> channel -> decoder);
+- :class:`DeepJSCCArchitecture`: the ``deepjscc`` entry of
+  :data:`linksim.registry.ARCHITECTURES` (its options are the model's);
+- :class:`DeepJSCCScheme`: the ``deepjscc`` scheme, a preset of
+  :class:`~linksim.schemes.jscc.JSCCScheme`: this architecture and one stage of
+  ``mse``; ``type: jscc`` with ``architecture: {type: deepjscc, ...}`` and
+  ``stages: [{losses: [{type: mse}], ...}]`` is the same model (same store key).
 """
 
 from __future__ import annotations
-
-import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from linksim.channels.awgn import AWGNChannel, no_to_snr_db
-from linksim.registry import SCHEMES
-from linksim.schemes.base import BatchResult, Scheme, SchemeContext
-from linksim.schemes.deepjscc_layers import DeepJSCCDecoder, DeepJSCCEncoder
-from linksim.training import TrainConfig, train_jscc
+from linksim.channels.awgn import AWGNChannel
+from linksim.registry import ARCHITECTURES, SCHEMES
+from linksim.schemes.deepjscc_layers import QUANTIZERS, DeepJSCCDecoder, DeepJSCCEncoder
+from linksim.schemes.jscc import (SCHEME_OPTIONS, JSCCArchitecture, JSCCScheme, TrainingStage, preset_signature,
+                                  split_preset_options)
 
-__all__ = ["DeepJSCC", "DeepJSCCScheme"]
+__all__ = ["DeepJSCC", "DeepJSCCArchitecture", "DeepJSCCScheme"]
 
 
 @keras.saving.register_keras_serializable(package="linksim")
@@ -57,6 +63,7 @@ class DeepJSCC(keras.Model):
                                        name="encoder")
         self.decoder = DeepJSCCDecoder(self.image_shape, self.channel_uses, filters, kernel_size, snr_side_info,
                                        name="decoder")
+        self._channel_given = channel is not None   # one AWGN hop (the default) is left out of the config
         if channel is None:
             self.channel = AWGNChannel(name="channel")
         elif isinstance(channel, dict):
@@ -80,22 +87,17 @@ class DeepJSCC(keras.Model):
         cfg = {"name": self.name, "image_shape": list(self.image_shape), "channel_uses": self.channel_uses,
                "filters": e.filters, "kernel_size": e.kernel_size, "quantizer": e.quantizer,
                "snr_side_info": d.snr_side_info}
-        if not isinstance(self.channel, AWGNChannel):
+        if self._channel_given:
             cfg["channel"] = keras.layers.serialize(self.channel)
         return cfg
 
 
-@SCHEMES.register("deepjscc")
-class DeepJSCCScheme(Scheme):
-    """DeepJSCC (Bourtsoulatze et al. 2019): CNN encoder -> k complex symbols -> CNN decoder.
-
-    The model is loaded from the model store, or trained on the scenario's
-    training images and stored (see :mod:`linksim.store`).
+@ARCHITECTURES.register("deepjscc")
+class DeepJSCCArchitecture(JSCCArchitecture):
+    """DeepJSCC's CNN encoder and decoder (Bourtsoulatze et al. 2019): the model :class:`DeepJSCC`.
 
     Parameters
     ----------
-    snr_train_db : float or [lo, hi]
-        SNR (Es/N0, dB) during training; a range is sampled per batch.
     filters : list of 4 int
         Default the paper's 16, 32, 32, 32.
     kernel_size : int
@@ -103,160 +105,79 @@ class DeepJSCCScheme(Scheme):
         "binary": the SD-JSCC paper's eq. 14 (latent bits sent as QPSK).
     snr_side_info : bool
         Tell the decoder the channel SNR.
-    epochs, batch_size, learning_rate, patience, lr_patience, val_fraction, steps_per_epoch :
-        Training (:class:`~linksim.training.TrainConfig`).
-    jit_compile : bool
-        Compile evaluation with XLA (default False: on CPU, XLA's convolutions
-        are slower than TensorFlow's oneDNN ones; ``benchmarks/`` measures both).
-    train_channel : {"awgn", "scenario"}
-        ``awgn`` (default): train over one AWGN hop at ``snr_train_db`` and
-        evaluate on whatever channel the scenario has; ``scenario``: train end to
-        end through the scenario's channel (an AF or QF relay chain, every hop at
-        ``snr_train_db``; QF passes gradients straight through its quantizer).
-    label : str
+
+    Raises
+    ------
+    ValueError
+        For filters that are not four positive integers, or an unknown quantizer.
     """
 
-    digital = False
-    trainable = True
+    name = "deepjscc"
 
-    def __init__(self, snr_train_db=10.0, filters=(16, 32, 32, 32), kernel_size: int = 5,
-                 quantizer: str | None = None, snr_side_info: bool = False, epochs: int = 60,
-                 batch_size: int = 64, learning_rate: float = 1e-3, patience: int = 8, lr_patience: int = 3,
-                 val_fraction: float = 0.1, steps_per_epoch: int | None = None, jit_compile: bool = False,
-                 train_channel: str = "awgn", label: str | None = None):
-        super().__init__(label)
-        if train_channel not in ("awgn", "scenario"):
-            raise ValueError(f"train_channel must be one of awgn, scenario (got {train_channel!r})")
-        self.train_channel = train_channel
-        if quantizer not in (None, "binary"):
-            raise ValueError(f"quantizer must be one of null, binary (got {quantizer!r})")
+    def __init__(self, filters=(16, 32, 32, 32), kernel_size: int = 5, quantizer: str | None = None,
+                 snr_side_info: bool = False):
+        if quantizer not in QUANTIZERS:
+            raise ValueError(f"quantizer must be one of {', '.join('null' if q is None else q for q in QUANTIZERS)} "
+                             f"(got {quantizer!r})")
         if not isinstance(filters, (list, tuple)) or len(filters) != 4 \
                 or not all(isinstance(f, (int, np.integer)) and f > 0 for f in filters):
             raise ValueError(f"filters must be a list of four positive integers (got {filters!r})")
-        self.model_config = {"filters": [int(f) for f in filters], "kernel_size": int(kernel_size),
-                             "quantizer": quantizer, "snr_side_info": bool(snr_side_info)}
-        self.train_config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                                        patience=patience, lr_patience=lr_patience, val_fraction=val_fraction,
-                                        snr_train_db=snr_train_db, steps_per_epoch=steps_per_epoch)
-        self.jit_compile = bool(jit_compile)
-        self.model = None
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, (int, np.integer)) or kernel_size < 1:
+            raise ValueError(f"kernel_size must be a positive integer (got {kernel_size!r})")
+        self._config = {"filters": [int(f) for f in filters], "kernel_size": int(kernel_size),
+                        "quantizer": quantizer, "snr_side_info": bool(snr_side_info)}
 
-    # ---------------------------------------------------------------- model store
-    def store_spec(self, context: SchemeContext) -> dict:
-        """Everything that changes the trained weights (hashed into the store key)."""
-        tc = self.train_config
-        return {"scheme": "deepjscc", "format": 1,
-                "model": {"image_shape": list(context.image_shape), "channel_uses": int(context.channel_uses),
-                          **self.model_config},
-                "training": {"snr_train_db": tc.snr_train_db, "epochs": tc.epochs, "batch_size": tc.batch_size,
-                             "learning_rate": tc.learning_rate, "patience": tc.patience,
-                             "lr_patience": tc.lr_patience, "val_fraction": tc.val_fraction,
-                             "steps_per_epoch": tc.steps_per_epoch, "loss": "mse",
-                             **({"channel": self._train_channel_config(context)}
-                                if self.train_channel == "scenario" else {})},
-                "dataset": context.dataset_spec, "seed": int(context.seed)}
+    def model_config(self) -> dict:
+        return dict(self._config)
 
-    def store_name(self) -> str:
-        return "deepjscc"
+    def build(self, image_shape, channel_uses: int, channel=None) -> DeepJSCC:
+        return DeepJSCC(image_shape, channel_uses, channel=channel, **self._config)
 
-    def _train_channel_config(self, context: SchemeContext) -> dict:
-        ch = context.channel
-        cfg = {k: v for k, v in ch.get_config().items() if k not in ("name", "trainable", "dtype")}
-        return {"class": type(ch).__name__, "config": cfg}
+    def fits(self, model, image_shape, channel_uses: int) -> bool:
+        return isinstance(model, DeepJSCC) and super().fits(model, image_shape, channel_uses)
 
-    def build_model(self, context: SchemeContext) -> DeepJSCC:
-        keras.utils.set_random_seed(int(context.seed))
-        channel = None
-        if self.train_channel == "scenario" and not isinstance(context.channel, AWGNChannel):
-            channel = keras.layers.deserialize(keras.layers.serialize(context.channel))  # a fresh copy
-        return DeepJSCC(context.image_shape, context.channel_uses, channel=channel, **self.model_config)
+    def latent_bits_per_image(self, channel_uses: int) -> int | None:
+        """2k with the binary quantizer (k QPSK symbols); None for analog symbols."""
+        return 2 * int(channel_uses) if self._config["quantizer"] == "binary" else None
 
-    def _check_loaded(self, model, context: SchemeContext) -> bool:
-        ok = (isinstance(model, DeepJSCC) and model.image_shape == tuple(context.image_shape)
-              and model.channel_uses == int(context.channel_uses))
-        if not ok:
-            warnings.warn(f"{self.label}: the stored model does not fit this scenario's images or channel uses; "
-                          f"it will be retrained", stacklevel=3)
-        return ok
 
-    def train(self, context: SchemeContext, model) -> dict:
-        """Train ``model`` (resuming from the store's checkpoint); returns the history."""
-        import sionna.phy
+#: The options of the first stage as flat preset options, with their defaults.
+FIRST_STAGE_OPTIONS = ("epochs", "learning_rate", "steps_per_epoch")
+_FIRST_STAGE_DEFAULTS = {"epochs": 60, "learning_rate": 1e-3}
 
-        entry = context.store.entry(self.store_name(), self.store_spec(context))
-        self.train_config.seed = int(context.seed)
-        sionna.phy.config.seed = int(context.seed)
-        return train_jscc(model, context.train_images, self.train_config, checkpoint_dir=entry.checkpoint_dir,
-                          progress=context.progress, desc=self.label)
 
-    def _load_stored(self, context: SchemeContext, spec: dict):
-        """The stored model of ``spec`` and its entry, ``(None, None)`` when missing or unfit."""
-        model, entry = (None, None) if context.store is None else context.store.load(self.store_name(), spec)
-        if model is not None and not self._check_loaded(model, context):
-            return None, None
-        return model, entry
+@SCHEMES.register("deepjscc")
+class DeepJSCCScheme(JSCCScheme):
+    """DeepJSCC (Bourtsoulatze et al. 2019): CNN encoder -> k complex symbols -> CNN decoder.
 
-    def _require_training(self, context: SchemeContext) -> None:
-        """Raise ValueError when a missing model may not be trained here."""
-        if context.store is None or not context.train_missing:
-            raise ValueError(f"{self.label}: no trained model in the store for this scenario; "
-                             f"run `linksim train` on the scenario first")
+    A preset of :class:`~linksim.schemes.jscc.JSCCScheme`: the ``deepjscc``
+    architecture trained in one stage with the ``mse`` loss. The model is loaded
+    from the model store, or trained on the scenario's training images and stored
+    (see :mod:`linksim.store`).
 
-    def _card_facts(self, context: SchemeContext, history: dict) -> dict:
-        """What a stored model's card says of its training and its setting."""
-        best = history["best_epoch"]
-        return {"scheme_label": self.label, "epochs_run": history["epochs_run"], "best_epoch": best,
-                "final_val_psnr_db": history["val_psnr_db"][best - 1] if best else None,
-                "snr_train_db": self.train_config.snr_train_db, "channel_uses": int(context.channel_uses),
-                "bandwidth_ratio": int(context.channel_uses) / float(np.prod(context.image_shape)),
-                "dataset": context.dataset_spec, "seed": int(context.seed)}
+    Parameters
+    ----------
+    filters, kernel_size, quantizer, snr_side_info :
+        The architecture (:class:`DeepJSCCArchitecture`).
+    epochs, learning_rate, steps_per_epoch :
+        The training stage (:class:`~linksim.schemes.jscc.TrainingStage`; default 60
+        epochs at 1e-3).
+    snr_train_db, batch_size, patience, lr_patience, val_fraction, jit_compile, train_channel, label :
+        As :class:`~linksim.schemes.jscc.JSCCScheme`.
 
-    def _bind(self, context: SchemeContext, model, entry) -> None:
-        """Use ``model`` for transmission: compile the encoder and the receive path."""
-        self.model = model
-        self.entry = entry
-        self._encode = tf.function(lambda x: self.model.encoder(x), reduce_retracing=True,
-                                   jit_compile=self.jit_compile)
-        self._receive = tf.function(self._receive_impl, reduce_retracing=True, jit_compile=self.jit_compile)
-        self.channel = context.channel.bind(regenerate=self._regenerate_impl)  # DF relays decode and re-encode
+    Raises
+    ------
+    ValueError
+        For an unknown option (naming the allowed ones) or a value outside its range.
+    """
 
-    def prepare(self, context: SchemeContext) -> None:
-        self.context = context
-        spec = self.store_spec(context)
-        model, entry = self._load_stored(context, spec)
-        if model is None:
-            self._require_training(context)
-            model = self.build_model(context)
-            history = self.train(context, model)
-            entry = context.store.save(self.store_name(), spec, model, history, self._card_facts(context, history))
-        self._bind(context, model, entry)
+    __signature__ = preset_signature((JSCCScheme, ("architecture", "stages"), "", {}),
+                                     (DeepJSCCArchitecture, (), "", {}),
+                                     (TrainingStage, ("losses", "name"), "", _FIRST_STAGE_DEFAULTS))
 
-    def _regenerate_impl(self, y, no):
-        """A decode-and-forward relay: decode the image with the JSCC decoder, re-encode it."""
-        return self.model.encoder(self.model.decoder(y, no_to_snr_db(no)))
-
-    def _receive_impl(self, symbols, snr_db):
-        out = self.channel(symbols, snr_db)
-        # the decoder's SNR side information is the SNR the channel reports (a chain: destination-equivalent)
-        return self.model.decoder(out["y"], out["snr_db"])
-
-    def describe(self) -> dict:
-        d = super().describe()
-        d.update(model=self.model_config, snr_train_db=self.train_config.snr_train_db,
-                 stored_model=str(self.entry.path) if getattr(self, "entry", None) else None)
-        return d
-
-    def encode(self, images: np.ndarray):
-        return self._encode(tf.constant(np.asarray(images, np.float32)))
-
-    def latent_bits_per_image(self) -> int | None:
-        """2k with the binary quantizer; None for analog symbols."""
-        return 2 * int(self.context.channel_uses) if self.model_config["quantizer"] == "binary" else None
-
-    def evaluate(self, state, snr_db: float) -> BatchResult:
-        images = self._receive(state, tf.constant(snr_db, tf.float32)).numpy()  # snr_db: scalar or per hop
-        b = int(state.shape[0])
-        bits = self.latent_bits_per_image()
-        counts = {"images": b, "channel_uses": b * int(self.context.channel_uses),
-                  "source_bits": b * bits if bits is not None else float("nan")}
-        return BatchResult(images, counts)
+    def __init__(self, **options):
+        g = split_preset_options("deepjscc", options, {"scheme": SCHEME_OPTIONS,
+                                                       "architecture": ARCHITECTURES.options("deepjscc"),
+                                                       "stage": FIRST_STAGE_OPTIONS})
+        stage = {**_FIRST_STAGE_DEFAULTS, **g["stage"], "losses": [{"type": "mse"}]}
+        super().__init__(architecture={"type": "deepjscc", **g["architecture"]}, stages=[stage], **g["scheme"])

@@ -1,5 +1,17 @@
 """SD-JSCC: DeepJSCC fine-tuned with a semantic loss (the ``sdjscc`` and ``sdjscc_nogsw`` schemes).
 
+Both are presets of :class:`~linksim.schemes.jscc.JSCCScheme`: the ``deepjscc``
+architecture with the binary quantizer, stage 1 a ``mse`` stage (the ``deepjscc``
+scheme's model), stage 2 the ``semantic`` loss
+(:class:`linksim.losses.SDJSCCSemanticLoss`). The generic form is::
+
+    - type: jscc
+      architecture: {type: deepjscc, quantizer: binary}
+      snr_train_db: 5
+      stages:
+        - {losses: [{type: mse}], epochs: 20}
+        - {name: sdjscc, losses: [{type: semantic}], epochs: 5, steps_per_epoch: 40}
+
 Sun, Guo, Yang, Chen, Tang, Liu, *Deep joint source-channel coding for wireless
 image transmission with semantic importance*. The network is DeepJSCC with the
 binary quantizer of eq. 14 (:mod:`linksim.schemes.deepjscc_layers`); only the
@@ -66,25 +78,24 @@ ablation (its Fig. 6).
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 
-from linksim.losses import CLASS_AVERAGING, WEIGHTS_FROM, SemanticLoss
-from linksim.registry import SCHEMES
-from linksim.schemes.base import SchemeContext
-from linksim.schemes.deepjscc import DeepJSCCScheme
-from linksim.store import spec_key
-from linksim.training import TrainConfig, _split, train_jscc
+from linksim.losses import SDJSCCSemanticLoss
+from linksim.registry import ARCHITECTURES, LOSSES, SCHEMES
+from linksim.schemes.deepjscc import _FIRST_STAGE_DEFAULTS, FIRST_STAGE_OPTIONS, DeepJSCCScheme
+from linksim.schemes.jscc import SCHEME_OPTIONS, JSCCScheme, TrainingStage, preset_signature, split_preset_options
 
 __all__ = ["SDJSCCScheme", "SDJSCCNoGSWScheme"]
 
-#: Defaults of the options that only the GSW module uses (the ablation rejects other values).
-_GSW_DEFAULTS = {"tau": 3000.0, "r": None, "weights_from": "calibration", "classes": "all",
-                 "calibration_size": 1000}
+#: The stage-2 options as flat preset options (``finetune_<stage option>``), with their defaults.
+_FINETUNE_DEFAULTS = {"epochs": 6, "learning_rate": None, "steps_per_epoch": None}
+FINETUNE_OPTIONS = tuple("finetune_" + k for k in _FINETUNE_DEFAULTS)
+#: The semantic-loss options a preset takes flat (``gsw`` is the preset's choice).
+SEMANTIC_OPTIONS = tuple(p for p in LOSSES.options("semantic") if p != "gsw")
 
 
 @SCHEMES.register("sdjscc")
-class SDJSCCScheme(DeepJSCCScheme):
+class SDJSCCScheme(JSCCScheme):
     """SD-JSCC (Sun et al.): binary-quantised DeepJSCC fine-tuned with the GSW-weighted semantic loss.
 
     Parameters
@@ -93,6 +104,8 @@ class SDJSCCScheme(DeepJSCCScheme):
     lr_patience, val_fraction, steps_per_epoch, jit_compile, train_channel, label :
         As :class:`~linksim.schemes.deepjscc.DeepJSCCScheme`; they define stage 1
         (and the SNR, batch size, validation split and patience of stage 2).
+    feature_layer, tau, r, weights_from, classes, calibration_size, mse_weight :
+        The semantic loss of stage 2 (:class:`linksim.losses.SDJSCCSemanticLoss`).
     quantizer : {"binary"}
         Always the binary quantizer of eq. 14 (the paper's SD-JSCC and its DeepJSCC
         baseline both use it).
@@ -138,219 +151,77 @@ class SDJSCCScheme(DeepJSCCScheme):
         For an option outside its allowed values (the message gives them).
     """
 
-    #: False in the ablation (every semantic weight 1)
     gsw = True
-    #: Model-store name of the fine-tuned (stage-2) model
     stage2_name = "sdjscc"
 
-    def __init__(self, snr_train_db=10.0, filters=(16, 32, 32, 32), kernel_size: int = 5,
-                 quantizer: str = "binary", snr_side_info: bool = False, epochs: int = 60,
-                 batch_size: int = 64, learning_rate: float = 1e-3, patience: int = 8, lr_patience: int = 3,
-                 val_fraction: float = 0.1, steps_per_epoch: int | None = None, jit_compile: bool = False,
-                 train_channel: str = "awgn", label: str | None = None, feature_layer: str = "conv4",
-                 tau: float = _GSW_DEFAULTS["tau"], r: float | None = _GSW_DEFAULTS["r"],
-                 weights_from: str = _GSW_DEFAULTS["weights_from"], classes: str = _GSW_DEFAULTS["classes"],
-                 calibration_size: int = _GSW_DEFAULTS["calibration_size"], mse_weight: float = 0.0,
-                 finetune_epochs: int = 6, finetune_learning_rate: float | None = None,
-                 finetune_steps_per_epoch: int | None = None):
+    __signature__ = preset_signature((JSCCScheme, ("architecture", "stages"), "", {}),
+                                     (DeepJSCCScheme.__signature__, (), "", {"quantizer": "binary"}),
+                                     (SDJSCCSemanticLoss, ("gsw",), "", {}),
+                                     (TrainingStage, ("losses", "name"), "finetune_", _FINETUNE_DEFAULTS))
+
+    def __init__(self, **options):
+        name = self.stage2_name
+        g = split_preset_options(name, options, {"scheme": SCHEME_OPTIONS,
+                                                 "architecture": ARCHITECTURES.options("deepjscc"),
+                                                 "stage": FIRST_STAGE_OPTIONS, "semantic": SEMANTIC_OPTIONS,
+                                                 "finetune": FINETUNE_OPTIONS})
+        quantizer = g["architecture"].pop("quantizer", "binary")
         if quantizer != "binary":
             raise ValueError(f"{type(self).__name__} uses the binary quantizer of eq. 14: quantizer must be "
                              f"binary (got {quantizer!r})")
-        super().__init__(snr_train_db=snr_train_db, filters=filters, kernel_size=kernel_size,
-                         quantizer="binary", snr_side_info=snr_side_info, epochs=epochs, batch_size=batch_size,
-                         learning_rate=learning_rate, patience=patience, lr_patience=lr_patience,
-                         val_fraction=val_fraction, steps_per_epoch=steps_per_epoch, jit_compile=jit_compile,
-                         train_channel=train_channel, label=label)
-        from linksim.tasks.classifier import FEATURE_LAYERS
-
-        if feature_layer not in FEATURE_LAYERS:
-            raise ValueError(f"feature_layer must be one of {', '.join(FEATURE_LAYERS)} (got {feature_layer!r})")
-        if not self.gsw:
-            given = {"tau": tau, "r": r, "weights_from": weights_from, "classes": classes,
-                     "calibration_size": calibration_size}
-            odd = sorted(k for k, v in given.items() if v != _GSW_DEFAULTS[k])
-            if odd:
-                raise ValueError(f"{type(self).__name__} is SD-JSCC without the GSW module (every semantic "
-                                 f"weight 1): option(s) {', '.join(odd)} do not apply")
-        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not np.isfinite(tau) or tau <= 0:
-            raise ValueError(f"tau must be a positive number (got {tau!r})")
-        if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float)) or not np.isfinite(r)
-                              or r <= 0):
-            raise ValueError(f"r must be a positive number or null (null: the number of feature maps) "
-                             f"(got {r!r})")
-        if weights_from not in WEIGHTS_FROM:
-            raise ValueError(f"weights_from must be one of {', '.join(WEIGHTS_FROM)} (got {weights_from!r})")
-        if classes not in CLASS_AVERAGING:
-            raise ValueError(f"classes must be one of {', '.join(CLASS_AVERAGING)} (got {classes!r})")
-        for name, v in (("calibration_size", calibration_size), ("finetune_epochs", finetune_epochs)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer (got {v!r})")
-        if finetune_steps_per_epoch is not None and (isinstance(finetune_steps_per_epoch, bool) or not isinstance(
-                finetune_steps_per_epoch, (int, np.integer)) or finetune_steps_per_epoch < 1):
-            raise ValueError(f"finetune_steps_per_epoch must be a positive integer or null "
-                             f"(got {finetune_steps_per_epoch!r})")
-        if isinstance(mse_weight, bool) or not isinstance(mse_weight, (int, float)) or not mse_weight >= 0:
-            raise ValueError(f"mse_weight must be a number >= 0 (got {mse_weight!r})")
-        if finetune_learning_rate is not None and (isinstance(finetune_learning_rate, bool) or not isinstance(
-                finetune_learning_rate, (int, float)) or not finetune_learning_rate > 0):
+        finetune = {**_FINETUNE_DEFAULTS, **{k[len("finetune_"):]: v for k, v in g["finetune"].items()}}
+        for key in ("epochs", "steps_per_epoch"):
+            v = finetune[key]
+            if (v is not None or key == "epochs") and (isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                                                       or v < 1):
+                raise ValueError(f"finetune_{key} must be a positive integer{'' if key == 'epochs' else ' or null'} "
+                                 f"(got {v!r})")
+        lr = finetune["learning_rate"]
+        if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
             raise ValueError(f"finetune_learning_rate must be a number > 0 or null (null: learning_rate) "
-                             f"(got {finetune_learning_rate!r})")
-        tc = self.train_config
-        self.semantic_config = {"feature_layer": feature_layer, "mse_weight": float(mse_weight),
-                                "gsw": self.gsw}
-        if self.gsw:
-            self.semantic_config.update(tau=float(tau), r=None if r is None else float(r),
-                                        weights_from=weights_from, classes=classes,
-                                        calibration_size=int(calibration_size))
-        # stage 2: stage 1's SNR, batch size, split and patience; its own epochs, rate and steps
-        self.finetune_config = TrainConfig(epochs=int(finetune_epochs), batch_size=tc.batch_size,
-                                           learning_rate=tc.learning_rate if finetune_learning_rate is None
-                                           else finetune_learning_rate, patience=tc.patience,
-                                           lr_patience=tc.lr_patience, val_fraction=tc.val_fraction,
-                                           snr_train_db=tc.snr_train_db,
-                                           steps_per_epoch=finetune_steps_per_epoch)
-        self._stage1_options = {"snr_train_db": snr_train_db, "filters": filters, "kernel_size": kernel_size,
-                                "quantizer": "binary", "snr_side_info": snr_side_info, "epochs": epochs,
-                                "batch_size": batch_size, "learning_rate": learning_rate, "patience": patience,
-                                "lr_patience": lr_patience, "val_fraction": val_fraction,
-                                "steps_per_epoch": steps_per_epoch, "jit_compile": jit_compile,
-                                "train_channel": train_channel}
+                             f"(got {lr!r})")
+        loss = SDJSCCSemanticLoss(gsw=self.gsw, **g["semantic"])
+        stages = [{**_FIRST_STAGE_DEFAULTS, **g["stage"], "losses": [{"type": "mse"}]},
+                  {**finetune, "name": name, "losses": [{"loss": loss}]}]
+        super().__init__(architecture={"type": "deepjscc", "quantizer": "binary", **g["architecture"]},
+                         stages=stages, **g["scheme"])
         self.semantic_weights = None
-        self.stage1_entry = None
-        self.classifier_entry = None
 
-    # ----------------------------------------------------------------- stages
-    def stage1_scheme(self) -> DeepJSCCScheme:
-        """The equivalent ``deepjscc`` scheme (binary quantizer, MSE): stage 1."""
-        return DeepJSCCScheme(label=f"{self.label} (stage 1: DeepJSCC, binary, MSE)", **self._stage1_options)
+    # ----------------------------------------------------------------- views
+    @property
+    def semantic(self) -> SDJSCCSemanticLoss:
+        """Stage 2's semantic loss."""
+        return self.stages[1].losses[0]
 
-    def store_name(self) -> str:
-        return self.stage2_name
+    @property
+    def semantic_config(self) -> dict:
+        return self.semantic.semantic_config()
 
-    def _classifier_request(self, context: SchemeContext) -> dict:
-        """Arguments of :func:`~linksim.tasks.load_or_train_classifier` from the context (see the module doc)."""
-        extra = context.extra or {}
-        labels = extra.get("train_labels")
-        if labels is None:
-            raise ValueError(f"{self.label}: SD-JSCC needs the downstream classifier, hence the training labels; "
-                             f"the scheme context has none (context.extra['train_labels'] is missing; the "
-                             f"data set must be labelled)")
-        labels = np.asarray(labels)
-        if len(labels) != len(context.train_images):
-            raise ValueError(f"{self.label}: context.extra['train_labels'] has {len(labels)} labels for "
-                             f"{len(context.train_images)} training images")
-        num_classes = extra.get("num_classes")
-        num_classes = int(np.max(labels)) + 1 if num_classes is None else int(num_classes)
-        # the scenario's task.classifier options (runner: extra["task"]), or extra["classifier_config"]
-        config = extra.get("classifier_config")
-        if config is None:
-            config = (extra.get("task") or {}).get("classifier")
-        return {"dataset_spec": context.dataset_spec, "image_shape": tuple(context.image_shape),
-                "num_classes": num_classes, "x_train": context.train_images, "y_train": labels,
-                "seed": int(context.seed), "config": config}
+    @property
+    def finetune_config(self):
+        """Stage 2's :class:`~linksim.training.TrainConfig`."""
+        return self.configs[1]
 
-    def _classifier_key(self, request: dict) -> str:
-        from linksim.tasks.classifier import classifier_spec
+    @property
+    def stage1_entry(self):
+        return self.stage_entries[0]
 
-        return spec_key(classifier_spec(dataset_spec=request["dataset_spec"], image_shape=request["image_shape"],
-                                        num_classes=request["num_classes"], seed=request["seed"],
-                                        config=request["config"]))
+    @property
+    def classifier_entry(self):
+        return self.semantic.classifier_entry
 
-    def store_spec(self, context: SchemeContext) -> dict:
-        """The stage-2 spec: stage 1's spec, the classifier's store key, the SD-JSCC and fine-tuning options."""
-        fc = self.finetune_config
-        request = self._classifier_request(context)
-        return {"scheme": self.stage2_name, "format": 1,
-                "stage1": self.stage1_scheme().store_spec(context),
-                "classifier": {"key": self._classifier_key(request), "num_classes": request["num_classes"]},
-                "semantic": dict(self.semantic_config),
-                "finetune": {"epochs": fc.epochs, "learning_rate": fc.learning_rate,
-                             "steps_per_epoch": fc.steps_per_epoch, "batch_size": fc.batch_size,
-                             "patience": fc.patience, "lr_patience": fc.lr_patience,
-                             "val_fraction": fc.val_fraction, "snr_train_db": fc.snr_train_db,
-                             "loss": "sdjscc_semantic" + ("+mse" if self.semantic_config["mse_weight"] else "")}}
+    def _loaded_card(self, card: dict) -> None:
+        self.semantic_weights = card.get("semantic_weights")
 
-    def semantic_loss(self, classifier, context: SchemeContext) -> SemanticLoss:
-        """Eq. 13 on ``classifier``'s ``feature_layer``, with calibrated weights when asked."""
-        sc = self.semantic_config
-        if not self.gsw:
-            return SemanticLoss(classifier, sc["feature_layer"], gsw=False, mse_weight=sc["mse_weight"])
-        calib = None
-        if sc["weights_from"] == "calibration":
-            # training part of the split train_jscc uses: the validation images stay unseen
-            tr_idx, _ = _split(len(context.train_images), self.finetune_config.val_fraction, int(context.seed))
-            calib = np.asarray(context.train_images, np.float32)[tr_idx[:sc["calibration_size"]]]
-        probe = SemanticLoss(classifier, sc["feature_layer"], gsw=False)       # only to count the maps
-        r = float(probe.num_feature_maps) if sc["r"] is None else sc["r"]
-        return SemanticLoss(classifier, sc["feature_layer"], gsw=True, weights_from=sc["weights_from"],
-                            calibration_images=calib, tau=sc["tau"], r=r, classes=sc["classes"],
-                            mse_weight=sc["mse_weight"])
-
-    def train(self, context: SchemeContext, model, loss: SemanticLoss | None = None) -> dict:
-        """Stage 2: fine-tune ``model`` (holding the stage-1 weights) with ``loss``; returns the history.
-
-        ``loss`` defaults to :meth:`semantic_loss` on the scenario's classifier.
-        """
-        import sionna.phy
-
-        if loss is None:
-            from linksim.tasks import load_or_train_classifier
-
-            classifier, _ = load_or_train_classifier(context.store, progress=context.progress,
-                                                     train_missing=context.train_missing,
-                                                     **self._classifier_request(context))
-            loss = self.semantic_loss(classifier, context)
-
-        entry = context.store.entry(self.store_name(), self.store_spec(context))
-        self.finetune_config.seed = int(context.seed)
-        keras.utils.set_random_seed(int(context.seed))
-        sionna.phy.config.seed = int(context.seed)
-        return train_jscc(model, context.train_images, self.finetune_config, loss_fn=loss,
-                          checkpoint_dir=entry.checkpoint_dir, progress=context.progress,
-                          desc=f"{self.label} (stage 2: semantic fine-tuning)")
-
-    def prepare(self, context: SchemeContext) -> None:
-        """Load the fine-tuned model, or run stage 1 (load or train) and stage 2 and store the result.
-
-        Raises
-        ------
-        ValueError
-            Without ``context.extra["train_labels"]``; when a model is missing and
-            ``context.train_missing`` is False (run ``linksim train`` first).
-        """
-        from linksim.tasks import load_or_train_classifier
-
-        self.context = context
-        spec = self.store_spec(context)
-        model, entry = self._load_stored(context, spec)
-        if model is not None:
-            card = entry.card()
-            self.semantic_weights = card.get("semantic_weights")
-            self.stage1_entry = context.store.find("deepjscc", spec["stage1"])
-        else:
-            self._require_training(context)
-            request = self._classifier_request(context)
-            classifier, self.classifier_entry = load_or_train_classifier(
-                context.store, progress=context.progress, train_missing=context.train_missing, **request)
-            stage1 = self.stage1_scheme()
-            stage1.prepare(context)                              # stage 1: from the store, or trained and stored
-            self.stage1_entry = stage1.entry
-            model = self.build_model(context)
-            model.set_weights(stage1.model.get_weights())
-            loss = self.semantic_loss(classifier, context)
-            self.semantic_weights = None if loss.weights is None else [float(v) for v in loss.weights.numpy()]
-            history = self.train(context, model, loss)
-            best = history["best_epoch"]
-            entry = context.store.save(self.store_name(), spec, model, history, {
-                **self._card_facts(context, history),
-                "final_val_loss": history["val_loss"][best - 1] if best else None,
-                "semantic_loss": loss.get_config(), "semantic_weights": self.semantic_weights,
-                "stage1_model": str(stage1.entry.path), "classifier_model": str(self.classifier_entry.path),
-                "latent_bits_per_image": 2 * int(context.channel_uses)})
-        self._bind(context, model, entry)
+    def stage_model(self, context, i: int):
+        model, entry = super().stage_model(context, i)
+        if i == 1 and self.semantic.loss is not None:
+            self.semantic_weights = self.semantic.semantic_weights
+        return model, entry
 
     def describe(self) -> dict:
         d = super().describe()
+        d.pop("stages", None)
         d.update(semantic=self.semantic_config, finetune_epochs=self.finetune_config.epochs,
                  finetune_learning_rate=self.finetune_config.learning_rate,
                  stage1_model=str(self.stage1_entry.path) if self.stage1_entry is not None else None)

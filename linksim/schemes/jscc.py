@@ -1,0 +1,607 @@
+"""JSCC schemes composed of an architecture and training stages (the ``jscc`` scheme).
+
+A JSCC scheme is
+
+- an encoder/decoder **architecture** from :data:`linksim.registry.ARCHITECTURES`
+  (:class:`JSCCArchitecture`; ``deepjscc`` is :class:`~linksim.schemes.deepjscc.DeepJSCCArchitecture`), and
+- a list of **training stages** (:class:`TrainingStage`), each training the model
+  (from the previous stage's weights) with a weighted sum of losses from
+  :data:`linksim.registry.LOSSES` (:class:`~linksim.losses.JSCCLoss`).
+
+DeepJSCC is one stage of ``mse``; SD-JSCC is DeepJSCC with the binary quantizer
+(stage 1) then the ``semantic`` loss of eq. 13 (stage 2). The ``deepjscc``,
+``sdjscc`` and ``sdjscc_nogsw`` schemes are presets of :class:`JSCCScheme` that
+take today's flat options; ``type: jscc`` takes the composition directly::
+
+    - type: jscc
+      label: DeepJSCC, generic form
+      architecture: {type: deepjscc, quantizer: binary}
+      snr_train_db: 5
+      stages:
+        - {losses: [{type: mse}], epochs: 20}
+        - {name: sdjscc, losses: [{type: semantic, tau: 3000}], epochs: 5, steps_per_epoch: 40}
+
+Model store
+-----------
+Every stage's model is stored under its own name and key, so a later stage (or
+another scheme sharing the first stages) starts from the stored model. The spec of
+stage 1 is ``{"scheme": <architecture name>, "format": 1, "model": {image_shape,
+channel_uses, **architecture options}, "training": {snr_train_db, epochs,
+batch_size, learning_rate, patience, lr_patience, val_fraction, steps_per_epoch,
+loss[, channel]}, "dataset", "seed"}``; the spec of stage ``i > 1`` is
+``{"scheme": <stage name>, "format": 1, "stage1" (i = 2) or "previous" (i > 2):
+<the previous stage's spec>, "finetune": {epochs, learning_rate, steps_per_epoch,
+batch_size, patience, lr_patience, val_fraction, snr_train_db, loss}}``. Each loss
+adds its own entries (:meth:`~linksim.losses.JSCCLoss.spec`, e.g. the semantic
+loss's ``classifier`` and ``semantic``) beside them. ``loss`` is the loss's label
+when the stage has one loss of weight 1 (``"mse"``, ``"sdjscc_semantic"``), else a
+list of ``{"loss", "weight"[, "ramp_epochs"], **spec}``. These are the specs the
+``deepjscc`` and ``sdjscc`` schemes always had: the shipped models keep their keys.
+
+Loss weights and schedules
+--------------------------
+A stage loss is ``{type: <loss>, weight: w, ramp_epochs: n, **loss options}``;
+``weight`` defaults to 1, ``ramp_epochs`` (default 0: constant) ramps the weight
+linearly as ``w * min(1, (epoch + 1) / n)`` over the stage's first ``n`` epochs
+(set between epochs, also when a run resumes). With a ramp, the validation loss of
+early epochs is not comparable with later ones: early stopping and the best epoch
+see the ramped loss.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from linksim.channels.awgn import no_to_snr_db
+from linksim.losses import JSCCLoss
+from linksim.registry import ARCHITECTURES, LOSSES, SCHEMES
+from linksim.schemes.base import BatchResult, Scheme, SchemeContext
+from linksim.training import TrainConfig, train_jscc
+
+__all__ = ["JSCCArchitecture", "TrainingStage", "WeightedLoss", "JSCCScheme", "TRAIN_CHANNELS",
+           "SCHEME_OPTIONS", "STAGE_OPTIONS", "split_preset_options"]
+
+#: Allowed values of ``train_channel``.
+TRAIN_CHANNELS = ("awgn", "scenario")
+
+
+class JSCCArchitecture:
+    """Interface of an encoder/decoder architecture (registered in ``ARCHITECTURES``).
+
+    A subclass takes its options as keyword arguments (validated in the
+    constructor, ``ValueError`` naming the allowed values) and has a class
+    attribute ``name``, its registered name (the store name of a stage-1 model).
+    """
+
+    name = "architecture"
+
+    def model_config(self) -> dict:  # pragma: no cover - interface
+        """The options that shape the model (JSON values); part of the store key."""
+        raise NotImplementedError
+
+    def build(self, image_shape, channel_uses: int, channel=None) -> keras.Model:  # pragma: no cover - interface
+        """A fresh model ``model(images, snr_db, training=False)`` with ``.encoder``, ``.decoder``,
+        ``.channel`` (the channel inside the model; None: one AWGN hop)."""
+        raise NotImplementedError
+
+    def fits(self, model, image_shape, channel_uses: int) -> bool:
+        """Whether a stored ``model`` is one of this architecture for these images and channel uses."""
+        return (tuple(getattr(model, "image_shape", ())) == tuple(image_shape)
+                and getattr(model, "channel_uses", None) == int(channel_uses))
+
+    def latent_bits_per_image(self, channel_uses: int) -> int | None:
+        """Bits per image of a digital latent (None: analog symbols)."""
+        return None
+
+    def get_config(self) -> dict:
+        return self.model_config()
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+
+def _positive_int(name, v, allow_none=False):
+    if v is None and allow_none:
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{name} must be a positive integer{' or null' if allow_none else ''} (got {v!r})")
+
+
+def _number(name, v, *, minimum=None, positive=False):
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v) \
+            or (positive and not v > 0) or (minimum is not None and v < minimum):
+        what = "a number > 0" if positive else f"a number >= {minimum}" if minimum is not None else "a number"
+        raise ValueError(f"{name} must be {what} (got {v!r})")
+
+
+class WeightedLoss:
+    """``sum_i w_i(epoch) * loss_i(x, out)``: the loss of a stage with several terms or a ramp.
+
+    Parameters
+    ----------
+    terms : list of (JSCCLoss, weight, ramp_epochs)
+
+    Input / Output
+    --------------
+    As :class:`~linksim.losses.JSCCLoss`.
+    """
+
+    def __init__(self, terms):
+        self.terms = list(terms)
+        self.weights = [tf.Variable(0.0, trainable=False, dtype=tf.float32) for _ in self.terms]
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set every weight for 0-based ``epoch`` (ramps: ``w * min(1, (epoch + 1) / ramp_epochs)``)."""
+        for v, (_, w, ramp) in zip(self.weights, self.terms):
+            v.assign(float(w) * (min(1.0, (epoch + 1) / ramp) if ramp else 1.0))
+
+    def on_epoch_end(self, epochs_done: int, logs=None) -> None:
+        """A ``train_jscc`` callback: set the weights of the next epoch."""
+        self.set_epoch(int(epochs_done))
+
+    def __call__(self, x, out):
+        total = 0.0
+        for v, (loss, _, _) in zip(self.weights, self.terms):
+            total = total + v * loss(x, out)
+        return total
+
+
+class TrainingStage:
+    """One training stage of a JSCC scheme: losses with weights, and the stage's epochs and rate.
+
+    Parameters
+    ----------
+    losses : list of dict
+        ``{type: <LOSSES name>, weight: float >= 0 (default 1), ramp_epochs: int >= 0 (default 0),
+        **options of the loss}``; at least one. From Python, ``{loss: <JSCCLoss instance>, weight: ...}``
+        (or the instance itself) also works.
+    epochs : int
+        Maximum epochs of the stage (default 60).
+    learning_rate : float > 0 or None
+        None: the previous stage's (the first stage: 1e-3).
+    steps_per_epoch : int or None
+        Cap on the batches per epoch (None: the whole training split).
+    name : str or None
+        Store name of the stage's model; the first stage's is the architecture's
+        name and cannot be set; later stages default to ``"jscc"``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown option (naming the allowed ones), an unknown loss (listing
+        the registered ones), or a value outside its range.
+    """
+
+    def __init__(self, losses, epochs: int = 60, learning_rate: float | None = None,
+                 steps_per_epoch: int | None = None, name: str | None = None):
+        if not isinstance(losses, (list, tuple)) or not losses:
+            raise ValueError(f"a stage's losses must be a non-empty list of {{type: <loss>, weight: ...}} "
+                             f"(registered losses: {', '.join(LOSSES.names())}); got {losses!r}")
+        _positive_int("epochs", epochs)
+        if learning_rate is not None:
+            _number("learning_rate", learning_rate, positive=True)
+        _positive_int("steps_per_epoch", steps_per_epoch, allow_none=True)
+        if name is not None and (not isinstance(name, str) or not name.replace("_", "").isalnum()):
+            raise ValueError(f"a stage's name must be letters, digits and underscores (got {name!r})")
+        self.terms = []
+        self.loss_specs = []
+        for spec in losses:
+            if isinstance(spec, JSCCLoss):
+                spec = {"loss": spec}
+            if not isinstance(spec, dict) or ("type" not in spec and "loss" not in spec):
+                raise ValueError(f"a stage loss must be {{type: <loss>, weight: ...}} (registered losses: "
+                                 f"{', '.join(LOSSES.names())}); got {spec!r}")
+            spec = dict(spec)
+            weight = spec.pop("weight", 1.0)
+            ramp = spec.pop("ramp_epochs", 0)
+            _number("weight", weight, minimum=0)
+            if isinstance(ramp, bool) or not isinstance(ramp, (int, np.integer)) or ramp < 0:
+                raise ValueError(f"ramp_epochs must be an integer >= 0 (got {ramp!r})")
+            if "loss" in spec:
+                loss = spec.pop("loss")
+            else:
+                loss = LOSSES.create(spec.pop("type"), **spec)     # Registry.check_options: unknown options
+            self.terms.append((loss, float(weight), int(ramp)))
+        self.epochs = int(epochs)
+        self.learning_rate = None if learning_rate is None else float(learning_rate)
+        self.steps_per_epoch = None if steps_per_epoch is None else int(steps_per_epoch)
+        self.name = name
+
+    @property
+    def losses(self) -> list[JSCCLoss]:
+        return [t[0] for t in self.terms]
+
+    @property
+    def plain(self) -> bool:
+        """One loss of weight 1 without a ramp: the loss is used as it is."""
+        return len(self.terms) == 1 and self.terms[0][1] == 1.0 and not self.terms[0][2]
+
+    def loss_fn(self):
+        """The callable ``loss(x, out)`` of the stage (the loss itself, or a :class:`WeightedLoss`)."""
+        return self.terms[0][0] if self.plain else WeightedLoss(self.terms)
+
+    def spec(self, context) -> tuple[object, dict]:
+        """``(loss field, entries)`` of the stage's store spec (see the module docstring)."""
+        if self.plain:
+            return self.terms[0][0].label, dict(self.terms[0][0].spec(context))
+        field = []
+        for loss, w, ramp in self.terms:
+            item = {"loss": loss.label, "weight": w, **loss.spec(context)}
+            if ramp:
+                item["ramp_epochs"] = ramp
+            field.append(item)
+        return field, {}
+
+    def get_config(self) -> dict:
+        losses = []
+        for loss, w, ramp in self.terms:
+            kind = next((n for n in LOSSES.names() if LOSSES.get(n) is type(loss)), type(loss).__name__)
+            losses.append({"type": kind, "weight": w, "ramp_epochs": ramp, **loss.get_config()})
+        return {"losses": losses, "epochs": self.epochs, "learning_rate": self.learning_rate,
+                "steps_per_epoch": self.steps_per_epoch, "name": self.name}
+
+
+@SCHEMES.register("jscc")
+class JSCCScheme(Scheme):
+    """A JSCC scheme: an encoder/decoder architecture trained in stages (see the module docstring).
+
+    Parameters
+    ----------
+    architecture : dict or JSCCArchitecture
+        ``{type: <ARCHITECTURES name>, **options}`` (e.g. ``{type: deepjscc, quantizer: binary}``).
+    stages : list of dict or TrainingStage
+        ``[{losses: [{type: mse, weight: 1}], epochs: 60, learning_rate: 1e-3,
+        steps_per_epoch: null, name: null}, ...]`` (:class:`TrainingStage`); at least one.
+    snr_train_db : float or [lo, hi]
+        SNR (Es/N0, dB) of every stage's training; a range is sampled per batch.
+    batch_size, patience, lr_patience, val_fraction :
+        Of every stage (:class:`~linksim.training.TrainConfig`).
+    jit_compile : bool
+        Compile evaluation with XLA (default False: on CPU, XLA's convolutions are
+        slower than TensorFlow's oneDNN ones).
+    train_channel : {"awgn", "scenario"}
+        ``awgn`` (default): train over one AWGN hop; ``scenario``: train end to end
+        through the scenario's channel (an AF or QF relay chain).
+    label : str
+
+    Raises
+    ------
+    ValueError
+        For an unknown architecture or loss (listing the registered ones), an
+        unknown option (naming the allowed ones) or a value outside its range.
+    """
+
+    digital = False
+    trainable = True
+
+    def __init__(self, architecture, stages, snr_train_db=10.0, batch_size: int = 64, patience: int = 8,
+                 lr_patience: int = 3, val_fraction: float = 0.1, jit_compile: bool = False,
+                 train_channel: str = "awgn", label: str | None = None):
+        super().__init__(label)
+        if train_channel not in TRAIN_CHANNELS:
+            raise ValueError(f"train_channel must be one of {', '.join(TRAIN_CHANNELS)} (got {train_channel!r})")
+        self.train_channel = train_channel
+        if isinstance(architecture, dict):
+            arch = dict(architecture)
+            if "type" not in arch:
+                raise ValueError(f"architecture needs a type (registered architectures: "
+                                 f"{', '.join(ARCHITECTURES.names())})")
+            architecture = ARCHITECTURES.create(arch.pop("type"), **arch)
+        if not isinstance(architecture, JSCCArchitecture):
+            raise TypeError(f"architecture must be {{type: ..., **options}} or a JSCCArchitecture "
+                            f"(got {type(architecture).__name__})")
+        self.architecture = architecture
+        if not isinstance(stages, (list, tuple)) or not stages:
+            raise ValueError("stages must be a non-empty list of {losses: [...], epochs: ...}")
+        built = []
+        for i, st in enumerate(stages):
+            if isinstance(st, dict):
+                unknown = sorted(set(st) - set(STAGE_OPTIONS))
+                if unknown:
+                    raise ValueError(f"stage {i + 1} has no option(s) {', '.join(unknown)} "
+                                     f"(allowed: {', '.join(STAGE_OPTIONS)})")
+                st = TrainingStage(**st)
+            if not isinstance(st, TrainingStage):
+                raise TypeError(f"stage {i + 1} must be a dict or a TrainingStage (got {type(st).__name__})")
+            if i == 0 and st.name not in (None, architecture.name):
+                raise ValueError(f"the first stage is stored under the architecture's name "
+                                 f"({architecture.name}); it takes no name (got {st.name!r})")
+            built.append(st)
+        self.stages = built
+        self.configs = []          # one TrainConfig per stage
+        lr = 1e-3
+        for st in self.stages:
+            lr = st.learning_rate if st.learning_rate is not None else lr
+            self.configs.append(TrainConfig(epochs=st.epochs, batch_size=batch_size, learning_rate=lr,
+                                            patience=patience, lr_patience=lr_patience, val_fraction=val_fraction,
+                                            snr_train_db=snr_train_db, steps_per_epoch=st.steps_per_epoch))
+        self.jit_compile = bool(jit_compile)
+        self._options = {"snr_train_db": snr_train_db, "batch_size": batch_size, "patience": patience,
+                         "lr_patience": lr_patience, "val_fraction": val_fraction, "jit_compile": self.jit_compile,
+                         "train_channel": train_channel, "label": self.label}
+        self.model = None
+        self.entry = None
+        self.stage_entries = [None] * len(self.stages)
+
+    def get_config(self) -> dict:
+        """The scheme in its generic form: ``JSCCScheme(**get_config())`` is the same scheme."""
+        return {"architecture": {"type": self.architecture.name, **self.architecture.get_config()},
+                "stages": [st.get_config() for st in self.stages], **self._options}
+
+    # ------------------------------------------------------------------ views
+    @property
+    def model_config(self) -> dict:
+        """The architecture's options (``model`` of the stage-1 store spec, without shape and k)."""
+        return self.architecture.model_config()
+
+    @property
+    def train_config(self) -> TrainConfig:
+        """The first stage's training configuration."""
+        return self.configs[0]
+
+    def stage_name(self, i: int) -> str:
+        """The store name of stage ``i``'s model (0-based)."""
+        if i == 0:
+            return self.architecture.name
+        return self.stages[i].name or "jscc"
+
+    def store_name(self) -> str:
+        return self.stage_name(len(self.stages) - 1)
+
+    # ---------------------------------------------------------------- model store
+    def stage_spec(self, context: SchemeContext, i: int) -> dict:
+        """Everything that changes the weights of stage ``i``'s model (hashed into its store key)."""
+        tc, (loss_field, entries) = self.configs[i], self.stages[i].spec(context)
+        if i == 0:
+            training = {"snr_train_db": tc.snr_train_db, "epochs": tc.epochs, "batch_size": tc.batch_size,
+                        "learning_rate": tc.learning_rate, "patience": tc.patience,
+                        "lr_patience": tc.lr_patience, "val_fraction": tc.val_fraction,
+                        "steps_per_epoch": tc.steps_per_epoch, "loss": loss_field}
+            if self.train_channel == "scenario":
+                training["channel"] = self._train_channel_config(context)
+            return {"scheme": self.stage_name(0), "format": 1,
+                    "model": {"image_shape": list(context.image_shape), "channel_uses": int(context.channel_uses),
+                              **self.model_config},
+                    "training": training, **entries, "dataset": context.dataset_spec, "seed": int(context.seed)}
+        return {"scheme": self.stage_name(i), "format": 1,
+                ("stage1" if i == 1 else "previous"): self.stage_spec(context, i - 1), **entries,
+                "finetune": {"epochs": tc.epochs, "learning_rate": tc.learning_rate,
+                             "steps_per_epoch": tc.steps_per_epoch, "batch_size": tc.batch_size,
+                             "patience": tc.patience, "lr_patience": tc.lr_patience,
+                             "val_fraction": tc.val_fraction, "snr_train_db": tc.snr_train_db,
+                             "loss": loss_field}}
+
+    def store_spec(self, context: SchemeContext) -> dict:
+        """The spec of the last stage's model (the one the scheme transmits with)."""
+        return self.stage_spec(context, len(self.stages) - 1)
+
+    def _train_channel_config(self, context: SchemeContext) -> dict:
+        ch = context.channel
+        cfg = {k: v for k, v in ch.get_config().items() if k not in ("name", "trainable", "dtype")}
+        return {"class": type(ch).__name__, "config": cfg}
+
+    def build_model(self, context: SchemeContext):
+        keras.utils.set_random_seed(int(context.seed))
+        channel = None
+        if self.train_channel == "scenario":
+            channel = keras.layers.deserialize(keras.layers.serialize(context.channel))  # a fresh copy
+        return self.architecture.build(context.image_shape, context.channel_uses, channel=channel)
+
+    def _check_loaded(self, model, context: SchemeContext) -> bool:
+        ok = self.architecture.fits(model, context.image_shape, context.channel_uses)
+        if not ok:
+            warnings.warn(f"{self.label}: the stored model does not fit this scenario's images or channel uses; "
+                          f"it will be retrained", stacklevel=3)
+        return ok
+
+    def _load_stored(self, context: SchemeContext, spec: dict, name: str | None = None):
+        """The stored model of ``spec`` and its entry, ``(None, None)`` when missing or unfit."""
+        name = self.store_name() if name is None else name
+        model, entry = (None, None) if context.store is None else context.store.load(name, spec)
+        if model is not None and not self._check_loaded(model, context):
+            return None, None
+        return model, entry
+
+    def _require_training(self, context: SchemeContext) -> None:
+        """Raise ValueError when a missing model may not be trained here."""
+        if context.store is None or not context.train_missing:
+            raise ValueError(f"{self.label}: no trained model in the store for this scenario; "
+                             f"run `linksim train` on the scenario first")
+
+    def _card_facts(self, context: SchemeContext, history: dict, i: int = 0) -> dict:
+        """What a stored model's card says of its training and its setting."""
+        best = history["best_epoch"]
+        facts = {"scheme_label": self.label, "epochs_run": history["epochs_run"], "best_epoch": best,
+                 "final_val_psnr_db": history["val_psnr_db"][best - 1] if best else None,
+                 "snr_train_db": self.configs[i].snr_train_db, "channel_uses": int(context.channel_uses),
+                 "bandwidth_ratio": int(context.channel_uses) / float(np.prod(context.image_shape)),
+                 "dataset": context.dataset_spec, "seed": int(context.seed)}
+        if i > 0:
+            facts["final_val_loss"] = history["val_loss"][best - 1] if best else None
+            for loss in self.stages[i].losses:
+                facts.update(loss.card())
+            facts["stage1_model" if i == 1 else "previous_model"] = str(self.stage_entries[i - 1].path)
+            bits = self.latent_bits_per_image_for(context)
+            if bits is not None:
+                facts["latent_bits_per_image"] = bits
+        return facts
+
+    # ---------------------------------------------------------------- training
+    def train_stage(self, context: SchemeContext, model, i: int) -> dict:
+        """Train ``model`` with stage ``i``'s losses (prepared), resuming from its checkpoint; the history."""
+        import sionna.phy
+
+        entry = context.store.entry(self.stage_name(i), self.stage_spec(context, i))
+        config = self.configs[i]
+        config.seed = int(context.seed)
+        if i > 0:
+            keras.utils.set_random_seed(int(context.seed))
+        sionna.phy.config.seed = int(context.seed)
+        loss_fn = self.stages[i].loss_fn()
+        kwargs = {}
+        if isinstance(loss_fn, WeightedLoss):
+            hist = Path(entry.checkpoint_dir) / "history.json"
+            loss_fn.set_epoch(len(json.loads(hist.read_text())["epoch"]) if hist.exists() else 0)
+            kwargs["callbacks"] = [loss_fn.on_epoch_end]
+        desc = self.label if len(self.stages) == 1 else f"{self.label} (stage {i + 1}/{len(self.stages)})"
+        return train_jscc(model, context.train_images, config, loss_fn=loss_fn,
+                          checkpoint_dir=entry.checkpoint_dir, progress=context.progress, desc=desc, **kwargs)
+
+    def train(self, context: SchemeContext, model) -> dict:
+        """Train ``model`` with the last stage's losses (prepared); the history."""
+        return self.train_stage(context, model, len(self.stages) - 1)
+
+    def stage_model(self, context: SchemeContext, i: int):
+        """Stage ``i``'s model and store entry: loaded, or trained (from stage ``i - 1``'s) and stored."""
+        spec = self.stage_spec(context, i)
+        model, entry = self._load_stored(context, spec, self.stage_name(i))
+        if model is not None:
+            self.stage_entries[i] = entry
+            return model, entry
+        self._require_training(context)
+        for loss in self.stages[i].losses:           # e.g. the semantic loss loads its classifier
+            loss.prepare(context, val_fraction=self.configs[i].val_fraction)
+        previous = self.stage_model(context, i - 1)[0] if i > 0 else None
+        model = self.build_model(context)
+        if previous is not None:
+            model.set_weights(previous.get_weights())
+        history = self.train_stage(context, model, i)
+        entry = context.store.save(self.stage_name(i), spec, model, history, self._card_facts(context, history, i))
+        self.stage_entries[i] = entry
+        return model, entry
+
+    def prepare(self, context: SchemeContext) -> None:
+        """Load the last stage's model, or train the missing stages (each stored) and bind it.
+
+        Raises
+        ------
+        ValueError
+            When a model is missing and may not be trained (no store, or
+            ``context.train_missing`` False: run ``linksim train`` first), or a loss
+            cannot be prepared (e.g. the semantic loss without training labels).
+        """
+        self.context = context
+        spec = self.store_spec(context)                  # a loss's spec may check the context (labels)
+        model, entry = self._load_stored(context, spec)
+        if model is not None:
+            self.stage_entries[-1] = entry
+            if len(self.stages) > 1 and context.store is not None:
+                self.stage_entries[-2] = context.store.find(self.stage_name(len(self.stages) - 2),
+                                                            spec["stage1" if len(self.stages) == 2 else "previous"])
+            self._loaded_card(entry.card())
+        else:
+            model, entry = self.stage_model(context, len(self.stages) - 1)
+        self._bind(context, model, entry)
+
+    def _loaded_card(self, card: dict) -> None:
+        """Hook: facts read back from a loaded model's card (presets keep e.g. the semantic weights)."""
+
+    # ---------------------------------------------------------------- transmission
+    def _bind(self, context: SchemeContext, model, entry) -> None:
+        """Use ``model`` for transmission: compile the encoder and the receive path."""
+        self.model = model
+        self.entry = entry
+        self._encode = tf.function(lambda x: self.model.encoder(x), reduce_retracing=True,
+                                   jit_compile=self.jit_compile)
+        self._receive = tf.function(self._receive_impl, reduce_retracing=True, jit_compile=self.jit_compile)
+        self.channel = context.channel.bind(regenerate=self._regenerate_impl)  # DF relays decode and re-encode
+
+    def _regenerate_impl(self, y, no):
+        """A decode-and-forward relay: decode the image with the JSCC decoder, re-encode it."""
+        return self.model.encoder(self.model.decoder(y, no_to_snr_db(no)))
+
+    def _receive_impl(self, symbols, snr_db):
+        out = self.channel(symbols, snr_db)
+        # the decoder's SNR side information is the SNR the channel reports (a chain: destination-equivalent)
+        return self.model.decoder(out["y"], out["snr_db"])
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d.update(model=self.model_config, snr_train_db=self.train_config.snr_train_db,
+                 stored_model=str(self.entry.path) if getattr(self, "entry", None) else None)
+        if len(self.stages) > 1:
+            d["stages"] = [st.get_config() for st in self.stages]
+        return d
+
+    def encode(self, images: np.ndarray):
+        return self._encode(tf.constant(np.asarray(images, np.float32)))
+
+    def latent_bits_per_image_for(self, context: SchemeContext) -> int | None:
+        return self.architecture.latent_bits_per_image(int(context.channel_uses))
+
+    def latent_bits_per_image(self) -> int | None:
+        """Bits per image of a digital latent (2k with the binary quantizer); None for analog symbols."""
+        return self.latent_bits_per_image_for(self.context)
+
+    def evaluate(self, state, snr_db: float) -> BatchResult:
+        images = self._receive(state, tf.constant(snr_db, tf.float32)).numpy()  # snr_db: scalar or per hop
+        b = int(state.shape[0])
+        bits = self.latent_bits_per_image()
+        counts = {"images": b, "channel_uses": b * int(self.context.channel_uses),
+                  "source_bits": b * bits if bits is not None else float("nan")}
+        return BatchResult(images, counts)
+
+
+#: Options of a stage (:class:`TrainingStage`), the one list.
+STAGE_OPTIONS = tuple(p for p in inspect.signature(TrainingStage).parameters)
+#: Options :class:`JSCCScheme` takes besides ``architecture`` and ``stages``, the one list.
+SCHEME_OPTIONS = tuple(p for p in inspect.signature(JSCCScheme).parameters if p not in ("architecture", "stages"))
+
+
+def split_preset_options(preset: str, options: dict, groups: dict) -> dict:
+    """Split a preset's flat options into named groups, refusing unknown ones.
+
+    Parameters
+    ----------
+    preset : str
+        The preset's scheme name (for the message).
+    options : dict
+        The flat options given.
+    groups : dict of {group: tuple of option names}
+
+    Output
+    ------
+    dict of {group: dict of the given options of that group}
+
+    Raises
+    ------
+    ValueError
+        For an option in no group; the message names the allowed ones.
+    """
+    allowed = [n for names in groups.values() for n in names]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"scheme '{preset}' has no option(s) {', '.join(unknown)} "
+                         f"(allowed: {', '.join(allowed)})")
+    return {g: {n: options[n] for n in names if n in options} for g, names in groups.items()}
+
+
+def preset_signature(*parts) -> inspect.Signature:
+    """A keyword-only signature from ``(callable or Signature, excluded names, prefix, default overrides)``
+    parts: a preset's flat options.
+
+    ``inspect.signature`` of a preset gives its flat options with their defaults, so
+    :meth:`linksim.registry.Registry.options` lists them (one list, derived).
+    """
+    params, seen = [], set()
+    for fn, exclude, prefix, overrides in parts:
+        sig = fn if isinstance(fn, inspect.Signature) else inspect.signature(fn)
+        for p in sig.parameters.values():
+            if p.name in exclude or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                continue
+            name = prefix + p.name
+            if name in seen:
+                continue
+            seen.add(name)
+            default = overrides.get(p.name, p.default)
+            params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default))
+    return inspect.Signature(params)
