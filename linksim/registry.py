@@ -23,6 +23,10 @@ from typing import Callable, Dict, Iterator, TypeVar
 T = TypeVar("T")
 
 
+def _plural(kind: str) -> str:
+    return kind + ("es" if kind.endswith("s") else "s")
+
+
 class UnknownNameError(KeyError):
     """A name that no class is registered under; the message lists the valid names."""
 
@@ -31,7 +35,7 @@ class UnknownNameError(KeyError):
         close = difflib.get_close_matches(str(name), valid, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         super().__init__(
-            f"unknown {kind} '{name}'; registered {kind}s: {', '.join(valid) or '(none)'}.{hint}"
+            f"unknown {kind} '{name}'; registered {_plural(kind)}: {', '.join(valid) or '(none)'}.{hint}"
         )
 
     def __str__(self) -> str:  # KeyError quotes its message otherwise
@@ -99,15 +103,23 @@ class Registry:
         return cls(**params)
 
     def options(self, name: str) -> list[str] | None:
-        """The keyword options the class registered under ``name`` takes (None: any)."""
+        """The named keyword options the class registered under ``name`` takes.
+
+        ``None`` only for a factory that takes nothing but ``**options`` (it checks
+        its own).  A class with named options and ``**kwargs`` (every Keras layer)
+        lists its named options: the ``**kwargs`` are Keras' own, not scenario options.
+        """
         cls = self.get(name)
         try:
             sig = inspect.signature(cls)
         except (TypeError, ValueError):  # pragma: no cover - builtins without signature
             return None
-        if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-            return None
-        return [p for p in sig.parameters if p not in ("self", "args")]
+        named = [n for n, p in sig.parameters.items()
+                 if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        if not named and any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+            return None   # a pure ``**options`` factory checks its own options
+        # a Keras layer's ``**kwargs`` (name, dtype, trainable) are not scenario options
+        return named
 
     def check_options(self, name: str, params, ignore=()) -> None:
         """Raise ValueError when ``params`` holds options ``name`` does not take.

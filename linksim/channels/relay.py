@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import inspect
 import math
 import numbers
 from typing import Callable, Optional, Sequence, Union
@@ -828,15 +827,6 @@ def make_relay(relay: str, **params) -> keras.layers.Layer:
     except UnknownNameError as e:
         raise ValueError(str(e)) from None
     RELAYS.check_options(relay, params, ignore=("name",))
-    if RELAYS.options(relay) is None:
-        # Registry.options gives None for classes taking **kwargs (every Keras layer): check the
-        # named options of the constructor here, so a typo is explained rather than passed to Keras
-        allowed = [p for p, v in inspect.signature(cls.__init__).parameters.items()
-                   if p != "self" and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)]
-        unknown = sorted(set(params) - set(allowed) - {"name"})
-        if unknown:
-            raise ValueError(f"relay '{relay}' has no option(s) {', '.join(unknown)} "
-                             f"(allowed: {', '.join(allowed) or 'none'})")
     return cls(**params)
 
 
