@@ -107,14 +107,14 @@ def _cmd_validate(paths) -> int:
 
 def _build_all(scen) -> None:
     """Construct every scheme once, so bad scheme options fail at validation."""
-    from linksim.run import build_scheme
+    from linksim.run.setup import build_scheme
 
     for i in range(len(scen.schemes)):
         build_scheme(scen, i)
 
 
 def _cmd_run(args) -> int:
-    from linksim.run import run_scenario
+    from linksim.run.evaluation import run_scenario
     from linksim.scenario import load_scenario
 
     scen = load_scenario(args.scenario)
@@ -139,7 +139,7 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from linksim.run import train_scenario
+    from linksim.run.evaluation import train_scenario
     from linksim.scenario import load_scenario
     from linksim.store import default_store
 
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from linksim.registry import PluginError, UnknownNameError, load_plugins
-    from linksim.run import RunError
+    from linksim.run.directory import RunError
     from linksim.scenario import ScenarioError
 
     try:

@@ -21,6 +21,7 @@ import yaml  # noqa: E402
 
 from linksim.registry import PLOTS  # noqa: E402
 from linksim.run.directory import REFERENCE, example_path, is_reference  # noqa: E402
+from linksim.scenario import option_plot  # noqa: E402
 
 __all__ = ["PLOTS", "draw_plots", "plot_function", "plot_names"]
 
@@ -186,27 +187,22 @@ _vs_rate("accuracy_vs_rate", "accuracy", "Classification accuracy")
 _vs_rate("psnr_vs_rate", "psnr_db", "PSNR [dB]")
 
 
-#: results-table columns a parameter plot can draw, by the name used in the plot name
-PARAM_METRICS = {"accuracy": "accuracy", "f1": "f1", "psnr": "psnr_db", "ssim": "ssim", "ms_ssim": "ms_ssim",
-                 "ber": "ber", "bler": "bler"}
-
-
 def plot_function(name: str, scenario: dict):
     """The drawing function of plot ``name``, or None.
 
     Besides the registered plots, ``<metric>_vs_<option>`` (e.g. ``accuracy_vs_tau``,
-    ``psnr_vs_snr_train_db``) draws a metric against a scheme option that the
+    ``psnr_vs_snr_train_db``) draws a registered metric against a scheme option that the
     scenario's schemes set to different values, one line per test SNR (at most three).
     """
     if name in PLOTS:
         return PLOTS.get(name)
-    for metric, column in PARAM_METRICS.items():
-        prefix = f"{metric}_vs_"
-        if name.startswith(prefix):
-            option = name[len(prefix):]
-            if any(option in sch for sch in scenario.get("schemes", [])):
-                return lambda df, scen, run_dir: _draw_vs_option(df, scen, run_dir, name, column, option)
-    return None
+    found = option_plot(name, scenario)
+    if found is None:
+        return None
+    from linksim.metrics import get_metric
+
+    column = get_metric(found[0]).column
+    return lambda df, scen, run_dir: _draw_vs_option(df, scen, run_dir, name, column, found[1])
 
 
 def _draw_vs_option(df: pd.DataFrame, scenario: dict, run_dir: Path, name: str, column: str, option: str):

@@ -4,8 +4,9 @@
 imports from :mod:`linksim.run` (``setup``, ``evaluation``, ``directory``).
 """
 
-from linksim.run import (REFERENCE, HopSNR, RunError, channel_uses_for, channel_uses_list, make_channel,
-                         run_scenario, slug, train_scenario, versions)
+from linksim.run.directory import REFERENCE, RunError, slug, versions
+from linksim.run.evaluation import run_scenario, train_scenario
+from linksim.run.setup import HopSNR, channel_uses_for, channel_uses_list, make_channel
 
 __all__ = ["RunError", "run_scenario", "train_scenario", "channel_uses_for", "channel_uses_list", "versions",
            "HopSNR", "REFERENCE", "make_channel", "slug"]

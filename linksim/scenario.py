@@ -35,7 +35,7 @@ import yaml
 
 from linksim import registry
 
-__all__ = ["Scenario", "ScenarioError", "load_scenario", "validate_scenario_dict"]
+__all__ = ["Scenario", "ScenarioError", "load_scenario", "validate_scenario_dict", "option_plot"]
 
 
 class ScenarioError(ValueError):
@@ -234,12 +234,25 @@ def _check_registry_names(data: dict, err) -> None:
         if m not in registry.METRICS:
             raise err(("metrics", i), _unknown(registry.METRICS, m))
     _check_tasks(data, err)
-    from linksim.plotting import plot_function
-
     for i, p in enumerate(data["plots"]):
-        if plot_function(p, data) is None:
+        if p not in registry.PLOTS and option_plot(p, data) is None:
             raise err(("plots", i), _unknown(registry.PLOTS, p) +
                       " Or <metric>_vs_<scheme option> (e.g. accuracy_vs_tau) for an option the schemes set.")
+
+
+def option_plot(name: str, data: dict) -> tuple[str, str] | None:
+    """``(metric, option)`` of a ``<metric>_vs_<scheme option>`` plot name, or None.
+
+    ``metric`` is a registered metric (its results column is drawn) and ``option`` a
+    field that at least one of the scenario's schemes sets (e.g. ``accuracy_vs_tau``,
+    ``psnr_vs_snr_train_db``).
+    """
+    metric, sep, option = name.partition("_vs_")
+    if not sep or not option or metric not in registry.METRICS:
+        return None
+    if any(option in sch for sch in data.get("schemes", [])):
+        return metric, option
+    return None
 
 
 def _check_tasks(data: dict, err) -> None:

@@ -10,12 +10,31 @@
 ``directory``
     the run directory: resume, ``results.csv``, ``meta.json`` (provenance), example
     images, and :data:`~linksim.run.directory.REFERENCE`, the reference row's name.
+
+Names are loaded on first use (``from linksim.run import run_scenario``), so that
+reading a run directory (:mod:`linksim.plotting` uses :mod:`linksim.run.directory`)
+does not import the evaluation.
 """
 
-from linksim.run.directory import REFERENCE, RESULTS, RunDirectory, RunError, slug, versions
-from linksim.run.evaluation import Aggregate, make_row, run_scenario, train_scenario
-from linksim.run.setup import HopSNR, build_scheme, channel_uses_for, channel_uses_list, make_channel
+import importlib
 
-__all__ = ["run_scenario", "train_scenario", "RunError", "RunDirectory", "REFERENCE", "RESULTS", "HopSNR",
-           "Aggregate", "make_row", "build_scheme", "make_channel", "channel_uses_for", "channel_uses_list",
-           "versions", "slug"]
+_WHERE = {
+    "REFERENCE": "directory", "RESULTS": "directory", "RunDirectory": "directory", "RunError": "directory",
+    "slug": "directory", "versions": "directory",
+    "Aggregate": "evaluation", "make_row": "evaluation", "run_scenario": "evaluation",
+    "train_scenario": "evaluation",
+    "HopSNR": "setup", "build_scheme": "setup", "channel_uses_for": "setup", "channel_uses_list": "setup",
+    "make_channel": "setup",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"linksim.run.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'linksim.run' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))
