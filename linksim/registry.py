@@ -245,9 +245,9 @@ def load_plugin(path, base=None):
     p = p.resolve()
     if str(p) in _PLUGINS:
         return _PLUGINS[str(p)]
-    if not p.is_file():
+    if not p.exists():
         raise PluginError(f"plug-in {path}: file not found ({p})")
-    if p.suffix != ".py":
+    if not p.is_file() or p.suffix != ".py":
         raise PluginError(f"plug-in {path}: not a Python file (a plug-in is a .py file)")
     _load_builtin_components()  # a plug-in may subclass or reuse built-in components
     name = f"linksim_plugin_{abs(hash(str(p))):x}_{''.join(c if c.isalnum() else '_' for c in p.stem)}"
