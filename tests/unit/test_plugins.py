@@ -169,3 +169,12 @@ def test_without_the_plugin_its_names_are_unknown_and_the_error_lists_the_regist
         """))
     with pytest.raises(ScenarioError, match=r"metrics\[1\].*unknown metric 'not_a_metric'.*psnr"):
         load_scenario(scen)
+
+
+def test_register_metric_refuses_a_bad_kind_or_a_task_metric_without_its_task():
+    from linksim.metrics import Metric, register_metric
+
+    with pytest.raises(ValueError, match="image, link, task"):
+        register_metric(Metric("bad_kind", "bad_kind", "pixel", "?", None))
+    with pytest.raises(ValueError, match="names the task"):
+        register_metric(Metric("orphan", "orphan", "task", "?"))
