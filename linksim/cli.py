@@ -1,7 +1,9 @@
 """The ``linksim`` command: ``run | train | validate | list | plot``.
 
-A thin layer over :mod:`linksim.scenario`, :mod:`linksim.runner` and
-:mod:`linksim.plotting`.  ``main(argv)`` returns the exit code:
+A thin layer over :mod:`linksim.scenario`, :mod:`linksim.run` and
+:mod:`linksim.plotting`.  ``--plugin FILE.py`` (repeatable, on every command)
+imports a user module that registers components before anything is validated
+(:func:`linksim.registry.load_plugin`; ``docs/extending.md``).  ``main(argv)`` returns the exit code:
 
 - 0 success;
 - 1 the run failed (an unexpected error: its traceback is printed);
@@ -31,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="store_true", help="print the version and exit")
     sub = p.add_subparsers(dest="command")
 
+    def plugin_flag(sp):
+        sp.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                        help="import a Python file that registers components (repeatable)")
+
     r = sub.add_parser("run", help="run a scenario and write results, metadata and plots")
     r.add_argument("scenario", help="scenario YAML file")
     r.add_argument("--out", help="run directory (default runs/<scenario name>[_quick])")
@@ -39,35 +45,37 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--store", help="model store folder to search first and write to (default: "
                                     "$LINKSIM_MODEL_STORE or ~/.cache/linksim/models, then the shipped weights)")
+    plugin_flag(r)
 
     t = sub.add_parser("train", help="train (or find in the model store) every model a scenario needs")
     t.add_argument("scenario", help="scenario YAML file")
     t.add_argument("--store", help="model store folder to search first and write to "
                                     "(default $LINKSIM_MODEL_STORE or ~/.cache/linksim/models)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    plugin_flag(t)
 
     v = sub.add_parser("validate", help="check a scenario file")
     v.add_argument("scenario", nargs="+")
+    plugin_flag(v)
 
-    sub.add_parser("list", help="registered schemes, codecs, channel codes, channels, data sets, metrics, plots")
+    ls = sub.add_parser("list", help="every registry (schemes, channels, relays, data sets, metrics, tasks, "
+                                     "plots, ...) and the stored models")
+    plugin_flag(ls)
 
     pl = sub.add_parser("plot", help="redraw a run directory's plots from its results.csv")
     pl.add_argument("run_dir")
     pl.add_argument("--only", nargs="+", help="plot names (default: the scenario's plots)")
+    plugin_flag(pl)
     return p
 
 
 def _cmd_list() -> int:
     from linksim import registry
-    from linksim.plotting import PLOTS
 
     for title, reg in registry.ALL.items():
         print(f"{title}:")
         for name, doc in reg.describe().items():
             print(f"  {name:<24} {doc}")
-    print("plots:")
-    for name, fn in PLOTS.items():
-        print(f"  {name:<24} {(fn.__doc__ or '').strip().splitlines()[0]}")
     from linksim.store import default_store
 
     cards = default_store().list()
@@ -99,14 +107,14 @@ def _cmd_validate(paths) -> int:
 
 def _build_all(scen) -> None:
     """Construct every scheme once, so bad scheme options fail at validation."""
-    from linksim.runner import _build_scheme
+    from linksim.run.setup import build_scheme
 
     for i in range(len(scen.schemes)):
-        _build_scheme(scen, i)
+        build_scheme(scen, i)
 
 
 def _cmd_run(args) -> int:
-    from linksim.runner import run_scenario
+    from linksim.run.evaluation import run_scenario
     from linksim.scenario import load_scenario
 
     scen = load_scenario(args.scenario)
@@ -131,7 +139,7 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from linksim.runner import train_scenario
+    from linksim.run.evaluation import train_scenario
     from linksim.scenario import load_scenario
     from linksim.store import default_store
 
@@ -166,13 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    from linksim.registry import UnknownNameError
-    from linksim.runner import RunError
+    from linksim.registry import PluginError, UnknownNameError, load_plugins
+    from linksim.run.directory import RunError
     from linksim.scenario import ScenarioError
 
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("default", module="linksim")
+            load_plugins(getattr(args, "plugin", []))
             if args.command == "list":
                 return _cmd_list()
             if args.command == "validate":
@@ -183,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                 return _cmd_train(args)
             if args.command == "plot":
                 return _cmd_plot(args)
-    except (ScenarioError, RunError, UnknownNameError, FileNotFoundError) as exc:
+    except (ScenarioError, RunError, UnknownNameError, PluginError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -119,7 +119,8 @@ class Metric:
     ``fn``), ``"link"`` (counted by the scheme while it transmits; the scheme
     reports the column directly) or ``"task"`` (the downstream classifier's
     predictions on the received images against the true labels, over the whole
-    test set; :mod:`linksim.tasks`).
+    test set; :mod:`linksim.tasks`).  A task metric names the registered task
+    (:data:`linksim.registry.TASKS`) that computes it in ``task``.
     """
 
     name: str
@@ -127,11 +128,33 @@ class Metric:
     kind: str
     description: str
     fn: object = None
+    task: str | None = None
 
     def __call__(self, x, x_hat):
         if self.fn is None:
             raise TypeError(f"metric '{self.name}' is counted by the scheme, not computed from images")
         return self.fn(x, x_hat)
+
+
+def register_metric(metric: Metric) -> Metric:
+    """Register ``metric`` in :data:`linksim.registry.METRICS` under ``metric.name``.
+
+    A plug-in adds a metric this way::
+
+        from linksim.metrics import Metric, register_metric
+        register_metric(Metric("mae", "mae", "image", "Mean absolute error.", my_mae))
+
+    Raises
+    ------
+    ValueError
+        ``kind`` is not image, link or task; a task metric names no task; or the name is taken.
+    """
+    if metric.kind not in ("image", "link", "task"):
+        raise ValueError(f"metric '{metric.name}': kind must be one of image, link, task (got {metric.kind!r})")
+    if metric.kind == "task" and not metric.task:
+        raise ValueError(f"metric '{metric.name}': a task metric names the task that computes it (task=...)")
+    _register(metric)
+    return metric
 
 
 def _register(metric: Metric) -> None:
@@ -150,8 +173,10 @@ _ALL = [
     Metric("channel_uses", "channel_uses", "link", "Complex channel uses per image (k)."),
     Metric("decode_failures", "decode_failures", "link", "Images whose channel or image decoding failed (fallback shown)."),
     Metric("accuracy", "accuracy", "task",
-           "Downstream classifier's accuracy on the received images (reference row: on the originals)."),
-    Metric("f1", "f1", "task", "Downstream classifier's macro F1 score on the received images."),
+           "Downstream classifier's accuracy on the received images (reference row: on the originals).",
+           task="classification"),
+    Metric("f1", "f1", "task", "Downstream classifier's macro F1 score on the received images.",
+           task="classification"),
 ]
 for _m in _ALL:
     _register(_m)
@@ -176,3 +201,8 @@ def image_metric_names(names) -> list[str]:
 def task_metric_names(names) -> list[str]:
     """The task metrics (accuracy, f1) among ``names``, in order."""
     return [n for n in names if get_metric(n).kind == "task"]
+
+
+def task_names(names) -> list[str]:
+    """The tasks that compute the task metrics among ``names``, in order of first use."""
+    return list(dict.fromkeys(get_metric(n).task for n in task_metric_names(names)))

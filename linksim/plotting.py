@@ -1,14 +1,15 @@
 """Plots drawn from a run directory's saved results (never from memory).
 
-Each plot is registered in :data:`PLOTS` under the name a scenario's ``plots:``
-list uses, and writes ``<name>.png`` into the run directory.  ``linksim plot
+Each plot is registered in :data:`linksim.registry.PLOTS` under the name a scenario's
+``plots:`` list uses: a function ``draw(df, scenario, run_dir) -> Path | None`` (the
+results table, the resolved scenario as a dict, the run directory) that writes
+``<name>.png`` into the run directory, or returns None when it has nothing to draw.  ``linksim plot
 RUN_DIR`` redraws them all from ``results.csv`` and ``scenario.yaml``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import matplotlib
 
@@ -18,34 +19,22 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-__all__ = ["PLOTS", "draw_plots"]
+from linksim.registry import PLOTS  # noqa: E402
+from linksim.run.directory import REFERENCE, example_path, is_reference  # noqa: E402
+from linksim.scenario import option_plot  # noqa: E402
 
-PLOTS: dict[str, Callable] = {}
-
-
-def _plot(name: str):
-    def deco(fn):
-        PLOTS[name] = fn
-        return fn
-
-    return deco
-
+__all__ = ["PLOTS", "draw_plots", "plot_function", "plot_names"]
 
 _MARKERS = "osD^v<>ph*"
 
 
-REFERENCE_LABEL = "classifier on original images"
-
-
 def _split_reference(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The schemes' rows and the reference row(s) (the classifier on the original images)."""
-    if "scheme_type" not in df.columns:
-        return df, df.iloc[:0]
-    is_ref = df["scheme_type"] == "Reference"
+    """The schemes' rows and the reference row(s) (the tasks on the original images)."""
+    is_ref = is_reference(df)
     return df[~is_ref], df[is_ref]
 
 
-def _reference_line(ax, ref: pd.DataFrame, column: str, label: str = REFERENCE_LABEL) -> None:
+def _reference_line(ax, ref: pd.DataFrame, column: str, label: str = REFERENCE) -> None:
     """The reference value of ``column`` as a dotted horizontal line, when there is one."""
     if len(ref) and column in ref.columns and pd.notna(ref[column].iloc[0]):
         ax.axhline(float(ref[column].iloc[0]), color="k", linestyle=":", linewidth=1.2, label=label)
@@ -112,7 +101,7 @@ def _simple(name: str, column: str, ylabel: str, log: bool = False, note: str | 
         return path
 
     draw.__doc__ = f"{ylabel} against SNR, one line per scheme."
-    PLOTS[name] = draw
+    PLOTS.register(name)(draw)
     return draw
 
 
@@ -145,7 +134,7 @@ _simple("bler_vs_snr", "bler", "BLER (codewords)", log=True,
 _simple("bpp_vs_snr", "bpp", "Source rate [bits per pixel]")
 
 
-@_plot("accuracy_vs_snr")
+@PLOTS.register("accuracy_vs_snr")
 def draw_accuracy(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
     """Downstream classifier accuracy against SNR, one line per scheme, the reference dotted."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
@@ -154,7 +143,7 @@ def draw_accuracy(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | Non
         return None
     _, ref = _split_reference(df)
     if len(ref):
-        _reference_line(ax, ref, "accuracy", f"{REFERENCE_LABEL} ({float(ref['accuracy'].iloc[0]):.3f})")
+        _reference_line(ax, ref, "accuracy", f"{REFERENCE} ({float(ref['accuracy'].iloc[0]):.3f})")
     path = run_dir / "accuracy_vs_snr.png"
     _finish(fig, ax, f"{scenario.get('name', '')}: task accuracy vs SNR\n{_rate_note(scenario, df)}",
             "SNR (Es/N0 per hop) [dB]", "Classification accuracy", path)
@@ -190,7 +179,7 @@ def _vs_rate(name: str, column: str, ylabel: str):
         return path
 
     draw.__doc__ = f"{ylabel} against the bandwidth ratio k/n at low, middle and high SNR (rate sweeps)."
-    PLOTS[name] = draw
+    PLOTS.register(name)(draw)
     return draw
 
 
@@ -198,27 +187,22 @@ _vs_rate("accuracy_vs_rate", "accuracy", "Classification accuracy")
 _vs_rate("psnr_vs_rate", "psnr_db", "PSNR [dB]")
 
 
-#: results-table columns a parameter plot can draw, by the name used in the plot name
-PARAM_METRICS = {"accuracy": "accuracy", "f1": "f1", "psnr": "psnr_db", "ssim": "ssim", "ms_ssim": "ms_ssim",
-                 "ber": "ber", "bler": "bler"}
-
-
 def plot_function(name: str, scenario: dict):
     """The drawing function of plot ``name``, or None.
 
     Besides the registered plots, ``<metric>_vs_<option>`` (e.g. ``accuracy_vs_tau``,
-    ``psnr_vs_snr_train_db``) draws a metric against a scheme option that the
+    ``psnr_vs_snr_train_db``) draws a registered metric against a scheme option that the
     scenario's schemes set to different values, one line per test SNR (at most three).
     """
     if name in PLOTS:
-        return PLOTS[name]
-    for metric, column in PARAM_METRICS.items():
-        prefix = f"{metric}_vs_"
-        if name.startswith(prefix):
-            option = name[len(prefix):]
-            if any(option in sch for sch in scenario.get("schemes", [])):
-                return lambda df, scen, run_dir: _draw_vs_option(df, scen, run_dir, name, column, option)
-    return None
+        return PLOTS.get(name)
+    found = option_plot(name, scenario)
+    if found is None:
+        return None
+    from linksim.metrics import get_metric
+
+    column = get_metric(found[0]).column
+    return lambda df, scen, run_dir: _draw_vs_option(df, scen, run_dir, name, column, found[1])
 
 
 def _draw_vs_option(df: pd.DataFrame, scenario: dict, run_dir: Path, name: str, column: str, option: str):
@@ -247,7 +231,7 @@ def _draw_vs_option(df: pd.DataFrame, scenario: dict, run_dir: Path, name: str, 
     return path
 
 
-@_plot("table")
+@PLOTS.register("table")
 def write_table(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
     """The results as a table per SNR point: ``table.csv`` and ``table.md`` (Markdown)."""
     cols = [c for c in ("accuracy", "f1", "psnr_db", "ssim", "ms_ssim", "bpp", "channel_uses", "ber", "bler",
@@ -261,7 +245,7 @@ def write_table(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
     if scenario.get("description"):
         lines += [scenario["description"], ""]
     for snr, g in table.groupby(table["snr_db"].fillna(-1e9), sort=True):
-        title = "Reference (original images)" if snr == -1e9 else f"SNR {snr:g} dB"
+        title = REFERENCE if snr == -1e9 else f"SNR {snr:g} dB"
         lines += [f"## {title}", "", "| " + " | ".join(["scheme"] + cols) + " |",
                   "|" + "---|" * (len(cols) + 1)]
         for _, r in g.iterrows():
@@ -276,20 +260,18 @@ def write_table(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
     return path
 
 
-@_plot("examples")
+@PLOTS.register("examples")
 def draw_examples(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
     """A grid of example images: the originals and each scheme at low, middle and high SNR."""
-    from linksim.runner import slug
-
     ex = run_dir / "examples"
     if not (ex / "original.npy").exists():
         return None
     orig = np.load(ex / "original.npy")
     df, _ = _split_reference(df)
-    snrs = sorted(df["snr_db"].dropna().unique())
-    if not snrs:
+    points = _example_points(df)
+    if not points:
         return None
-    pick = _low_mid_high(snrs)
+    pick = [points[i] for i in sorted({0, len(points) // 2, len(points) - 1})]
     schemes = list(dict.fromkeys(df["scheme"]))
     n_img = len(orig)
     rows = 1 + len(schemes) * len(pick)
@@ -305,15 +287,15 @@ def draw_examples(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | Non
     axes[0, 0].set_ylabel("original", fontsize=7, rotation=0, ha="right", va="center")
     r = 1
     for s in schemes:
-        for snr in pick:
-            f = ex / f"{slug(s)}__snr{snr:g}.npy"
+        for point in pick:
+            f = example_path(run_dir, s, point)
             imgs = np.load(f) if f.exists() else None
             for j in range(n_img):
                 if imgs is not None and j < len(imgs):
                     show(axes[r, j], imgs[j])
                 else:
                     axes[r, j].axis("off")
-            axes[r, 0].set_ylabel(f"{s}\n{snr:g} dB", fontsize=7, rotation=0, ha="right", va="center")
+            axes[r, 0].set_ylabel(f"{s}\n{_point_label(point)} dB", fontsize=7, rotation=0, ha="right", va="center")
             r += 1
     fig.suptitle(f"{scenario.get('name', '')}: example reconstructions", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (1.3 * rows)))  # keep the title above the first row
@@ -321,6 +303,35 @@ def draw_examples(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | Non
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _explicit(v) -> bool:
+    return str(v).strip().lower() == "true"
+
+
+def _example_points(df: pd.DataFrame) -> list[dict]:
+    """The distinct SNR points of the results, ordered by ``snr_db`` (then the per-hop SNRs)."""
+    d = df[df["snr_db"].notna()]
+    if d.empty:
+        return []
+    cols = [c for c in ("snr_db", "hop_snr_db", "snr_explicit_per_hop") if c in d.columns]
+    points = [dict(zip(cols, vals)) for vals in d[cols].itertuples(index=False, name=None)]
+    unique = {}
+    for p in points:
+        explicit = _explicit(p.get("snr_explicit_per_hop", False))
+        key = (float(p["snr_db"]), str(p.get("hop_snr_db")) if explicit else "")
+        unique.setdefault(key, {"snr_db": float(p["snr_db"]), "hop_snr_db": p.get("hop_snr_db"),
+                                "snr_explicit_per_hop": explicit})
+    return [unique[k] for k in sorted(unique)]
+
+
+def _point_label(point: dict) -> str:
+    return str(point["hop_snr_db"]) if point["snr_explicit_per_hop"] else f"{point['snr_db']:g}"
+
+
+def plot_names() -> list[str]:
+    """The registered plot names (``linksim list``; the schema's allowed plot values)."""
+    return PLOTS.names()
 
 
 def draw_plots(run_dir, names: list[str] | None = None) -> list[Path]:
@@ -349,12 +360,12 @@ def draw_plots(run_dir, names: list[str] | None = None) -> list[Path]:
     df = pd.read_csv(res)
     scen_file = run_dir / "scenario.yaml"
     scenario = yaml.safe_load(scen_file.read_text()) if scen_file.exists() else {}
-    names = names or scenario.get("plots") or list(PLOTS)
+    names = names or scenario.get("plots") or PLOTS.names()
     written = []
     for n in names:
         fn = plot_function(n, scenario)
         if fn is None:
-            raise ValueError(f"unknown plot {n!r} (allowed: {', '.join(sorted(PLOTS))}, or "
+            raise ValueError(f"unknown plot {n!r} (allowed: {', '.join(PLOTS.names())}, or "
                              f"<metric>_vs_<scheme option> such as accuracy_vs_tau)")
         p = fn(df, scenario, run_dir)
         if p is not None:

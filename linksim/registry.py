@@ -81,7 +81,8 @@ class Registry:
         UnknownNameError
             If nothing is registered under ``name``; lists the valid names.
         """
-        _load_builtin_components()
+        if not (isinstance(name, str) and name in self._entries):
+            _load_builtin_components()
         try:
             return self._entries[name]
         except (KeyError, TypeError):
@@ -206,5 +207,76 @@ def _load_builtin_components() -> None:
         "linksim.metrics",
         "linksim.losses",
         "linksim.tasks",
+        "linksim.plotting",
     ):
         importlib.import_module(mod)
+
+
+class PluginError(ValueError):
+    """A plug-in file that is missing or fails to import; the message names the file."""
+
+
+_PLUGINS: dict = {}
+
+
+def load_plugin(path, base=None):
+    """Import the user module at ``path`` so the components it registers can be named.
+
+    A plug-in is a Python file that registers components with the registries
+    (``@SCHEMES.register("mine")``, ``@DATASETS.register(...)``, ``register_metric``,
+    ...).  Each file is imported once per process; loading it again returns the
+    module already imported.
+
+    Parameters
+    ----------
+    path : str or path
+        The ``.py`` file; a relative path is taken relative to ``base``.
+    base : str or path, optional
+        The folder relative paths start from (a scenario file's folder; default the
+        working directory).
+
+    Output
+    ------
+    module
+
+    Raises
+    ------
+    PluginError
+        The file does not exist, is not a ``.py`` file, or raises while it is imported
+        (the message names the file and the error).
+    """
+    import importlib.util
+    import os
+    import sys
+    import traceback
+    from pathlib import Path
+
+    p = Path(os.path.expanduser(str(path)))
+    if not p.is_absolute() and base is not None:
+        p = Path(base) / p
+    p = p.resolve()
+    if str(p) in _PLUGINS:
+        return _PLUGINS[str(p)]
+    if not p.exists():
+        raise PluginError(f"plug-in {path}: file not found ({p})")
+    if not p.is_file() or p.suffix != ".py":
+        raise PluginError(f"plug-in {path}: not a Python file (a plug-in is a .py file)")
+    _load_builtin_components()  # a plug-in may subclass or reuse built-in components
+    name = f"linksim_plugin_{abs(hash(str(p))):x}_{''.join(c if c.isalnum() else '_' for c in p.stem)}"
+    spec = importlib.util.spec_from_file_location(name, p)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        line = f", line {where.lineno}" if where.filename == str(p) else ""
+        raise PluginError(f"plug-in {p}{line}: import failed: {type(exc).__name__}: {exc}") from exc
+    _PLUGINS[str(p)] = module
+    return module
+
+
+def load_plugins(paths, base=None) -> list:
+    """:func:`load_plugin` for each of ``paths``, in order."""
+    return [load_plugin(p, base) for p in paths or ()]

@@ -10,8 +10,13 @@ file, the line (where the YAML parser knows it), the field and the allowed value
 
 1. YAML syntax;
 2. structure and types against the JSON schema;
-3. names looked up in the registries (schemes, codecs, channel codes, ...) and
-   checks that need the values together (e.g. a data-set path that must exist).
+3. names looked up in the registries (schemes, codecs, channel codes, relays,
+   data sets, metrics, tasks, plots, ...) and checks that need the values together
+   (e.g. a data-set path that must exist).
+
+The schema checks structure and types only; every allowed *name* comes from the
+registries (:data:`linksim.registry.ALL`), so a component a plug-in registers is
+accepted.  The scenario's ``plugins:`` files are imported between passes 2 and 3.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import yaml
 
 from linksim import registry
 
-__all__ = ["Scenario", "ScenarioError", "load_scenario", "validate_scenario_dict"]
+__all__ = ["Scenario", "ScenarioError", "load_scenario", "validate_scenario_dict", "option_plot"]
 
 
 class ScenarioError(ValueError):
@@ -193,13 +198,30 @@ def _schema_error_message(err: jsonschema.ValidationError) -> str:
     return err.message
 
 
+def _unknown(reg: registry.Registry, name) -> str:
+    return str(registry.UnknownNameError(reg.kind, name, reg.names()))
+
+
 def _check_registry_names(data: dict, err) -> None:
-    """Pass 3a: every `type:` / name must be registered."""
+    """Pass 3a: every `type:` / name must be registered (the allowed values come from the registries)."""
     ds = data["dataset"]
     if ds["name"] not in registry.DATASETS:
-        raise err(("dataset", "name"), str(registry.UnknownNameError("dataset", ds["name"], registry.DATASETS.names())))
-    if data["channel"]["type"] not in registry.CHANNELS:
-        raise err(("channel", "type"), str(registry.UnknownNameError("channel", data["channel"]["type"], registry.CHANNELS.names())))
+        raise err(("dataset", "name"), _unknown(registry.DATASETS, ds["name"]))
+    try:
+        registry.DATASETS.check_options(ds["name"], ds.get("params", {}))
+    except ValueError as exc:
+        raise err(("dataset", "params"), str(exc)) from None
+    ch = data["channel"]
+    if ch["type"] not in registry.CHANNELS:
+        raise err(("channel", "type"), _unknown(registry.CHANNELS, ch["type"]))
+    relays = ch.get("relay")
+    for j, name in enumerate(relays if isinstance(relays, list) else [relays] if relays is not None else []):
+        if name not in registry.RELAYS:
+            raise err(("channel", "relay") + ((j,) if isinstance(relays, list) else ()),
+                      _unknown(registry.RELAYS, name))
+    hop = ch.get("hop")
+    if isinstance(hop, dict) and hop.get("type") not in registry.CHANNELS:
+        raise err(("channel", "hop", "type"), _unknown(registry.CHANNELS, hop.get("type")))
     for i, s in enumerate(data["schemes"]):
         if s["type"] not in registry.SCHEMES:
             raise err(("schemes", i, "type"), str(registry.UnknownNameError("scheme", s["type"], registry.SCHEMES.names())))
@@ -207,16 +229,50 @@ def _check_registry_names(data: dict, err) -> None:
                          ("modulation", registry.MODULATIONS)):
             sub = s.get(key)
             if isinstance(sub, dict) and sub.get("type") not in reg:
-                raise err(("schemes", i, key, "type"), str(registry.UnknownNameError(reg.kind, sub.get("type"), reg.names())))
+                raise err(("schemes", i, key, "type"), _unknown(reg, sub.get("type")))
     for i, m in enumerate(data["metrics"]):
         if m not in registry.METRICS:
-            raise err(("metrics", i), str(registry.UnknownNameError("metric", m, registry.METRICS.names())))
-    from linksim.plotting import PLOTS, plot_function
-
+            raise err(("metrics", i), _unknown(registry.METRICS, m))
+    _check_tasks(data, err)
     for i, p in enumerate(data["plots"]):
-        if plot_function(p, data) is None:
-            raise err(("plots", i), str(registry.UnknownNameError("plot", p, sorted(PLOTS))) +
+        if p not in registry.PLOTS and option_plot(p, data) is None:
+            raise err(("plots", i), _unknown(registry.PLOTS, p) +
                       " Or <metric>_vs_<scheme option> (e.g. accuracy_vs_tau) for an option the schemes set.")
+
+
+def option_plot(name: str, data: dict) -> tuple[str, str] | None:
+    """``(metric, option)`` of a ``<metric>_vs_<scheme option>`` plot name, or None.
+
+    ``metric`` is a registered metric (its results column is drawn) and ``option`` a
+    field that at least one of the scenario's schemes sets (e.g. ``accuracy_vs_tau``,
+    ``psnr_vs_snr_train_db``).
+    """
+    metric, sep, option = name.partition("_vs_")
+    if not sep or not option or metric not in registry.METRICS:
+        return None
+    if any(option in sch for sch in data.get("schemes", [])):
+        return metric, option
+    return None
+
+
+def _check_tasks(data: dict, err) -> None:
+    """The tasks the task metrics name are registered; every ``task:`` field is some task's option."""
+    from linksim.metrics import get_metric
+
+    for i, m in enumerate(data["metrics"]):
+        metric = get_metric(m)
+        if metric.kind == "task" and metric.task not in registry.TASKS:
+            raise err(("metrics", i), f"metric '{m}' needs task '{metric.task}': " + _unknown(registry.TASKS, metric.task))
+    taken = set()
+    for name in registry.TASKS.names():
+        opts = registry.TASKS.options(name)
+        if opts is None:
+            return
+        taken.update(opts)
+    for key in data.get("task", {}) or {}:
+        if key not in taken:
+            raise err(("task", key), f"no registered task takes the option '{key}' "
+                                     f"(allowed: {', '.join(sorted(taken)) or 'none'})")
 
 
 def _check_values(data: dict, err) -> None:
@@ -326,12 +382,23 @@ def validate_scenario_dict(raw: Any, source: str = "<scenario>", lines: dict | N
         if e.validator in ("oneOf", "anyOf") and e.context:
             e = max(e.context, key=lambda c: len(c.absolute_path))
         raise err(e.absolute_path, _schema_error_message(e))
+    _load_scenario_plugins(raw.get("plugins") or [], source, err)
     data = _fill_defaults(raw, schema)
     _check_values(data, err)
     _check_registry_names(data, err)
     data["snr_db"] = _expand_snr(data["snr_db"])
     data["snr_db_spec"] = raw["snr_db"]
     return Scenario(data, source, lines)
+
+
+def _load_scenario_plugins(paths: list, source: str, err) -> None:
+    """Import the scenario's ``plugins:`` files (relative to the scenario file's folder)."""
+    base = Path(source).resolve().parent if source and not source.startswith("<") else None
+    for i, p in enumerate(paths):
+        try:
+            registry.load_plugin(p, base)
+        except registry.PluginError as exc:
+            raise err(("plugins", i), str(exc)) from None
 
 
 def load_scenario(path: str | os.PathLike) -> Scenario:

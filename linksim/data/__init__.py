@@ -35,17 +35,6 @@ from linksim.registry import DATASETS
 __all__ = ["get_dataset", "Dataset", "ArrayDataset", "DatasetError", "to_float", "as_tf_dataset",
            "EmbeddedFashionMNIST", "ImageFolder", "CIFAR10", "MNIST", "FashionMNIST"]
 
-#: The data sets defined in this package, by registry name (looked up without
-#: importing every other component of linksim).
-_BUILTIN = {
-    "embedded": EmbeddedFashionMNIST,
-    "fashion_mnist_small": EmbeddedFashionMNIST,
-    "image_folder": ImageFolder,
-    "cifar10": CIFAR10,
-    "mnist": MNIST,
-    "fashion_mnist": FashionMNIST,
-}
-
 
 def get_dataset(name: str, **params) -> Dataset:
     """The data set registered under ``name``, built with the options ``params``.
@@ -73,16 +62,13 @@ def get_dataset(name: str, **params) -> Dataset:
     DatasetError
         If an option value is invalid, or a given ``path`` holds no data.
     """
-    cls = _BUILTIN.get(name) if isinstance(name, str) else None
-    if cls is None:
-        cls = DATASETS.get(name)
+    cls = DATASETS.get(name)
+    try:
+        DATASETS.check_options(name, params)
+    except ValueError as exc:
+        raise TypeError(str(exc)) from None
     sig = inspect.signature(cls)
     options = [p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-        unknown = sorted(set(params) - {p.name for p in options})
-        if unknown:
-            raise TypeError(f"dataset '{name}' has no option(s) {', '.join(unknown)} "
-                            f"(its options: {', '.join(p.name for p in options) or 'none'})")
     missing = [p.name for p in options if p.default is p.empty and p.name not in params]
     if missing:
         raise TypeError(f"dataset '{name}' needs the option(s) {', '.join(missing)} in dataset.params "

@@ -7,12 +7,20 @@
     task metrics :func:`~linksim.tasks.classifier.accuracy`,
     :func:`~linksim.tasks.classifier.macro_f1`,
     :func:`~linksim.tasks.classifier.predict_labels`.
+``base``
+    :class:`~linksim.tasks.base.Task`, the interface the evaluation calls tasks through,
+    and :class:`~linksim.tasks.base.TaskContext`.
+``classification``
+    :class:`~linksim.tasks.classification.ClassificationTask`, registered as task
+    ``classification`` (metrics ``accuracy`` and ``f1``).
 """
 
 from linksim.tasks.classifier import (DEFAULT_MODEL, DEFAULT_TRAINING, FEATURE_LAYERS, ConvBlock,
                                       ImageClassifier, accuracy, classifier_spec, load_or_train_classifier,
                                       macro_f1, predict_labels, train_classifier)
+from linksim.tasks.base import Task, TaskContext
+from linksim.tasks.classification import ClassificationTask
 
 __all__ = ["ImageClassifier", "ConvBlock", "FEATURE_LAYERS", "DEFAULT_MODEL", "DEFAULT_TRAINING",
            "train_classifier", "load_or_train_classifier", "classifier_spec", "predict_labels",
-           "accuracy", "macro_f1"]
+           "accuracy", "macro_f1", "Task", "TaskContext", "ClassificationTask"]

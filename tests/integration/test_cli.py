@@ -43,8 +43,15 @@ def test_version_and_help(capsys):
 
 
 def test_list_shows_every_registry(capsys):
+    from linksim import registry
+
     assert main(["list"]) == 0
     out = capsys.readouterr().out
+    for title, reg in registry.ALL.items():  # one source: every registry, every name
+        assert f"{title}:" in out, title
+        for name in reg.names():
+            assert f"  {name} " in out, name
+    assert "stored models:" in out
     for word in ("schemes:", "separation", "codecs:", "bpg", "jpeg2000", "channel codes:", "ldpc_80211n",
                  "ldpc5g", "ideal", "channels:", "awgn", "datasets:", "embedded", "cifar10", "metrics:",
                  "psnr", "plots:", "psnr_vs_snr"):

@@ -116,3 +116,47 @@ def test_bad_fallback_names_allowed_values(tmp_path):
 def test_missing_file_is_reported(tmp_path):
     with pytest.raises(ScenarioError, match="file not found"):
         load_scenario(tmp_path / "nope.yaml")
+
+
+MULTIHOP = GOOD + "channel: {type: multihop, hops: 3, relay: [af, qf]}\n"
+
+
+def test_relay_names_come_from_the_relay_registry(tmp_path, monkeypatch):
+    from linksim.registry import RELAYS
+
+    msg = str(_error(tmp_path, MULTIHOP.replace("[af, qf]", "[af, xf]")))
+    assert "channel.relay[1]" in msg and "s.yaml:12" in msg
+    for name in RELAYS.names():
+        assert name in msg
+    # a relay a plug-in registers is accepted, with no schema edit
+    monkeypatch.setitem(RELAYS._entries, "xf", object)
+    assert load_scenario(write(tmp_path, MULTIHOP.replace("[af, qf]", "[af, xf]"))).data["channel"]["relay"] == \
+        ["af", "xf"]
+
+
+def test_the_schema_holds_no_component_names(tmp_path):
+    # allowed names live in the registries only (linksim.registry.ALL)
+    import json
+
+    from linksim import registry
+
+    schema = json.loads((REPO / "linksim" / "scenario_schema.json").read_text())
+    enums = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            enums.extend(node.get("enum", []))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(schema)
+    for reg in registry.ALL.values():
+        assert not set(enums) & set(reg.names()), (reg.kind, set(enums) & set(reg.names()))
+
+
+def test_an_unknown_dataset_option_is_named_at_validation(tmp_path):
+    msg = str(_error(tmp_path, GOOD.replace("  name: embedded", "  name: embedded\n  params: {colour: true}")))
+    assert "dataset.params" in msg and "colour" in msg and "pad_to" in msg

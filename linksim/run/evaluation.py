@@ -1,0 +1,327 @@
+"""The sweep: every (rate, scheme, SNR point) of a scenario, its results rows and their aggregation.
+
+:func:`run_scenario` sets up (:mod:`linksim.run.setup`), opens the run directory
+(:mod:`linksim.run.directory`), prepares the tasks the scenario's metrics name
+(:data:`linksim.registry.TASKS`, :class:`linksim.tasks.base.Task`), then for each
+point transmits the test images batch by batch, adds up the scheme's counts and the
+per-image metrics (:class:`Aggregate`) and turns them into one results row
+(:func:`make_row`).  It knows no task or metric by name.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from linksim.registry import TASKS
+from linksim.run.directory import (REFERENCE, REFERENCE_TYPE, RunDirectory, finish_meta, new_meta,
+                                   row_snr_key, snr_key)
+from linksim.run.setup import (build_scheme, channel_uses_list, dataset_spec, load_data, make_channel,
+                               point_seed, prepare_scheme, scheme_context, set_seed, topology)
+from linksim.scenario import Scenario
+
+__all__ = ["Aggregate", "make_row", "reference_row", "build_tasks", "run_scenario", "train_scenario"]
+
+
+class Aggregate:
+    """What one (scheme, SNR point) adds up over its batches.
+
+    ``counts`` sums the scheme's counters (``images``, ``bits``, ``bit_errors``, ...);
+    ``per_image`` collects per-image metric values by metric name; ``task_outputs``
+    collects each task's per-image outputs by task name and output key.
+    """
+
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+        self.per_image: dict[str, list] = {}
+        self.task_outputs: dict[str, dict[str, list]] = {}
+
+    def add(self, counts: dict, metrics: dict, task_outputs: dict | None = None) -> None:
+        """Add one batch: the scheme's ``counts``, per-image ``metrics``, ``{task: {key: array}}``."""
+        for k, v in counts.items():
+            self.counts[k] = self.counts.get(k, 0) + v
+        for k, v in metrics.items():
+            self.per_image.setdefault(k, []).append(np.asarray(v))
+        for task, outs in (task_outputs or {}).items():
+            into = self.task_outputs.setdefault(task, {})
+            for k, v in outs.items():
+                into.setdefault(k, []).append(np.asarray(v))
+
+    def outputs_of(self, task: str) -> dict[str, np.ndarray]:
+        """A task's outputs over every batch, concatenated."""
+        return {k: np.concatenate(v) for k, v in self.task_outputs.get(task, {}).items()}
+
+
+def make_row(scheme, point_columns: dict, agg: Aggregate, image_shape, wall_s: float,
+             tasks: dict | None = None, topology: dict | None = None) -> dict:
+    """The results row of one (scheme, SNR point).
+
+    Columns, in order: ``scheme``, ``scheme_type``, the point's SNR columns, the topology
+    (``hops``, ``relay``), the image metrics (mean over images, NaN when none is finite),
+    the task metrics, ``bpp`` (NaN for analog schemes), ``channel_uses``,
+    ``bandwidth_ratio``, ``used_channel_uses``, for digital schemes ``ber``, ``bler``,
+    ``decode_failures``, ``bits``, ``blocks``; then ``images`` and ``wall_s``.
+
+    Parameters
+    ----------
+    scheme : Scheme
+        Gives ``label``, its class name and ``digital``.
+    point_columns : dict
+        :meth:`HopSNR.columns` of the point.
+    agg : Aggregate
+        The point's counts (at least ``images``, ``source_bits``, ``channel_uses``; digital
+        schemes also ``bits``, ``bit_errors``, ``blocks``, ``block_errors``, ``decode_failures``).
+    image_shape : tuple
+        ``(H, W, C)``.
+    wall_s : float
+        Seconds the point took.
+    tasks : dict, optional
+        ``{name: Task}``; each summarises its outputs in ``agg``.
+    topology : dict, optional
+        ``{"hops", "relay"}`` columns.
+    """
+    from linksim.metrics import get_metric
+
+    c = agg.counts
+    n_img = c["images"]
+    h, w, _ = image_shape
+    row = {"scheme": scheme.label, "scheme_type": type(scheme).__name__, **point_columns, **(topology or {})}
+    for name, vals in agg.per_image.items():
+        vals = np.concatenate(vals)
+        row[get_metric(name).column] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+    for name, task in (tasks or {}).items():
+        outputs = agg.outputs_of(name)
+        n = len(next(iter(outputs.values()))) if outputs else 0
+        row.update(task.summarise(outputs, np.arange(n)))
+    row["bpp"] = c["source_bits"] / (n_img * h * w)  # NaN for analog schemes
+    row["channel_uses"] = c["channel_uses"] / n_img
+    row["bandwidth_ratio"] = row["channel_uses"] / float(np.prod(image_shape))
+    row["used_channel_uses"] = c.get("used_channel_uses", c["channel_uses"]) / n_img
+    if scheme.digital:
+        row["ber"] = c["bit_errors"] / max(1, c["bits"])
+        row["bler"] = c["block_errors"] / max(1, c["blocks"])
+        row["decode_failures"] = int(c["decode_failures"])
+        row["bits"] = int(c["bits"])
+        row["blocks"] = int(c["blocks"])
+    row["images"] = int(n_img)
+    row["wall_s"] = round(wall_s, 3)
+    return row
+
+
+def reference_row(tasks: dict, topology: dict, images: int) -> dict:
+    """The reference row: every task's metrics on the original test images."""
+    row = {"scheme": REFERENCE, "scheme_type": REFERENCE_TYPE, "snr_db": float("nan"), **topology}
+    for task in tasks.values():
+        row.update(task.reference_row())
+    row["images"] = int(images)
+    return row
+
+
+def build_tasks(scenario: Scenario, data, store, progress, train_missing: bool) -> dict:
+    """The tasks the scenario's metrics need, prepared: ``{name: Task}`` in order of first use.
+
+    Each task is built with the fields of the scenario's ``task:`` mapping it takes
+    (e.g. ``classifier`` for ``classification``).
+
+    Raises
+    ------
+    ScenarioError
+        A task that cannot be prepared (e.g. an unlabelled data set), at field ``metrics``.
+    """
+    from linksim.metrics import task_names
+    from linksim.tasks.base import TaskContext
+
+    ds, x_train, y_train, x_test, y_test = data
+    names = task_names(scenario.data["metrics"])
+    if not names:
+        return {}
+    options = scenario.data.get("task", {}) or {}
+    context = TaskContext(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+                          dataset_spec=dataset_spec(scenario), image_shape=tuple(x_test.shape[1:]),
+                          seed=scenario.seed, store=store, progress=progress, train_missing=train_missing)
+    tasks = {}
+    for name in names:
+        allowed = TASKS.options(name)
+        opts = dict(options) if allowed is None else {k: v for k, v in options.items() if k in allowed}
+        task = TASKS.get(name)(**opts)
+        if progress:
+            print(f"{scenario.name}: loading or training the {task.label}", file=sys.stderr)
+        try:
+            task.prepare(context)
+        except ValueError as exc:
+            raise scenario.error(("metrics",), str(exc)) from None
+        tasks[name] = task
+    return tasks
+
+
+def _task_meta(tasks: dict) -> dict:
+    meta = {"tasks": {name: t.describe() for name, t in tasks.items()}} if tasks else {}
+    for t in tasks.values():
+        if t.meta_key:
+            meta[t.meta_key] = t.describe()
+    return meta
+
+
+def _num_classes(y_train, y_test) -> int | None:
+    from linksim.tasks.classification import num_classes_of
+
+    return num_classes_of(y_train, y_test)
+
+
+def train_scenario(scenario: Scenario, *, store=None, progress: bool = True) -> list[dict]:
+    """Train (or find in the store) every model the scenario's schemes and tasks need.
+
+    Output
+    ------
+    list of ``{"scheme": label, "stored_model": path}``, one per task and trainable scheme.
+    """
+    from linksim.store import default_store
+
+    store = store or default_store()
+    set_seed(scenario.seed)
+    data = load_data(scenario)
+    ds, x_train, y_train, x_test, y_test = data
+    image_shape = tuple(int(s) for s in x_test.shape[1:])
+    ks = channel_uses_list(scenario.data["rate"], image_shape)
+    channel, _ = make_channel(scenario)
+    out = []
+    for task in build_tasks(scenario, data, store, progress, True).values():
+        out.append({"scheme": task.label, "stored_model": task.describe().get("stored_model")})
+    num_classes = _num_classes(y_train, y_test)
+    for k in ks:
+        for i in range(len(scenario.schemes)):
+            scheme = build_scheme(scenario, i)
+            if not scheme.trainable:
+                continue
+            prepare_scheme(scenario, i, scheme, scheme_context(scenario, image_shape, k, x_train, channel, store,
+                                                               progress, y_train=y_train,
+                                                               num_classes=num_classes))
+            out.append({"scheme": scheme.label if len(ks) == 1 else f"{scheme.label} (k = {k})",
+                        "stored_model": str(scheme.entry.path)})
+    return out
+
+
+def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: bool = False,
+                 progress: bool = True, plots: bool = True, store=None,
+                 train_missing: bool = True) -> pd.DataFrame:
+    """Run every (scheme, SNR) point of ``scenario`` and write the run directory.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        A validated scenario (apply :meth:`Scenario.quick` first for smoke size).
+    out_dir : path
+        The run directory (created; resumed when it holds this scenario's rows).
+    overwrite : bool
+        Replace results of a different scenario in ``out_dir`` instead of refusing.
+    progress : bool
+        Show a progress bar on stderr.
+    plots : bool
+        Draw the plots at the end.
+    store : ModelStore, optional
+        Where trained models are found and stored (default :func:`linksim.store.default_store`).
+    train_missing : bool
+        Train a model the store lacks (default); False makes a missing model an error.
+
+    Output
+    ------
+    pandas.DataFrame: the results table.
+
+    Raises
+    ------
+    ScenarioError
+        A field that only fails when used (scheme options, data-set files).
+    RunError
+        ``out_dir`` holds a different scenario.
+    """
+    from tqdm.auto import tqdm
+
+    from linksim.metrics import get_metric, image_metric_names
+    from linksim.store import default_store
+
+    t0 = time.time()
+    run_dir = RunDirectory(out_dir)
+    rows = run_dir.open(scenario.data, scenario.to_yaml(), overwrite)
+    done = {(r["scheme"], int(round(float(r["channel_uses"]))), row_snr_key(r))
+            for r in rows if r["scheme"] != REFERENCE}
+    meta = new_meta(scenario, len(done))
+
+    store = store or default_store()
+    set_seed(scenario.seed)
+    data = load_data(scenario)
+    ds, x_train, y_train, x_test, y_test = data
+    image_shape = tuple(int(s) for s in x_test.shape[1:])
+    ks = channel_uses_list(scenario.data["rate"], image_shape)
+    channel, hop_snr = make_channel(scenario)
+    topo = topology(channel)
+    n_src = float(np.prod(image_shape))
+    meta.update(dataset=ds.name, image_shape=list(image_shape), channel_uses=ks[0] if len(ks) == 1 else ks,
+                bandwidth_ratio=ks[0] / n_src if len(ks) == 1 else [k / n_src for k in ks],
+                test_images=int(len(x_test)), **topo)
+    img_metrics = image_metric_names(scenario.data["metrics"])
+    tasks = build_tasks(scenario, data, store, progress, train_missing)
+    meta.update(_task_meta(tasks))
+    if tasks and not any(r["scheme"] == REFERENCE for r in rows):
+        rows.append(reference_row(tasks, topo, len(x_test)))
+        run_dir.write_results(rows)
+    batch = int(scenario.data["evaluation"]["batch_size"])
+    n_examples = int(scenario.data["evaluation"]["example_images"])
+    snrs = scenario.snr_db
+    total = len(ks) * len(scenario.schemes) * len(snrs)
+    bar = tqdm(total=total, disable=not progress, desc=scenario.name, unit="point", file=sys.stderr)
+    bar.update(len(done))
+    if n_examples:
+        run_dir.write_original_examples(x_test[:n_examples])
+    num_classes = _num_classes(y_train, y_test)
+
+    for k, i in ((k, i) for k in ks for i in range(len(scenario.schemes))):
+        scheme = build_scheme(scenario, i)
+        todo = [s for s in snrs if (scheme.label, k, snr_key(s)) not in done]
+        where = scheme.label if len(ks) == 1 else f"{scheme.label}, k = {k}"
+        if scheme.trainable:
+            bar.set_postfix_str(f"{where}: loading or training the model")
+        prepare_scheme(scenario, i, scheme, scheme_context(scenario, image_shape, k, x_train, channel, store,
+                                                           progress, train_missing, y_train, num_classes))
+        meta["schemes"].append({**scheme.describe(), "channel_uses": k})
+        if not todo:
+            continue
+        bar.set_postfix_str(f"{where}: source coding")
+        states = [scheme.encode(x_test[j:j + batch]) for j in range(0, len(x_test), batch)]
+        for snr in todo:
+            cols = hop_snr.columns(snr)
+            bar.set_postfix_str(f"{where} @ {cols['hop_snr_db']} dB")
+            t_point = time.time()
+            # one rate: the seed of (scheme, SNR); a rate sweep adds k
+            set_seed(point_seed(scenario.seed, scheme.label if len(ks) == 1 else f"{scheme.label}|k{k}", snr))
+            agg = Aggregate()
+            first = None
+            for j, state in enumerate(states):
+                x = x_test[j * batch:(j + 1) * batch]
+                idx = np.arange(j * batch, j * batch + len(x))
+                res = scheme.evaluate(state, hop_snr.per_hop(snr))
+                per_image = {m: get_metric(m)(x, res.images) for m in img_metrics}
+                outs = {name: task.evaluate(res.images, idx) for name, task in tasks.items()}
+                agg.add(res.counts, per_image, outs)
+                if first is None:
+                    first = res.images[:n_examples]
+            rows.append(make_row(scheme, cols, agg, image_shape, time.time() - t_point, tasks, topo))
+            run_dir.write_results(rows)
+            if n_examples and k == ks[0]:  # the example grid shows the first rate
+                run_dir.write_examples(scheme.label, cols, first)
+            bar.update(1)
+    bar.close()
+    df = run_dir.write_results(rows) if rows else pd.DataFrame()
+    run_dir.write_meta(finish_meta(meta, time.time() - t0))
+    if plots and len(df):
+        from linksim.plotting import draw_plots
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            draw_plots(Path(out_dir))
+    return df

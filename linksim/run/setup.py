@@ -1,0 +1,191 @@
+"""What a run sets up before it sweeps: seeds, data, rates, the channel and its per-hop SNRs, schemes.
+
+Each of these is done here and nowhere else:
+
+- seeding: :func:`set_seed` (the run) and :func:`point_seed` (one per (scheme, SNR point),
+  so a resumed point equals a fresh one);
+- data loading: :func:`load_data`;
+- the rate grid: :func:`channel_uses_list`;
+- the channel and the per-hop SNRs of a grid point: :func:`make_channel`, :class:`HopSNR`;
+- schemes: :func:`build_scheme`, :func:`scheme_context`, :func:`prepare_scheme`.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from linksim.registry import CHANNELS, SCHEMES
+from linksim.run.directory import snr_key
+from linksim.scenario import Scenario
+
+__all__ = ["set_seed", "point_seed", "load_data", "channel_uses_for", "channel_uses_list", "HopSNR",
+           "make_channel", "topology", "build_scheme", "scheme_context", "prepare_scheme", "dataset_spec"]
+
+
+# --------------------------------------------------------------------------- seeding
+
+def set_seed(seed: int) -> None:
+    """Seed Python, numpy, TensorFlow (Keras) and Sionna."""
+    import keras
+    import sionna.phy
+
+    keras.utils.set_random_seed(seed)
+    sionna.phy.config.seed = seed
+
+
+def point_seed(seed: int, label: str, snr_db) -> int:
+    """A seed per (scheme, SNR point), so a resumed point equals a fresh one."""
+    return (seed * 1_000_003 + zlib.crc32(f"{label}|{snr_key(snr_db)}".encode())) % (2**31 - 1)
+
+
+# --------------------------------------------------------------------------- data
+
+def dataset_spec(scenario: Scenario) -> dict:
+    """``{"name", "params", "train_size"}`` of the scenario's data set (model-store keys use it)."""
+    ds = scenario.data["dataset"]
+    return {"name": ds["name"], "params": ds.get("params", {}), "train_size": ds.get("train_size")}
+
+
+def load_data(scenario: Scenario):
+    """The scenario's data set and its images as floats in [0, 1].
+
+    Output
+    ------
+    (dataset, x_train, y_train, x_test, y_test)
+
+    Raises
+    ------
+    ScenarioError
+        A data-set option or file that fails when loaded.
+    """
+    from linksim.data import get_dataset
+    from linksim.data.base import DatasetError, to_float
+
+    ds_spec = scenario.data["dataset"]
+    try:
+        ds = get_dataset(ds_spec["name"], **ds_spec.get("params", {}))
+        x_test, y_test = ds.load("test", ds_spec["test_size"], seed=scenario.seed)
+        x_train, y_train = ds.load("train", ds_spec.get("train_size"), seed=scenario.seed)
+    except DatasetError as exc:
+        raise scenario.error(("dataset",), str(exc)) from None
+    except TypeError as exc:
+        raise scenario.error(("dataset", "params"), str(exc)) from None
+    return ds, to_float(x_train), y_train, to_float(x_test), y_test
+
+
+# --------------------------------------------------------------------------- rate
+
+def channel_uses_for(rate: dict, image_shape) -> int:
+    """Complex channel uses per image from the scenario's ``rate`` field (its first value).
+
+    ``bandwidth_ratio`` is k/n with n = H * W * C source values; k is rounded to
+    the nearest integer (at least 1).
+    """
+    return channel_uses_list(rate, image_shape)[0]
+
+
+def channel_uses_list(rate: dict, image_shape) -> list[int]:
+    """Every rate point of the scenario's ``rate`` field as channel uses per image.
+
+    ``channel_uses`` and ``bandwidth_ratio`` take one value or a list (a rate sweep).
+    """
+    n = int(np.prod(image_shape))
+    if "channel_uses" in rate:
+        vals = rate["channel_uses"] if isinstance(rate["channel_uses"], list) else [rate["channel_uses"]]
+        return [int(v) for v in vals]
+    vals = rate["bandwidth_ratio"] if isinstance(rate["bandwidth_ratio"], list) else [rate["bandwidth_ratio"]]
+    return [max(1, int(round(float(v) * n))) for v in vals]
+
+
+# --------------------------------------------------------------------------- channel and per-hop SNRs
+
+class HopSNR:
+    """The per-hop SNRs of a grid point (scenario ``snr_db`` and ``channel.hop_snr_db``).
+
+    Forms
+    -----
+    - one swept value for every hop (the default): ``snr_db: [0, 5, 10]``;
+    - a sweep on some hops with the others fixed: ``channel: {hop_snr_db: [sweep, 20]}``
+      (``sweep`` takes the grid's value, a number is fixed);
+    - an explicit list per hop at every grid point: ``snr_db: [[5, 20], [10, 20]]``.
+    """
+
+    def __init__(self, hops: int, hop_snr_db: list | None):
+        self.hops = int(hops)
+        self.template = hop_snr_db
+
+    def per_hop(self, point) -> list[float] | float:
+        """What the scheme is given: one SNR for every hop, or a list per hop."""
+        if isinstance(point, (list, tuple)):
+            return [float(v) for v in point]
+        if self.template is None:
+            return float(point)
+        return [float(point) if v == "sweep" else float(v) for v in self.template]
+
+    def columns(self, point) -> dict:
+        """``snr_db`` (the swept value; for an explicit list, the lowest hop SNR), ``hop_snr_db``, flags."""
+        per = self.per_hop(point)
+        if isinstance(per, float):
+            per = [per] * self.hops
+        explicit = isinstance(point, (list, tuple))
+        return {"snr_db": float(min(per)) if explicit else float(point),
+                "hop_snr_db": "/".join(f"{v:g}" for v in per), "snr_explicit_per_hop": explicit}
+
+
+def make_channel(scenario: Scenario):
+    """The scenario's channel layer and its :class:`HopSNR` (``hop_snr_db`` is not a layer option)."""
+    ch_spec = dict(scenario.data["channel"])
+    hop_template = ch_spec.pop("hop_snr_db", None)
+    try:
+        channel = CHANNELS.create(ch_spec.pop("type"), **ch_spec)
+    except (TypeError, ValueError) as exc:
+        raise scenario.error(("channel",), str(exc)) from None
+    return channel, HopSNR(getattr(channel, "hops", 1), hop_template)
+
+
+def topology(channel) -> dict:
+    """``hops`` and ``relay`` columns of the results table."""
+    hops = int(getattr(channel, "hops", 1))
+    names = getattr(channel, "relay_names", [])
+    return {"hops": hops, "relay": "/".join(names) if names else "none"}
+
+
+# --------------------------------------------------------------------------- schemes
+
+def build_scheme(scenario: Scenario, index: int):
+    """The scheme ``scenario.schemes[index]`` (not yet prepared).
+
+    Raises
+    ------
+    ScenarioError
+        An option the scheme refuses, pointing at the scheme's entry.
+    """
+    spec = dict(scenario.schemes[index])
+    cls = SCHEMES.get(spec.pop("type"))
+    try:
+        return cls(**spec)
+    except (TypeError, ValueError, KeyError) as exc:
+        msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise scenario.error(("schemes", index), msg) from None
+
+
+def scheme_context(scenario: Scenario, image_shape, k: int, x_train, channel, store, progress,
+                   train_missing: bool = True, y_train=None, num_classes: int | None = None):
+    """What a scheme may use to prepare itself; ``extra["train_labels"]`` holds the training labels."""
+    from linksim.schemes.base import SchemeContext
+
+    return SchemeContext(image_shape=image_shape, channel_uses=k, train_images=x_train, channel=channel,
+                         seed=scenario.seed, dataset_spec=dataset_spec(scenario), store=store,
+                         progress=progress, train_missing=train_missing,
+                         extra={"train_labels": y_train, "task": scenario.data.get("task", {}),
+                                "num_classes": num_classes})
+
+
+def prepare_scheme(scenario: Scenario, index: int, scheme, ctx) -> None:
+    """``scheme.prepare(ctx)``; a ValueError is reported against the scheme's entry."""
+    try:
+        scheme.prepare(ctx)
+    except ValueError as exc:
+        raise scenario.error(("schemes", index), str(exc)) from None
