@@ -263,7 +263,7 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
     n_src = float(np.prod(image_shape))
     meta.update(dataset=ds.name, image_shape=list(image_shape), channel_uses=ks[0] if len(ks) == 1 else ks,
                 bandwidth_ratio=ks[0] / n_src if len(ks) == 1 else [k / n_src for k in ks],
-                test_images=int(len(x_test)), **topo)
+                test_images=int(len(x_test)), channel=channel.describe(), **topo)
     img_metrics = image_metric_names(scenario.data["metrics"])
     tasks = build_tasks(scenario, data, store, progress, train_missing)
     meta.update(_task_meta(tasks))

@@ -142,14 +142,14 @@ def make_channel(scenario: Scenario):
         channel = CHANNELS.create(ch_spec.pop("type"), **ch_spec)
     except (TypeError, ValueError) as exc:
         raise scenario.error(("channel",), str(exc)) from None
-    return channel, HopSNR(getattr(channel, "hops", 1), hop_template)
+    return channel, HopSNR(channel.describe()["hops"], hop_template)
 
 
 def topology(channel) -> dict:
-    """``hops`` and ``relay`` columns of the results table."""
-    hops = int(getattr(channel, "hops", 1))
-    names = getattr(channel, "relay_names", [])
-    return {"hops": hops, "relay": "/".join(names) if names else "none"}
+    """``hops`` and ``relay`` columns of the results table, from the channel's :meth:`describe`."""
+    facts = channel.describe()
+    names = facts["relays"]
+    return {"hops": int(facts["hops"]), "relay": "/".join(names) if names else "none"}
 
 
 # --------------------------------------------------------------------------- schemes
