@@ -16,8 +16,9 @@ component):
   ``keras.saving.load_model`` from ``tmp_path``: same config, identical outputs, weights
   and all.
 
-A meta-test fails when a registered class has no case here, so a new layer without a
-round-trip case fails the suite.
+Meta-tests fail when a registered class has no case here (so a new layer without a
+round-trip case fails the suite), when a case names a class no longer registered, and
+when a public Keras layer defined in a ``linksim`` module is not registered at all.
 
 Adding a case
 -------------
@@ -94,7 +95,7 @@ class Case:
     call_kwargs: dict = field(default_factory=dict)
 
 
-def _awgn_multihop():
+def _af_chain():
     from linksim.channels.relay import MultiHopChannel
     return MultiHopChannel(hops=2, relay="af", relay_params={"gain": "measured"}, name="chain")
 
@@ -129,7 +130,8 @@ CASES: dict[str, Case] = {
                                          kernel_size=3, snr_side_info=True, name="dec_rt"),
                                     lambda: (_complex(2, 96), tf.constant([3.0, 12.0]))),
     "linksim>DeepJSCC": Case(dict(image_shape=(16, 16, 3), channel_uses=96, filters=(8, 8, 8, 8), kernel_size=3,
-                                  quantizer="binary", snr_side_info=True, channel=Fresh(_awgn_multihop), name="jscc_rt"),
+                                  quantizer="binary", snr_side_info=True, channel=Fresh(_af_chain),
+                                  name="jscc_rt"),
                              lambda: (_images(2, (16, 16, 3)), tf.constant(7.0))),
     # --------------------------------------------------------------- tasks
     "linksim>ConvBlock": Case(dict(filters=6, batch_norm=False, name="block_rt"),
@@ -195,6 +197,21 @@ def test_every_registered_linksim_class_has_a_round_trip_case():
     missing = sorted(set(_registered()) - set(CASES))
     assert not missing, (f"registered for serialisation but without a round-trip case in {__file__}: "
                          f"{missing}; add one line to CASES (see the module docstring)")
+
+
+def test_every_public_keras_layer_in_linksim_is_registered_for_serialisation():
+    # a layer that is not registered would escape the round-trip cases above
+    import sys
+
+    registered = set(_registered().values())
+    unregistered = sorted(
+        f"{mod_name}.{name}" for mod_name, mod in list(sys.modules.items())
+        if mod_name == "linksim" or mod_name.startswith("linksim.")
+        for name, obj in list(vars(mod).items())
+        if inspect.isclass(obj) and issubclass(obj, keras.layers.Layer) and obj.__module__ == mod_name
+        and not obj.__name__.startswith("_") and obj not in registered)
+    assert not unregistered, (f"Keras layers without keras.saving.register_keras_serializable(package='linksim'): "
+                              f"{unregistered}")
 
 
 def test_every_round_trip_case_names_a_registered_class():
