@@ -139,16 +139,18 @@ CASES: dict[str, Case] = {
     "linksim>ImageClassifier": Case(dict(image_shape=(12, 12, 1), num_classes=3, width=4, dropout=0.1,
                                          batch_norm=False, name="clf_rt"),
                                     lambda: (_images(2, (12, 12, 1)),)),
-    # --------------------------------------------------------------- separation (not Keras-traceable:
-    # its codecs run in numpy; the config round trip is what matters for these)
-    "linksim>SeparationTransmitter": Case(dict(codec={"type": "jpeg"}, channel_code={"type": "ldpc5g", "k": 100,
-                                                                                        "n": 200},
+    # --------------------------------------------------------------- separation (numpy codecs inside)
+    "linksim>SeparationTransmitter": Case(dict(codec={"type": "webp", "method": 2},
+                                               channel_code={"type": "ldpc5g", "k": 600, "n": 800},
                                                modulation={"type": "qam", "num_bits_per_symbol": 2},
-                                               channel_uses=100, name="sscc_tx_rt")),
-    "linksim>SeparationReceiver": Case(dict(codec={"type": "jpeg"}, channel_code={"type": "ideal"},
+                                               channel_uses=800, name="sscc_tx_rt"),
+                                          lambda: (_images(2, (8, 8, 1)),)),
+    "linksim>SeparationReceiver": Case(dict(codec={"type": "webp", "method": 2},
+                                            channel_code={"type": "ldpc5g", "k": 600, "n": 800},
                                             modulation={"type": "qam", "num_bits_per_symbol": 2},
                                             image_shape=(8, 8, 1), fallback=Fresh(_case_fallback),
-                                            on_block_error="decode_anyway", name="sscc_rx_rt")),
+                                            on_block_error="decode_anyway", name="sscc_rx_rt"),
+                                       lambda: (_complex(2, 800), tf.constant(0.5))),
 }
 
 
