@@ -9,6 +9,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from linksim.codecs import (BPGCodec, EncodedImage, ImageCodec, JPEG2000Codec, JPEGCodec, WebPCodec,
                             encode_batch)
+from linksim.codecs.base import match_channels
 from linksim.codecs.bpg import BPG_MAGIC, get_ue7, put_ue7
 from linksim.codecs.jpeg import split_jpeg
 from linksim.codecs.jpeg2000 import main_header
@@ -81,7 +82,6 @@ def test_rate_control_never_exceeds_the_budget(grey, rgb, name, budget):
     fitted = 0
     for images in (grey[:8], rgb[:2]):
         for e in encode_batch(codec, images, budget):
-            assert isinstance(e, EncodedImage)
             assert e.bits == 8 * len(e.payload) <= budget
             if e.payload:
                 assert e.quality in codec.qualities
@@ -136,14 +136,15 @@ def test_an_image_that_fits_nowhere_gets_an_empty_payload(grey):
     assert e == [EncodedImage(b"", 0, None)] * 2
 
 
-def test_a_batch_of_250_images_is_rate_controlled_quickly():
-    import time
-
+def test_a_batch_of_250_images_is_rate_controlled_to_the_budget_with_payloads_remembered():
+    # the wall time of this step is measured in benchmarks/codec_rate_control.py, not asserted here
     images = _fashion_mnist(250)
     for codec in (JPEGCodec(headers="abbreviated"), WebPCodec()):
-        t0 = time.perf_counter()
-        encode_batch(codec, images, 1442)
-        assert time.perf_counter() - t0 < 2.0, type(codec).__name__
+        first = encode_batch(codec, images, 1442)
+        assert len(first) == 250 and all(e.bits <= 1442 for e in first)
+        assert sum(bool(e.payload) for e in first) > 200, type(codec).__name__
+        # a second call at the same budget is answered from the memo: same payloads
+        assert encode_batch(codec, images, 1442) == first
 
 
 @pytest.mark.parametrize("name", ["jpeg-abbreviated", "webp", "jpeg2000", "bpg-full", "bpg-abbreviated"])
@@ -339,22 +340,68 @@ def test_a_corrupted_payload_gives_none_or_an_image_never_an_exception(grey, rgb
     rng = np.random.default_rng(abs(hash(name)) % 2 ** 32)
     payloads = [(codec.encode(img, codec.qualities[len(codec.qualities) * 2 // 3]), img.shape)
                 for img in (grey[0], grey[1], rgb[0])]
+    # the intact payloads decode, to what the codec's own decoder gives (so a None below is the damage's doing)
+    for payload, shape in payloads:
+        out = codec.safe_decode(payload, shape)
+        assert out is not None
+        raw = np.asarray(codec.decode(payload, shape)).reshape(shape[0], shape[1], -1)
+        np.testing.assert_array_equal(out, match_channels(raw, shape[2]))
     nones = 0
     for k in range(120):
         payload, shape = payloads[k % len(payloads)]
         bad = _damaged(payload, rng, ("truncated", "bit-flipped", "random", "spliced")[k % 4])
-        out = codec.safe_decode(bad, shape)
-        if out is None:
-            nones += 1
-        else:
-            assert out.shape == shape and out.dtype == np.uint8
+        nones += codec.safe_decode(bad, shape) is None   # never raises (safe_decode's contract)
     assert nones > 0  # damage is detected at least sometimes
     for nothing in (b"", None, "not bytes", b"\x00", b"\xff" * 64):
         assert codec.safe_decode(nothing, (28, 28, 1)) is None
-    # a payload for another shape is never returned at the wrong size; files that carry their
-    # size (not the abbreviated streams, whose receiver knows it) are refused
+    # files that carry their size are refused at another size; the abbreviated streams carry
+    # none (their receiver knows it) and decode at the size they are asked for
     other = codec.safe_decode(payloads[0][0], (32, 32, 1))
-    assert other is None if "abbreviated" not in name else (other is None or other.shape == (32, 32, 1))
+    if "abbreviated" in name:
+        assert other is not None and other.shape == (32, 32, 1)
+    else:
+        assert other is None
+
+
+class _MisbehavingCodec(ImageCodec):
+    """A codec whose ``decode`` returns what ``safe_decode`` must refuse (or raises)."""
+
+    name = "misbehaving"
+    qualities = (1,)
+
+    def __init__(self, result):
+        self.result = result
+
+    def encode(self, image, quality):
+        return b"x"
+
+    def decode(self, payload, shape):
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+    def get_config(self):
+        return {"type": self.name}
+
+
+@pytest.mark.parametrize("result, expected", [
+    (np.zeros((4, 4, 1), np.uint8), (4, 4, 1)),          # the right size: returned
+    (np.zeros((4, 4), np.uint8), (4, 4, 1)),             # 2-D grey: given a channel axis
+    (np.full((4, 4, 1), 7, np.uint8), (4, 4, 3)),        # grey asked for as RGB: repeated
+    (np.zeros((5, 4, 1), np.uint8), None),               # another size: refused
+    (np.zeros((4, 4, 1), np.float32), None),             # another dtype: refused
+    (np.zeros((4, 4, 2), np.uint8), None),               # two channels: refused
+    (RuntimeError("decoder crashed"), None),             # any decoder exception: None
+    (MemoryError(), None),
+])
+def test_safe_decode_returns_only_uint8_images_of_the_asked_size_or_none(result, expected):
+    out = _MisbehavingCodec(result).safe_decode(b"payload", (4, 4, 1 if expected is None else expected[2]))
+    if expected is None:
+        assert out is None
+    else:
+        assert out is not None and out.shape == expected and out.dtype == np.uint8
+        if expected[2] == 3 and result.ndim == 3:
+            assert (out == 7).all()
 
 
 def test_random_bytes_never_decode_as_a_full_jpeg_webp_jpeg2000_or_bpg_file():

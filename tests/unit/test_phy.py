@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import sionna
 import tensorflow as tf
 from sionna.phy.channel import AWGN
 from sionna.phy.mapping import BinarySource
@@ -95,7 +96,11 @@ def _ber_16qam_theory(esno_db):
 
 @pytest.mark.parametrize("esno_db", [4.0, 8.0, 12.0])
 def test_uncoded_16qam_ber_matches_theory(esno_db):
-    # sample: 2**21 bits; tolerance 6 % relative (>= 5 sigma at the smallest error count)
+    # sample: 2**21 bits, bits and noise seeded. The smallest expected error count is at
+    # 12 dB: BER 0.028, 59,000 errors, relative standard error 1/sqrt(59000) = 0.4 %; the
+    # 6 % relative tolerance is over 10 standard errors (it also absorbs nothing else: the
+    # formula is exact for Gray-labelled 16-QAM with hard decisions).
+    sionna.phy.config.seed = 7
     mod = QAM(4)
     n_bits = 2 ** 21
     b = BinarySource(seed=7)([n_bits // 1024, 1024])
@@ -106,24 +111,29 @@ def test_uncoded_16qam_ber_matches_theory(esno_db):
     assert abs(ber - ref) / ref < 0.06, (ber, ref)
 
 
-def test_coded_chain_fails_below_capacity_and_is_error_free_above_the_waterfall(code):
+def test_coded_chain_fails_below_capacity_is_in_its_waterfall_above_it_and_error_free_well_above(code):
     # 3 information bits per 16-QAM symbol: the AWGN capacity limit is
     # Es/N0 = 10 log10(2**3 - 1) = 8.45 dB. Below it no code can succeed; the
-    # (1944, 1458) code's waterfall lies about 1.5-2 dB above it.
-    # sample: 200 codewords per point (291,600 information bits)
+    # (1944, 1458) code's waterfall lies about 1-2 dB above it: measured with 20 BP
+    # iterations, BLER 1.0 at +1.0 dB, 0.79 at +1.4, 0.49 at +1.6, 0.25 at +1.8 dB.
+    # sample: 200 codewords per point (291,600 information bits), noise seeded.
+    # At +1.6 dB the binomial standard error of the BLER is sqrt(0.25 / 200) = 0.035:
+    # the bounds 0.2 < BLER < 0.8 are more than 8 standard errors from the measured 0.49.
+    sionna.phy.config.seed = 4
     link = DigitalLink(code, QAM(4))
     u = _bits([200, 1, code.k], seed=4)
     limit_db = 10 * math.log10(2 ** 3 - 1)
-    bler = {}
-    for esno in (limit_db - 0.5, limit_db + 1.5, limit_db + 4.0):
+    lo, mid, hi = limit_db - 0.5, limit_db + 1.6, limit_db + 4.0
+    bler, ber = {}, {}
+    for esno in (lo, mid, hi):
         out = link.run(u, esno)
         bler[esno] = 1.0 - out["block_ok"].numpy().mean()
-        ber = np.mean(out["bits"].numpy() != u.numpy())
-        if esno > limit_db + 3:
-            assert ber == 0.0 and bler[esno] == 0.0
-    lo, mid, hi = sorted(bler)
-    assert bler[lo] == 1.0            # every block fails below capacity
-    assert bler[lo] > bler[mid] > bler[hi] or bler[mid] == bler[hi] == 0.0
+        ber[esno] = np.mean(out["bits"].numpy() != u.numpy())
+    assert bler[lo] == 1.0                      # every block fails below capacity
+    assert 0.2 < bler[mid] < 0.8, bler[mid]     # strictly inside the waterfall
+    assert ber[hi] == 0.0 and bler[hi] == 0.0   # error-free 4 dB above the limit
+    # the decoded BER in the waterfall is below the uncoded 16-QAM BER at the same Es/N0
+    assert 0.0 < ber[mid] < _ber_16qam_theory(mid)
 
 
 def test_coded_ber_in_eb_n0_terms_matches_the_es_n0_chain(code):

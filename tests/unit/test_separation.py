@@ -112,13 +112,48 @@ def test_failed_parity_check_counts_a_decode_failure_even_if_the_codec_could_dec
     assert failed.tolist() == [False, True, False, False]
 
 
-def test_ideal_code_gives_more_bits_at_higher_snr(images):
+@pytest.mark.parametrize("snr_db", [-10.0, 0.0, 2.0, 7.5, 15.0, 30.0])
+def test_the_ideal_code_budget_is_the_awgn_capacity_of_the_channel_uses_less_the_header(images, snr_db):
+    s = _scheme(images, channel_code={"type": "ideal"})
+    k = s.tx.channel_uses
+    # computed independently of linksim: floor(k log2(1 + SNR)) bits, SNR as a linear Es/N0
+    capacity_bits = int(np.floor(k * np.log2(1.0 + np.power(10.0, snr_db / 10.0))))
+    assert s.tx.source_budget_bits(snr_db) == max(0, capacity_bits - FRAME_HEADER_BITS)
+
+
+def test_the_ideal_code_delivers_the_codec_output_at_its_budget_and_bpp_follows_the_capacity(images):
     x, _ = images
     s = _scheme(images, channel_code={"type": "ideal"})
     state = s.encode(x[:6])
-    lo, hi = s.evaluate(state, 2.0), s.evaluate(state, 15.0)
-    assert hi.counts["source_bits"] > lo.counts["source_bits"]
-    assert hi.counts["bit_errors"] == 0
+    lo, hi = s.evaluate(state, 6.0), s.evaluate(state, 15.0)
+    for snr_db, res in ((6.0, lo), (15.0, hi)):
+        budget = s.tx.source_budget_bits(snr_db)
+        encoded = s.tx.source_encode(x[:6], snr_db)
+        assert all(e.payload and e.bits <= budget for e in encoded), snr_db   # every image fits at 6 dB and up
+        # error-free delivery: exactly what the codec decodes from its own payload at that budget
+        direct = np.stack([s.rx.decode_payload(e.payload) for e in encoded])
+        np.testing.assert_array_equal(res.images, direct)
+        assert res.counts["decode_failures"] == 0
+        assert res.counts["source_bits"] == sum(e.bits + FRAME_HEADER_BITS for e in encoded)
+        assert res.counts["bits"] == 6 * budget
+        # bpp never exceeds the capacity per pixel, and the codec uses most of it (rate control)
+        bpp = res.counts["source_bits"] / (6 * 28 * 28)
+        capacity_bpp = s.tx.channel_uses * np.log2(1.0 + 10.0 ** (snr_db / 10.0)) / (28 * 28)
+        assert bpp <= capacity_bpp
+    assert hi.counts["source_bits"] > 2 * lo.counts["source_bits"]
+    psnr = [float(np.mean(-10 * np.log10(np.mean((r.images - x[:6]) ** 2, axis=(1, 2, 3))))) for r in (lo, hi)]
+    assert psnr[1] > psnr[0] + 3.0, psnr
+
+
+def test_the_ideal_code_falls_back_when_the_capacity_cannot_carry_the_smallest_file(images):
+    x, xt = images
+    s = _scheme(images, channel_code={"type": "ideal"})
+    state = s.encode(x[:6])
+    # at -10 dB, 486 channel uses carry floor(486 log2 1.1) = 66 bits: 50 after the header, no WebP file fits
+    res = s.evaluate(state, -10.0)
+    assert res.counts["decode_failures"] == 6 and res.counts["source_bits"] == 0
+    mean = fallback_image("mean", xt, x.shape[1:])
+    np.testing.assert_allclose(res.images, np.broadcast_to(mean, x[:6].shape), atol=1e-6)
 
 
 def test_bad_scheme_options_name_the_allowed_values():
