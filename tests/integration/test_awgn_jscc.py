@@ -6,7 +6,7 @@ Seeding and tolerances
 ----------------------
 The run is seeded: the scenario's ``seed: 1234`` (asserted below) picks the test images,
 and the runner re-seeds numpy, TensorFlow, Keras and Sionna for every (scheme, SNR)
-point (``runner._point_seed``), so the numbers are the same on every run.
+point (``linksim.run.setup.point_seed``), so the numbers are the same on every run.
 
 Sample per point: 24 images x 486 complex channel uses (DeepJSCC), or 24 LDPC codewords
 of 1458 information bits (separation). Measured (2026-11, shipped weights): DeepJSCC's
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from linksim.runner import run_scenario
+from linksim.run import run_scenario
 from linksim.scenario import load_scenario
 from linksim.store import SHIPPED_DIR, ModelStore
 

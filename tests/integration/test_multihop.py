@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from linksim.cli import main
-from linksim.runner import REFERENCE, run_scenario
+from linksim.run import REFERENCE, run_scenario
 from linksim.scenario import load_scenario
 from linksim.store import SHIPPED_DIR, ModelStore
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from linksim.runner import REFERENCE, run_scenario
+from linksim.run import REFERENCE, run_scenario
 from linksim.scenario import load_scenario
 from linksim.store import SHIPPED_DIR, ModelStore
 

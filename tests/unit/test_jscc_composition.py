@@ -178,7 +178,7 @@ def _scenario_contexts():
     """(scenario, index, scheme options, context) of every JSCC scheme of the shipped non-CIFAR scenarios."""
     from linksim.data import get_dataset
     from linksim.data.base import to_float
-    from linksim.runner import channel_uses_list
+    from linksim.run.setup import channel_uses_list
 
     out = []
     for path in sorted(SCENARIOS.glob("*.yaml")):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from linksim.channels import AWGNChannel, MultiHopChannel
-from linksim.runner import HopSNR
+from linksim.run.setup import HopSNR
 from linksim.scenario import ScenarioError, validate_scenario_dict
 from linksim.schemes.base import SchemeContext
 from linksim.schemes.deepjscc import DeepJSCC, DeepJSCCScheme

@@ -111,10 +111,10 @@ def test_example_images_of_swept_and_explicit_per_hop_points_have_distinct_names
 
 def test_the_reference_row_has_one_name():
     import linksim.plotting as plotting
-    import linksim.runner as runner
+    import linksim.run as run
     from linksim.run import evaluation
 
-    assert runner.REFERENCE is evaluation.REFERENCE is plotting.REFERENCE == REFERENCE
+    assert run.REFERENCE is evaluation.REFERENCE is plotting.REFERENCE == REFERENCE
     assert not hasattr(plotting, "REFERENCE_LABEL")
 
 
