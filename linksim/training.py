@@ -1,22 +1,41 @@
-"""Training of end-to-end (JSCC) models: Adam, learning-rate schedule, validation,
-early stopping, checkpoints every epoch, resume, progress bar.
+"""One training loop for every trained network in linksim: :func:`fit`.
 
-:func:`train_jscc` trains any Keras model whose ``call(images, snr_db, training)``
-returns reconstructed images, through the channel that is part of the model (so
-training and evaluation share one code path).
+:func:`fit` runs epochs of a compiled training step over batches whose order is a
+function of the seed and the epoch number, validates after every epoch, and
+applies what Keras calls callbacks, with the same rules for every network:
 
-- **SNR in training**: ``snr_train_db`` is one value, or ``[lo, hi]``: then every
-  batch draws its SNR uniformly from the range.
-- **Schedule**: Adam at ``learning_rate``; the rate halves when the validation loss
-  has not improved for ``lr_patience`` epochs (down to ``learning_rate / 64``).
-- **Early stopping**: training ends when the validation loss has not improved for
-  ``patience`` epochs; the best epoch's weights are restored.
-- **Checkpoints**: after every epoch the model, optimiser, schedule state and
-  history are written to ``checkpoint_dir``. Calling :func:`train_jscc` again with
-  the same directory resumes after the last finished epoch (an interrupted run
-  loses at most the epoch in progress). Batch order is a function of the seed
-  and the epoch number, so a resumed run sees the same batches as an
-  uninterrupted one.
+- **Learning-rate schedule** (``ReduceLROnPlateau``): with ``lr_patience``, the rate
+  halves when the monitored validation value has not improved for ``lr_patience``
+  epochs, down to ``min_lr``. (A network may instead give its optimiser a Keras
+  schedule, as the classifier does with a cosine decay.)
+- **Early stopping** (``EarlyStopping(restore_best_weights=True)``): training ends
+  when the monitored value has not improved for ``patience`` epochs; the best
+  epoch's weights are restored.
+- **Checkpoints and resume** (``BackupAndRestore``): after every epoch the model,
+  the optimiser, the loop's counters and the history are written to
+  ``checkpoint_dir``; calling again with the same folder resumes after the last
+  finished epoch. The batch order, the data augmentation and the channel noise
+  (Sionna's global generator is reseeded from ``(seed, epoch)`` at the start of
+  each epoch) are functions of the seed and the epoch number, so a resumed run
+  ends with the same weights as an uninterrupted one.
+- **Logs**: a tqdm progress bar and a line per epoch on stderr; with ``log_dir``,
+  TensorBoard scalars (off by default).
+- **Callbacks** ``(epoch, logs)`` after each epoch's checkpoint.
+
+It is a hand-written loop rather than ``keras.Model.fit``: ``fit`` measured slower
+on this machine for these small networks (``benchmarks/training_loop.py``,
+``docs/training.md``).
+
+Two trainers use it:
+
+- :func:`train_jscc` trains any Keras model whose ``call(images, snr_db, training)``
+  returns reconstructed images, or a dict of named outputs with ``"images"``,
+  through the channel that is part of the model (so training and evaluation share
+  one code path). ``snr_train_db`` is one value, or ``[lo, hi]``: then every batch
+  draws its SNR uniformly from the range. Adam at ``learning_rate``, halving down
+  to ``learning_rate / 64``; early stopping on the validation loss.
+- :func:`linksim.tasks.classifier.train_classifier`: cross-entropy, augmentation,
+  cosine decay, early stopping on the validation accuracy.
 """
 
 from __future__ import annotations
@@ -31,7 +50,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["TrainConfig", "train_jscc", "mse_loss", "EpochCheckpoints"]
+__all__ = ["TrainConfig", "fit", "train_jscc", "mse_loss", "output_images", "seed_epoch", "EpochCheckpoints"]
 
 
 @dataclass
@@ -141,8 +160,16 @@ class EpochCheckpoints:
 
 
 def mse_loss(x, x_hat):
-    """Mean squared error over the batch, the DeepJSCC training loss."""
-    return tf.reduce_mean(tf.square(x - x_hat))
+    """Mean squared error over the batch, the DeepJSCC training loss.
+
+    ``x_hat`` may also be a model's dict of outputs (its ``"images"`` are used).
+    """
+    return tf.reduce_mean(tf.square(x - output_images(x_hat)))
+
+
+def output_images(out):
+    """The reconstructed images of a model's output: ``out["images"]`` for a dict, else ``out``."""
+    return out["images"] if isinstance(out, dict) else out
 
 
 def _psnr(x, x_hat):
@@ -156,113 +183,157 @@ def _split(n: int, val_fraction: float, seed: int):
     return order[n_val:], order[:n_val]
 
 
-def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Callable = mse_loss,
-               checkpoint_dir: str | Path | None = None, progress: bool = True,
-               callbacks: list[Callable] | None = None, desc: str = "train") -> dict:
-    """Train ``model`` on ``x_train`` (see the module docstring).
+def seed_epoch(seed: int, epoch: int) -> None:
+    """Reseed Sionna's global generator (the channel noise) from ``(seed, epoch)``.
+
+    Called by :func:`fit` at the start of every epoch, so the noise a model is
+    trained with depends on the seed and the epoch only, not on how many epochs ran
+    in this process (a resumed run sees the same noise).
+    """
+    import sionna.phy
+
+    state = np.random.default_rng([int(seed), int(epoch), 104729]).integers(0, 2 ** 31 - 1)
+    sionna.phy.config.tf_rng.reset_from_seed(int(state))
+
+
+def _current_lr(optimizer) -> float:
+    import keras
+
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+def fit(model, optimizer, *, train_step: Callable, epoch_batches: Callable, n_batches: int, val_step: Callable,
+        val_batches, epochs: int, seed: int, monitor: str = "val_loss", mode: str = "min",
+        min_delta: float = 0.0, patience: int, lr_patience: int | None = None, min_lr: float = 0.0,
+        checkpoint_dir: str | Path | None = None, log_dir: str | Path | None = None,
+        progress: bool | str = True, callbacks: list[Callable] | None = None, desc: str = "train") -> dict:
+    """The training loop of every network (see the module docstring).
 
     Parameters
     ----------
     model : keras.Model
-        ``model(images, snr_db, training=...)`` -> reconstructed images.
-    x_train : [N, H, W, C], float32 in [0, 1]
-        Training images; ``val_fraction`` of them are held out for validation.
-    config : TrainConfig
-    loss_fn : callable ``(x, x_hat) -> scalar``
-        Default mean squared error.
+        The network; its weights are checkpointed and the best epoch's restored.
+    optimizer : keras.optimizers.Optimizer
+        Built on the model's trainable variables. Its learning rate is a variable
+        (halved on plateaus when ``lr_patience`` is given) or a Keras schedule.
+    train_step : callable ``(*batch) -> dict`` of scalar tensors
+        One optimisation step (usually a ``tf.function``); returns ``"loss"`` and any
+        other metric, each the mean over the batch.
+    epoch_batches : callable ``(epoch) -> iterable of tuples``
+        The training batches of the 0-based ``epoch`` (the arguments of
+        ``train_step``, batch dimension first); must be a function of the seed and
+        the epoch only.
+    n_batches : int
+        Number of batches ``epoch_batches`` yields.
+    val_step : callable ``(*batch) -> dict`` of scalar tensors
+        Validation metrics of one batch, each the mean over the batch; recorded
+        with the prefix ``val_`` (batch means weighted by the batch sizes).
+    val_batches : sequence of tuples
+        The validation batches.
+    epochs, patience : int
+        Positive.
+    seed : int
+        Passed to :func:`seed_epoch` at the start of every epoch.
+    monitor : str
+        The history key early stopping and the schedule watch (default ``"val_loss"``).
+    mode : {"min", "max"}
+        Whether lower or higher ``monitor`` values are better.
+    min_delta : float
+        An improvement must exceed this.
+    lr_patience : int, optional
+        Halve the learning rate after this many epochs without improvement (not
+        below ``min_lr``); None: no plateau schedule.
     checkpoint_dir : path, optional
-        Where to checkpoint every epoch and resume from.
+        Checkpoint every epoch there and resume from it.
+    log_dir : path, optional
+        TensorBoard logs (one scalar per history key and epoch); None: none.
     progress : bool or "epochs"
-        True: a progress bar with loss and PSNR, and a line per epoch (stderr);
-        "epochs": only the line per epoch (for logs); False: silent.
+        True: a progress bar and a line per epoch (stderr); "epochs": only the line
+        per epoch; False: silent.
     callbacks : list of callables ``(epoch, logs)``, optional
-        Called after each epoch's checkpoint (e.g. to stop a run in tests).
+        Called after each epoch's checkpoint with the 1-based epoch and its metrics.
+    desc : str
+        Label of the progress display.
 
     Output
     ------
-    dict: the history, ``{"epoch": [...], "loss": [...], "val_loss": [...],
-    "val_psnr_db": [...], "lr": [...], "best_epoch": int, "epochs_run": int,
-    "stopped_early": bool}``
+    dict: the history: ``"epoch"``, ``"lr"`` and one list per metric (``"loss"``, ...,
+    ``"val_loss"``, ...) with one entry per finished epoch, and ``"best_epoch"``
+    (1-based, 0 if none), ``"epochs_run"``, ``"stopped_early"``.
+
+    Raises
+    ------
+    ValueError
+        If ``mode`` is not "min" or "max".
     """
-    import keras
     from tqdm.auto import tqdm
 
-    x_train = np.asarray(x_train, np.float32)
-    if len(x_train) < 4:
-        raise ValueError(f"training needs at least 4 images (got {len(x_train)})")
-    tr_idx, val_idx = _split(len(x_train), config.val_fraction, config.seed)
-    x_tr, x_val = x_train[tr_idx], x_train[val_idx]
-    lo, hi = config.snr_range()
-    val_snr = 0.5 * (lo + hi)
-
-    opt = keras.optimizers.Adam(learning_rate=config.learning_rate)
-    variables = model.trainable_variables
-    opt.build(variables)
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max' (got {mode!r})")
+    sign = 1.0 if mode == "min" else -1.0
     state = {"epoch": tf.Variable(0, dtype=tf.int64), "best": tf.Variable(np.inf, dtype=tf.float64),
              "wait": tf.Variable(0, dtype=tf.int64), "lr_wait": tf.Variable(0, dtype=tf.int64),
              "best_epoch": tf.Variable(0, dtype=tf.int64)}
-    checkpoints = EpochCheckpoints(checkpoint_dir, model, opt, state,
-                                   {"epoch": [], "loss": [], "val_loss": [], "val_psnr_db": [], "lr": []})
+    if mode == "max":
+        state["best"].assign(-np.inf)
+    checkpoints = EpochCheckpoints(checkpoint_dir, model, optimizer, state, {"epoch": []})
     history = checkpoints.history
+    writer = None
+    if log_dir is not None:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        writer = tf.summary.create_file_writer(str(log_dir))
 
-    sig = [tf.TensorSpec([None, *x_train.shape[1:]], tf.float32), tf.TensorSpec([], tf.float32)]
-
-    @tf.function(input_signature=sig)
-    def train_step(x, snr):
-        with tf.GradientTape() as tape:
-            x_hat = model(x, snr, training=True)
-            loss = loss_fn(x, x_hat)
-        grads = tape.gradient(loss, variables)
-        opt.apply_gradients(zip(grads, variables))
-        return loss, _psnr(x, x_hat)
-
-    @tf.function(input_signature=sig)
-    def val_step(x, snr):
-        x_hat = model(x, snr, training=False)
-        return loss_fn(x, x_hat), _psnr(x, x_hat)
-
-    bs = config.batch_size
-    n_batches = max(1, len(x_tr) // bs)
-    if config.steps_per_epoch:
-        n_batches = min(n_batches, int(config.steps_per_epoch))
     start = int(state["epoch"].numpy())
-    stopped_early = start > 0 and int(state["wait"].numpy()) >= config.patience
-    epoch = start
-    for epoch in range(start, config.epochs):
+    stopped_early = start > 0 and int(state["wait"].numpy()) >= patience
+    for epoch in range(start, epochs):
         if stopped_early:
             break
-        rng = np.random.default_rng([config.seed, epoch])
-        order = rng.permutation(len(x_tr))
-        snrs = rng.uniform(lo, hi, n_batches).astype(np.float32) if hi > lo else np.full(n_batches, lo, np.float32)
-        bar = tqdm(range(n_batches), disable=progress is not True, file=sys.stderr, leave=False,
-                   desc=f"{desc} epoch {epoch + 1}/{config.epochs}", unit="batch")
-        losses, psnrs = [], []
-        for b in bar:
-            x = tf.constant(x_tr[order[b * bs:(b + 1) * bs]])
-            loss, p = train_step(x, tf.constant(snrs[b]))
-            losses.append(float(loss))
-            psnrs.append(float(p))
-            if b % 10 == 0:
-                bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}", psnr=f"{np.mean(psnrs[-10:]):.2f}dB")
+        seed_epoch(seed, epoch)
+        bar = tqdm(epoch_batches(epoch), total=n_batches, disable=progress is not True, file=sys.stderr,
+                   leave=False, desc=f"{desc} epoch {epoch + 1}/{epochs}", unit="batch")
+        sums, seen, recent = {}, 0, []
+        for b, batch in enumerate(bar):
+            out = train_step(*batch)
+            n = int(batch[0].shape[0])
+            recent.append((n, out))  # tensors: read once per 10 batches, not once per batch
+            if len(recent) == 10 or b == n_batches - 1:
+                for n_, o in recent:
+                    for k, v in o.items():
+                        sums[k] = sums.get(k, 0.0) + float(v) * n_
+                    seen += n_
+                recent = []
+                if progress is True:
+                    bar.set_postfix({k: f"{v / seen:.4g}" for k, v in sums.items()})
+        for n_, o in recent:
+            for k, v in o.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * n_
+            seen += n_
         bar.close()
-        vl, vp = [], []
-        for j in range(0, len(x_val), 256):
-            l_, p_ = val_step(tf.constant(x_val[j:j + 256]), tf.constant(val_snr, tf.float32))
-            w = len(x_val[j:j + 256])
-            vl.append(float(l_) * w)
-            vp.append(float(p_) * w)
-        val_loss, val_psnr = sum(vl) / len(x_val), sum(vp) / len(x_val)
-        lr = float(opt.learning_rate.numpy())
+        logs = {k: v / max(seen, 1) for k, v in sums.items()}
+        vsums, vseen = {}, 0
+        for batch in val_batches:
+            n = int(batch[0].shape[0])
+            for k, v in val_step(*batch).items():
+                vsums[k] = vsums.get(k, 0.0) + float(v) * n
+            vseen += n
+        logs.update({f"val_{k}": v / max(vseen, 1) for k, v in vsums.items()})
+        lr = _current_lr(optimizer)
         history["epoch"].append(epoch + 1)
-        history["loss"].append(float(np.mean(losses)))
-        history["val_loss"].append(val_loss)
-        history["val_psnr_db"].append(val_psnr)
-        history["lr"].append(lr)
+        for k, v in logs.items():
+            history.setdefault(k, []).append(v)
+        history.setdefault("lr", []).append(lr)
+        if writer is not None:
+            with writer.as_default():
+                for k, v in {**logs, "lr": lr}.items():
+                    tf.summary.scalar(k, v, step=epoch + 1)
+            writer.flush()
         if progress:  # True or "epochs"
-            tqdm.write(f"{desc} epoch {epoch + 1}/{config.epochs}: loss {np.mean(losses):.5f}, "
-                       f"val loss {val_loss:.5f}, val PSNR {val_psnr:.2f} dB, lr {lr:.2e}", file=sys.stderr)
-        if val_loss < float(state["best"].numpy()) - 1e-7:
-            state["best"].assign(val_loss)
+            tqdm.write(f"{desc} epoch {epoch + 1}/{epochs}: "
+                       + ", ".join(f"{k.replace('_', ' ')} {v:.5g}" for k, v in logs.items())
+                       + f", lr {lr:.2e}", file=sys.stderr)
+        value = logs[monitor]
+        if sign * value < sign * float(state["best"].numpy()) - min_delta:
+            state["best"].assign(value)
             state["best_epoch"].assign(epoch + 1)
             state["wait"].assign(0)
             state["lr_wait"].assign(0)
@@ -270,17 +341,113 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
         else:
             state["wait"].assign_add(1)
             state["lr_wait"].assign_add(1)
-            if int(state["lr_wait"].numpy()) >= config.lr_patience and lr > config.learning_rate / 64:
-                opt.learning_rate.assign(lr / 2)
+            if lr_patience is not None and int(state["lr_wait"].numpy()) >= lr_patience and lr > min_lr:
+                optimizer.learning_rate.assign(max(lr / 2, min_lr))
                 state["lr_wait"].assign(0)
         state["epoch"].assign(epoch + 1)
         checkpoints.save_epoch()
         for cb in callbacks or []:
-            cb(epoch + 1, {"loss": history["loss"][-1], "val_loss": val_loss, "val_psnr_db": val_psnr})
-        if int(state["wait"].numpy()) >= config.patience:
+            cb(epoch + 1, dict(logs))
+        if int(state["wait"].numpy()) >= patience:
             stopped_early = True
             break
     checkpoints.restore_best()
+    if writer is not None:
+        writer.close()
     history.update(best_epoch=int(state["best_epoch"].numpy()), epochs_run=len(history["epoch"]),
-                   stopped_early=bool(stopped_early), config={k: v for k, v in asdict(config).items()})
+                   stopped_early=bool(stopped_early))
+    return history
+
+
+def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Callable = mse_loss,
+               checkpoint_dir: str | Path | None = None, progress: bool = True,
+               callbacks: list[Callable] | None = None, desc: str = "train",
+               log_dir: str | Path | None = None) -> dict:
+    """Train a JSCC ``model`` on ``x_train`` with :func:`fit` (see the module docstring).
+
+    Parameters
+    ----------
+    model : keras.Model
+        ``model(images, snr_db, training=...)`` -> reconstructed images
+        ``[batch, H, W, C]``, or a dict of named outputs holding them under
+        ``"images"`` (and e.g. ``"symbols"``, ``"num_symbols"``).
+    x_train : [N, H, W, C], float32 in [0, 1]
+        Training images; ``val_fraction`` of them are held out for validation.
+    config : TrainConfig
+    loss_fn : callable ``(x, out) -> scalar``
+        Receives what the model returned (images, or the dict of outputs, so a loss
+        can use a rate term or the symbols). Default :func:`mse_loss`.
+    checkpoint_dir : path, optional
+        Where to checkpoint every epoch and resume from.
+    progress : bool or "epochs"
+        True: a progress bar with loss and PSNR, and a line per epoch (stderr);
+        "epochs": only the line per epoch (for logs); False: silent.
+    callbacks : list of callables ``(epoch, logs)``, optional
+        Called after each epoch's checkpoint (e.g. to stop a run in tests).
+    desc : str
+        Label of the progress display.
+    log_dir : path, optional
+        TensorBoard logs; None (default): none.
+
+    Output
+    ------
+    dict: the history, ``{"epoch": [...], "loss": [...], "psnr_db": [...],
+    "val_loss": [...], "val_psnr_db": [...], "lr": [...], "best_epoch": int,
+    "epochs_run": int, "stopped_early": bool, "config": dict}``. The validation
+    PSNR is that of the output images at the middle of the training SNR range.
+
+    Raises
+    ------
+    ValueError
+        With fewer than 4 training images.
+    """
+    import keras
+
+    x_train = np.asarray(x_train, np.float32)
+    if len(x_train) < 4:
+        raise ValueError(f"training needs at least 4 images (got {len(x_train)})")
+    tr_idx, val_idx = _split(len(x_train), config.val_fraction, config.seed)
+    x_tr, x_val = x_train[tr_idx], x_train[val_idx]
+    lo, hi = config.snr_range()
+    val_snr = tf.constant(0.5 * (lo + hi), tf.float32)
+
+    opt = keras.optimizers.Adam(learning_rate=config.learning_rate)
+    variables = model.trainable_variables
+    opt.build(variables)
+    sig = [tf.TensorSpec([None, *x_train.shape[1:]], tf.float32), tf.TensorSpec([], tf.float32)]
+
+    @tf.function(input_signature=sig)
+    def train_step(x, snr):
+        with tf.GradientTape() as tape:
+            out = model(x, snr, training=True)
+            loss = loss_fn(x, out)
+        grads = tape.gradient(loss, variables)
+        opt.apply_gradients(zip(grads, variables))
+        return {"loss": loss, "psnr_db": _psnr(x, output_images(out))}
+
+    @tf.function(input_signature=sig)
+    def val_step(x, snr):
+        out = model(x, snr, training=False)
+        return {"loss": loss_fn(x, out), "psnr_db": _psnr(x, output_images(out))}
+
+    bs = config.batch_size
+    n_batches = max(1, len(x_tr) // bs)
+    if config.steps_per_epoch:
+        n_batches = min(n_batches, int(config.steps_per_epoch))
+
+    def epoch_batches(epoch):
+        rng = np.random.default_rng([config.seed, epoch])
+        order = rng.permutation(len(x_tr))
+        snrs = rng.uniform(lo, hi, n_batches).astype(np.float32) if hi > lo else np.full(n_batches, lo, np.float32)
+        for b in range(n_batches):
+            yield tf.constant(x_tr[order[b * bs:(b + 1) * bs]]), tf.constant(snrs[b])
+
+    val_batches = [(tf.constant(x_val[j:j + 256]), val_snr) for j in range(0, len(x_val), 256)]
+    history = fit(model, opt, train_step=train_step, epoch_batches=epoch_batches, n_batches=n_batches,
+                  val_step=val_step, val_batches=val_batches, epochs=config.epochs, seed=config.seed,
+                  monitor="val_loss", mode="min", min_delta=1e-7, patience=config.patience,
+                  lr_patience=config.lr_patience, min_lr=config.learning_rate / 64,
+                  checkpoint_dir=checkpoint_dir, log_dir=log_dir, progress=progress, callbacks=callbacks,
+                  desc=desc)
+    history["config"] = dict(asdict(config))
     return history
