@@ -196,6 +196,17 @@ def seed_epoch(seed: int, epoch: int) -> None:
     sionna.phy.config.tf_rng.reset_from_seed(int(state))
 
 
+def _write_scalars(writer, values: dict, step: int) -> None:
+    """TensorBoard scalars without the tensorboard package (``tf.summary.scalar`` needs it)."""
+    from tensorflow.core.framework import summary_pb2
+
+    meta = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    with writer.as_default():
+        for k, v in values.items():
+            tf.summary.write(k, tf.constant(float(v), tf.float32), step=step, metadata=meta)
+    writer.flush()
+
+
 def _current_lr(optimizer) -> float:
     import keras
 
@@ -323,10 +334,7 @@ def fit(model, optimizer, *, train_step: Callable, epoch_batches: Callable, n_ba
             history.setdefault(k, []).append(v)
         history.setdefault("lr", []).append(lr)
         if writer is not None:
-            with writer.as_default():
-                for k, v in {**logs, "lr": lr}.items():
-                    tf.summary.scalar(k, v, step=epoch + 1)
-            writer.flush()
+            _write_scalars(writer, {**logs, "lr": lr}, epoch + 1)
         if progress:  # True or "epochs"
             tqdm.write(f"{desc} epoch {epoch + 1}/{epochs}: "
                        + ", ".join(f"{k.replace('_', ' ')} {v:.5g}" for k, v in logs.items())
