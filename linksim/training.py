@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -208,17 +209,168 @@ def _write_scalars(writer, values: dict, step: int) -> None:
 
 
 def _current_lr(optimizer) -> float:
-    import keras
-
     return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
+class _StepModel(keras.Model):
+    """Runs ``train_step`` / ``val_step`` functions under ``keras.Model.fit``.
+
+    The network itself is not an attribute (:func:`fit` checkpoints it); the step
+    functions apply the gradients. Each metric the steps return is averaged over
+    the epoch, weighted by the batch sizes.
+    """
+
+    def __init__(self, train_fn, val_fn, metric_names, **kwargs):
+        super().__init__(**kwargs)
+        self._train_fn, self._val_fn = train_fn, val_fn
+        self._trackers = {k: keras.metrics.Mean(name=k) for k in metric_names}
+        self.built = True
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    def _update(self, values, batch):
+        n = tf.cast(tf.shape(batch[0])[0], tf.float32)
+        for k, tracker in self._trackers.items():
+            tracker.update_state(values[k], sample_weight=n)
+        return {k: t.result() for k, t in self._trackers.items()}
+
+    def train_step(self, data):
+        return self._update(self._train_fn(*data), data)
+
+    def test_step(self, data):
+        return self._update(self._val_fn(*data), data)
+
+
+class _EpochControl(keras.callbacks.Callback):
+    """Learning-rate plateau, early stopping, checkpoints, history, logs and user callbacks, once per epoch.
+
+    Keras's ``ReduceLROnPlateau``, ``EarlyStopping`` and ``BackupAndRestore`` do the
+    same jobs, but the first two's counters and best weights are not part of the
+    backup, so a resumed run would restart its patience; here they are part of the
+    checkpoint (:class:`_Run`).
+    """
+
+    def __init__(self, run):
+        super().__init__()
+        self.run = run
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.run.begin_epoch(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.run.end_epoch(epoch, logs):
+            self.model.stop_training = True
+
+
+class _ProgressBar(keras.callbacks.Callback):
+    """A tqdm bar over the batches of each epoch (only with ``progress=True``: it reads every batch's logs)."""
+
+    def __init__(self, run):
+        super().__init__()
+        self.run = run
+        self.bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.run.n_batches, file=sys.stderr, leave=False, unit="batch",
+                        desc=f"{self.run.desc} epoch {epoch + 1}/{self.run.epochs}")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.bar.update(1)
+        if batch % 10 == 0 and logs:
+            self.bar.set_postfix({k: f"{float(v):.4g}" for k, v in logs.items()})
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.bar.close()
+
+
+class _Run:
+    """The per-epoch bookkeeping of :func:`fit` (called from its Keras callback)."""
+
+    def __init__(self, *, network, optimizer, epochs, seed, monitor, mode, min_delta, patience, lr_patience,
+                 min_lr, checkpoint_dir, log_dir, progress, callbacks, desc, n_batches):
+        self.optimizer, self.epochs, self.seed = optimizer, epochs, seed
+        self.monitor, self.sign, self.min_delta = monitor, (1.0 if mode == "min" else -1.0), min_delta
+        self.patience, self.lr_patience, self.min_lr = patience, lr_patience, min_lr
+        self.progress, self.callbacks, self.desc, self.n_batches = progress, callbacks or [], desc, n_batches
+        self.state = {"epoch": tf.Variable(0, dtype=tf.int64), "best": tf.Variable(np.inf, dtype=tf.float64),
+                      "wait": tf.Variable(0, dtype=tf.int64), "lr_wait": tf.Variable(0, dtype=tf.int64),
+                      "best_epoch": tf.Variable(0, dtype=tf.int64)}
+        if mode == "max":
+            self.state["best"].assign(-np.inf)
+        self.checkpoints = EpochCheckpoints(checkpoint_dir, network, optimizer, self.state, {"epoch": []})
+        self.history = self.checkpoints.history
+        self.writer = None
+        if log_dir is not None:
+            Path(log_dir).mkdir(parents=True, exist_ok=True)
+            self.writer = tf.summary.create_file_writer(str(log_dir))
+
+    @property
+    def start(self) -> int:
+        return int(self.state["epoch"].numpy())
+
+    @property
+    def stopped(self) -> bool:
+        return int(self.state["wait"].numpy()) >= self.patience
+
+    def begin_epoch(self, epoch):
+        seed_epoch(self.seed, epoch)
+
+    def end_epoch(self, epoch, logs) -> bool:
+        """Record the finished epoch; True when training must stop."""
+        logs = {k: float(v) for k, v in (logs or {}).items() if k not in ("learning_rate", "lr")}
+        lr = _current_lr(self.optimizer)
+        history, state = self.history, self.state
+        history["epoch"].append(epoch + 1)
+        for k, v in logs.items():
+            history.setdefault(k, []).append(v)
+        history.setdefault("lr", []).append(lr)
+        if self.writer is not None:
+            _write_scalars(self.writer, {**logs, "lr": lr}, epoch + 1)
+        if self.progress:  # True or "epochs"
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"{self.desc} epoch {epoch + 1}/{self.epochs}: "
+                       + ", ".join(f"{k.replace('_', ' ')} {v:.5g}" for k, v in logs.items())
+                       + f", lr {lr:.2e}", file=sys.stderr)
+        value = logs[self.monitor]
+        if self.sign * value < self.sign * float(state["best"].numpy()) - self.min_delta:
+            state["best"].assign(value)
+            state["best_epoch"].assign(epoch + 1)
+            state["wait"].assign(0)
+            state["lr_wait"].assign(0)
+            self.checkpoints.keep_best()
+        else:
+            state["wait"].assign_add(1)
+            state["lr_wait"].assign_add(1)
+            if self.lr_patience is not None and int(state["lr_wait"].numpy()) >= self.lr_patience \
+                    and lr > self.min_lr:
+                self.optimizer.learning_rate.assign(max(lr / 2, self.min_lr))
+                state["lr_wait"].assign(0)
+        state["epoch"].assign(epoch + 1)
+        self.checkpoints.save_epoch()
+        for cb in self.callbacks:
+            cb(epoch + 1, dict(logs))
+        return self.stopped
+
+    def finish(self, stopped_early: bool) -> dict:
+        self.checkpoints.restore_best()
+        if self.writer is not None:
+            self.writer.close()
+        self.history.update(best_epoch=int(self.state["best_epoch"].numpy()), epochs_run=len(self.history["epoch"]),
+                            stopped_early=bool(stopped_early))
+        return self.history
+
+
 def fit(model, optimizer, *, train_step: Callable, epoch_batches: Callable, n_batches: int, val_step: Callable,
-        val_batches, epochs: int, seed: int, monitor: str = "val_loss", mode: str = "min",
-        min_delta: float = 0.0, patience: int, lr_patience: int | None = None, min_lr: float = 0.0,
-        checkpoint_dir: str | Path | None = None, log_dir: str | Path | None = None,
+        val_data: tuple, val_batch_size: int = 256, epochs: int, seed: int, monitor: str = "val_loss",
+        mode: str = "min", min_delta: float = 0.0, patience: int, lr_patience: int | None = None,
+        min_lr: float = 0.0, checkpoint_dir: str | Path | None = None, log_dir: str | Path | None = None,
         progress: bool | str = True, callbacks: list[Callable] | None = None, desc: str = "train") -> dict:
-    """The training loop of every network (see the module docstring).
+    """The training loop of every network: ``keras.Model.fit`` over step functions (see the module docstring).
 
     Parameters
     ----------
@@ -228,19 +380,21 @@ def fit(model, optimizer, *, train_step: Callable, epoch_batches: Callable, n_ba
         Built on the model's trainable variables. Its learning rate is a variable
         (halved on plateaus when ``lr_patience`` is given) or a Keras schedule.
     train_step : callable ``(*batch) -> dict`` of scalar tensors
-        One optimisation step (usually a ``tf.function``); returns ``"loss"`` and any
-        other metric, each the mean over the batch.
-    epoch_batches : callable ``(epoch) -> iterable of tuples``
-        The training batches of the 0-based ``epoch`` (the arguments of
-        ``train_step``, batch dimension first); must be a function of the seed and
-        the epoch only.
+        One optimisation step (traced into ``fit``'s graph): takes the batch's
+        elements of ``epoch_batches``' arrays, applies the gradients, and returns
+        ``"loss"`` and any other metric, each the mean over the batch.
+    epoch_batches : callable ``(epoch) -> tuple of np.ndarray``
+        The training batches of the 0-based ``epoch``: arrays whose first
+        dimension is ``n_batches`` (e.g. ``[n_batches, batch]`` image indices and
+        ``[n_batches]`` SNRs); must be a function of the seed and the epoch only.
     n_batches : int
-        Number of batches ``epoch_batches`` yields.
+        Batches per epoch.
     val_step : callable ``(*batch) -> dict`` of scalar tensors
-        Validation metrics of one batch, each the mean over the batch; recorded
-        with the prefix ``val_`` (batch means weighted by the batch sizes).
-    val_batches : sequence of tuples
-        The validation batches.
+        Validation metrics of one batch (the same keys as ``train_step``), each the
+        mean over the batch; recorded with the prefix ``val_``, weighted by the
+        batch sizes.
+    val_data : tuple of arrays
+        The validation set, batched along its first dimension by ``val_batch_size``.
     epochs, patience : int
         Positive.
     seed : int
@@ -275,96 +429,34 @@ def fit(model, optimizer, *, train_step: Callable, epoch_batches: Callable, n_ba
     Raises
     ------
     ValueError
-        If ``mode`` is not "min" or "max".
+        If ``mode`` is not "min" or "max", or ``monitor`` is not a metric of the run.
     """
-    from tqdm.auto import tqdm
-
     if mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max' (got {mode!r})")
-    sign = 1.0 if mode == "min" else -1.0
-    state = {"epoch": tf.Variable(0, dtype=tf.int64), "best": tf.Variable(np.inf, dtype=tf.float64),
-             "wait": tf.Variable(0, dtype=tf.int64), "lr_wait": tf.Variable(0, dtype=tf.int64),
-             "best_epoch": tf.Variable(0, dtype=tf.int64)}
-    if mode == "max":
-        state["best"].assign(-np.inf)
-    checkpoints = EpochCheckpoints(checkpoint_dir, model, optimizer, state, {"epoch": []})
-    history = checkpoints.history
-    writer = None
-    if log_dir is not None:
-        Path(log_dir).mkdir(parents=True, exist_ok=True)
-        writer = tf.summary.create_file_writer(str(log_dir))
+    run = _Run(network=model, optimizer=optimizer, epochs=epochs, seed=seed, monitor=monitor, mode=mode,
+               min_delta=min_delta, patience=patience, lr_patience=lr_patience, min_lr=min_lr,
+               checkpoint_dir=checkpoint_dir, log_dir=log_dir, progress=progress, callbacks=callbacks, desc=desc,
+               n_batches=n_batches)
+    start = run.start
+    if start >= epochs or (start > 0 and run.stopped):
+        return run.finish(start > 0 and run.stopped)
 
-    start = int(state["epoch"].numpy())
-    stopped_early = start > 0 and int(state["wait"].numpy()) >= patience
-    for epoch in range(start, epochs):
-        if stopped_early:
-            break
-        seed_epoch(seed, epoch)
-        bar = tqdm(epoch_batches(epoch), total=n_batches, disable=progress is not True, file=sys.stderr,
-                   leave=False, desc=f"{desc} epoch {epoch + 1}/{epochs}", unit="batch")
-        sums, seen, recent = {}, 0, []
-        for b, batch in enumerate(bar):
-            out = train_step(*batch)
-            n = int(batch[0].shape[0])
-            recent.append((n, out))  # tensors: read once per 10 batches, not once per batch
-            if len(recent) == 10 or b == n_batches - 1:
-                for n_, o in recent:
-                    for k, v in o.items():
-                        sums[k] = sums.get(k, 0.0) + float(v) * n_
-                    seen += n_
-                recent = []
-                if progress is True:
-                    bar.set_postfix({k: f"{v / seen:.4g}" for k, v in sums.items()})
-        for n_, o in recent:
-            for k, v in o.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * n_
-            seen += n_
-        bar.close()
-        logs = {k: v / max(seen, 1) for k, v in sums.items()}
-        vsums, vseen = {}, 0
-        for batch in val_batches:
-            n = int(batch[0].shape[0])
-            for k, v in val_step(*batch).items():
-                vsums[k] = vsums.get(k, 0.0) + float(v) * n
-            vseen += n
-        logs.update({f"val_{k}": v / max(vseen, 1) for k, v in vsums.items()})
-        lr = _current_lr(optimizer)
-        history["epoch"].append(epoch + 1)
-        for k, v in logs.items():
-            history.setdefault(k, []).append(v)
-        history.setdefault("lr", []).append(lr)
-        if writer is not None:
-            _write_scalars(writer, {**logs, "lr": lr}, epoch + 1)
-        if progress:  # True or "epochs"
-            tqdm.write(f"{desc} epoch {epoch + 1}/{epochs}: "
-                       + ", ".join(f"{k.replace('_', ' ')} {v:.5g}" for k, v in logs.items())
-                       + f", lr {lr:.2e}", file=sys.stderr)
-        value = logs[monitor]
-        if sign * value < sign * float(state["best"].numpy()) - min_delta:
-            state["best"].assign(value)
-            state["best_epoch"].assign(epoch + 1)
-            state["wait"].assign(0)
-            state["lr_wait"].assign(0)
-            checkpoints.keep_best()
-        else:
-            state["wait"].assign_add(1)
-            state["lr_wait"].assign_add(1)
-            if lr_patience is not None and int(state["lr_wait"].numpy()) >= lr_patience and lr > min_lr:
-                optimizer.learning_rate.assign(max(lr / 2, min_lr))
-                state["lr_wait"].assign(0)
-        state["epoch"].assign(epoch + 1)
-        checkpoints.save_epoch()
-        for cb in callbacks or []:
-            cb(epoch + 1, dict(logs))
-        if int(state["wait"].numpy()) >= patience:
-            stopped_early = True
-            break
-    checkpoints.restore_best()
-    if writer is not None:
-        writer.close()
-    history.update(best_epoch=int(state["best_epoch"].numpy()), epochs_run=len(history["epoch"]),
-                   stopped_early=bool(stopped_early))
-    return history
+    per_epoch = [tuple(np.asarray(a) for a in epoch_batches(e)) for e in range(start, epochs)]
+    train_arrays = tuple(np.concatenate(parts) for parts in zip(*per_epoch))
+    train_ds = tf.data.Dataset.from_tensor_slices(train_arrays).prefetch(tf.data.AUTOTUNE)
+    val_ds = tf.data.Dataset.from_tensor_slices(tuple(val_data)).batch(val_batch_size)
+    probe = val_step(*next(iter(val_ds)))
+    names = list(probe)
+    if monitor.removeprefix("val_") not in names:
+        allowed = ", ".join(f"{p}{k}" for p in ("", "val_") for k in names)
+        raise ValueError(f"monitor must be one of {allowed} (got {monitor!r})")
+
+    stepper = _StepModel(train_step, val_step, names)
+    stepper.compile(optimizer=optimizer, jit_compile=False)
+    keras_callbacks = ([_ProgressBar(run)] if progress is True else []) + [_EpochControl(run)]
+    stepper.fit(train_ds, epochs=epochs, initial_epoch=start, steps_per_epoch=n_batches, validation_data=val_ds,
+                verbose=0, callbacks=keras_callbacks, shuffle=False)
+    return run.finish(run.stopped)
 
 
 def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Callable = mse_loss,
@@ -409,8 +501,6 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
     ValueError
         With fewer than 4 training images.
     """
-    import keras
-
     x_train = np.asarray(x_train, np.float32)
     if len(x_train) < 4:
         raise ValueError(f"training needs at least 4 images (got {len(x_train)})")
@@ -422,23 +512,25 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
     opt = keras.optimizers.Adam(learning_rate=config.learning_rate)
     variables = model.trainable_variables
     opt.build(variables)
-    sig = [tf.TensorSpec([None, *x_train.shape[1:]], tf.float32), tf.TensorSpec([], tf.float32)]
+    images = tf.constant(x_tr)
 
-    @tf.function(input_signature=sig)
-    def train_step(x, snr):
+    def metrics(x, out, loss):
+        return {"loss": loss, "psnr_db": _psnr(x, output_images(out))}
+
+    def train_step(idx, snr):
+        x = tf.gather(images, idx)
         with tf.GradientTape() as tape:
             out = model(x, snr, training=True)
             loss = loss_fn(x, out)
         grads = tape.gradient(loss, variables)
         opt.apply_gradients(zip(grads, variables))
-        return {"loss": loss, "psnr_db": _psnr(x, output_images(out))}
+        return metrics(x, out, loss)
 
-    @tf.function(input_signature=sig)
-    def val_step(x, snr):
-        out = model(x, snr, training=False)
-        return {"loss": loss_fn(x, out), "psnr_db": _psnr(x, output_images(out))}
+    def val_step(x):
+        out = model(x, val_snr, training=False)
+        return metrics(x, out, loss_fn(x, out))
 
-    bs = config.batch_size
+    bs = min(config.batch_size, len(x_tr))
     n_batches = max(1, len(x_tr) // bs)
     if config.steps_per_epoch:
         n_batches = min(n_batches, int(config.steps_per_epoch))
@@ -447,13 +539,11 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
         rng = np.random.default_rng([config.seed, epoch])
         order = rng.permutation(len(x_tr))
         snrs = rng.uniform(lo, hi, n_batches).astype(np.float32) if hi > lo else np.full(n_batches, lo, np.float32)
-        for b in range(n_batches):
-            yield tf.constant(x_tr[order[b * bs:(b + 1) * bs]]), tf.constant(snrs[b])
+        return order[:n_batches * bs].reshape(n_batches, bs).astype(np.int32), snrs
 
-    val_batches = [(tf.constant(x_val[j:j + 256]), val_snr) for j in range(0, len(x_val), 256)]
     history = fit(model, opt, train_step=train_step, epoch_batches=epoch_batches, n_batches=n_batches,
-                  val_step=val_step, val_batches=val_batches, epochs=config.epochs, seed=config.seed,
-                  monitor="val_loss", mode="min", min_delta=1e-7, patience=config.patience,
+                  val_step=val_step, val_data=(x_val,), val_batch_size=256, epochs=config.epochs,
+                  seed=config.seed, monitor="val_loss", mode="min", min_delta=1e-7, patience=config.patience,
                   lr_patience=config.lr_patience, min_lr=config.learning_rate / 64,
                   checkpoint_dir=checkpoint_dir, log_dir=log_dir, progress=progress, callbacks=callbacks,
                   desc=desc)

@@ -569,7 +569,7 @@ def train_classifier(model, x, y, *, epochs: int = DEFAULT_TRAINING["epochs"],
 
     tr_idx, val_idx = _split(y, val_fraction, int(seed))
     x_tr, y_tr, x_val, y_val = x[tr_idx], y[tr_idx], x[val_idx], y[val_idx]
-    bs = int(batch_size)
+    bs = min(int(batch_size), len(x_tr))
     n_batches = max(1, len(x_tr) // bs)
     schedule = keras.optimizers.schedules.CosineDecay(float(learning_rate), decay_steps=int(epochs) * n_batches,
                                                       alpha=0.05)
@@ -579,6 +579,7 @@ def train_classifier(model, x, y, *, epochs: int = DEFAULT_TRAINING["epochs"],
 
     scale = x.dtype == np.uint8
     loss_obj = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    images, labels = tf.constant(x_tr), tf.constant(y_tr)
 
     def to_unit(xb):
         xb = tf.cast(xb, tf.float32)
@@ -587,9 +588,8 @@ def train_classifier(model, x, y, *, epochs: int = DEFAULT_TRAINING["epochs"],
     def batch_accuracy(yb, logits):
         return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1), yb), tf.float32))
 
-    @tf.function(reduce_retracing=True)
-    def train_step(xb, yb, flip, dy, dx):
-        xb = to_unit(xb)
+    def train_step(idx, flip, dy, dx):
+        xb, yb = to_unit(tf.gather(images, idx)), tf.gather(labels, idx)
         if augment:
             xb = _augment(xb, flip, dy, dx, MAX_SHIFT_PX)
         with tf.GradientTape() as tape:
@@ -599,7 +599,6 @@ def train_classifier(model, x, y, *, epochs: int = DEFAULT_TRAINING["epochs"],
         opt.apply_gradients(zip(grads, variables))
         return {"loss": loss, "accuracy": batch_accuracy(yb, logits)}
 
-    @tf.function(reduce_retracing=True)
     def val_step(xb, yb):
         logits = model(to_unit(xb), training=False)
         loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(yb, logits, from_logits=True))
@@ -610,17 +609,14 @@ def train_classifier(model, x, y, *, epochs: int = DEFAULT_TRAINING["epochs"],
         order = rng.permutation(len(x_tr))
         flips = rng.random(len(x_tr)) < 0.5 if hflip else np.zeros(len(x_tr), bool)
         shifts = rng.integers(-MAX_SHIFT_PX, MAX_SHIFT_PX + 1, size=(2, len(x_tr))).astype(np.int32)
-        for b in range(n_batches):
-            sel = slice(b * bs, (b + 1) * bs)
-            idx = order[sel]
-            yield (tf.constant(x_tr[idx]), tf.constant(y_tr[idx]), tf.constant(flips[sel]),
-                   tf.constant(shifts[0, sel]), tf.constant(shifts[1, sel]))
+        m = n_batches * bs
+        return (order[:m].reshape(n_batches, bs).astype(np.int32), flips[:m].reshape(n_batches, bs),
+                shifts[0, :m].reshape(n_batches, bs), shifts[1, :m].reshape(n_batches, bs))
 
-    val_batches = [(tf.constant(x_val[j:j + 500]), tf.constant(y_val[j:j + 500])) for j in range(0, len(x_val), 500)]
     history = fit(model, opt, train_step=train_step, epoch_batches=epoch_batches, n_batches=n_batches,
-                  val_step=val_step, val_batches=val_batches, epochs=int(epochs), seed=int(seed),
-                  monitor="val_accuracy", mode="max", patience=int(patience), checkpoint_dir=checkpoint_dir,
-                  log_dir=log_dir, progress=progress, callbacks=callbacks, desc=desc)
+                  val_step=val_step, val_data=(x_val, y_val), val_batch_size=500, epochs=int(epochs),
+                  seed=int(seed), monitor="val_accuracy", mode="max", patience=int(patience),
+                  checkpoint_dir=checkpoint_dir, log_dir=log_dir, progress=progress, callbacks=callbacks, desc=desc)
     best_epoch = history["best_epoch"]
     history.update(best_val_accuracy=history["val_accuracy"][best_epoch - 1] if best_epoch else None,
                    n_train=int(len(x_tr)), n_val=int(len(x_val)), config=config)

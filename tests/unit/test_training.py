@@ -94,19 +94,21 @@ def _plateau_run(val_losses, *, patience, lr_patience, min_lr=0.0, epochs=20, ch
     model = OneWeight()
     opt = keras.optimizers.Adam(learning_rate=1e-3)
     opt.build(model.trainable_variables)
-    epoch_seen = tf.Variable(0.0)
+    epoch_seen = tf.Variable(0)
+    val_table = tf.constant(val_losses, tf.float32)
 
     def train_step(x):
-        epoch_seen.assign_add(1.0)
-        model.w.assign(epoch_seen)  # the weight records the epoch that produced it
+        epoch_seen.assign_add(1)
+        model.w.assign(tf.cast(epoch_seen, tf.float32))  # the weight records the epoch that produced it
         return {"loss": tf.constant(1.0)}
 
     def val_step(x):
-        return {"loss": tf.constant(val_losses[int(epoch_seen.numpy()) - 1], tf.float32)}
+        return {"loss": tf.gather(val_table, tf.maximum(epoch_seen - 1, 0))}
 
-    hist = fit(model, opt, train_step=train_step, epoch_batches=lambda e: [(tf.zeros([2, 1]),)], n_batches=1,
-               val_step=val_step, val_batches=[(tf.zeros([2, 1]),)], epochs=epochs, seed=0, patience=patience,
-               lr_patience=lr_patience, min_lr=min_lr, checkpoint_dir=checkpoint_dir, progress=False)
+    hist = fit(model, opt, train_step=train_step, epoch_batches=lambda e: (np.zeros([1, 2], np.float32),),
+               n_batches=1, val_step=val_step, val_data=(np.zeros([2], np.float32),), epochs=epochs, seed=0,
+               patience=patience, lr_patience=lr_patience, min_lr=min_lr, checkpoint_dir=checkpoint_dir,
+               progress=False)
     return model, hist
 
 
@@ -134,7 +136,7 @@ def test_an_unknown_monitor_mode_lists_the_allowed_ones():
     model = OneWeight()
     with pytest.raises(ValueError, match="'min' or 'max'"):
         fit(model, keras.optimizers.Adam(), train_step=None, epoch_batches=None, n_batches=1, val_step=None,
-            val_batches=[], epochs=1, seed=0, patience=1, mode="best")
+            val_data=(np.zeros(2),), epochs=1, seed=0, patience=1, mode="best")
 
 
 def test_train_jscc_halves_its_rate_down_to_one_64th_of_the_initial_rate(images):
