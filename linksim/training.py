@@ -1,30 +1,34 @@
 """One training loop for every trained network in linksim: :func:`fit`.
 
-:func:`fit` runs epochs of a compiled training step over batches whose order is a
-function of the seed and the epoch number, validates after every epoch, and
-applies what Keras calls callbacks, with the same rules for every network:
+:func:`fit` runs ``keras.Model.fit`` over a network's step functions: a training
+step (forward pass, loss, gradients, optimiser update) and a validation step, both
+traced into ``fit``'s graph. The batches are index arrays drawn per epoch from
+``(seed, epoch)`` and fed through ``tf.data``; the step gathers its images from
+the training set held as one tensor. One Keras callback does, with the same rules
+for every network, what Keras's stock callbacks do, but with its counters saved:
 
-- **Learning-rate schedule** (``ReduceLROnPlateau``): with ``lr_patience``, the rate
-  halves when the monitored validation value has not improved for ``lr_patience``
-  epochs, down to ``min_lr``. (A network may instead give its optimiser a Keras
-  schedule, as the classifier does with a cosine decay.)
-- **Early stopping** (``EarlyStopping(restore_best_weights=True)``): training ends
-  when the monitored value has not improved for ``patience`` epochs; the best
+- **Learning-rate schedule** (as ``ReduceLROnPlateau``): with ``lr_patience``, the
+  rate halves when the monitored validation value has not improved for
+  ``lr_patience`` epochs, down to ``min_lr``. (A network may instead give its
+  optimiser a Keras schedule, as the classifier does with a cosine decay.)
+- **Early stopping** (as ``EarlyStopping(restore_best_weights=True)``): training
+  ends when the monitored value has not improved for ``patience`` epochs; the best
   epoch's weights are restored.
-- **Checkpoints and resume** (``BackupAndRestore``): after every epoch the model,
-  the optimiser, the loop's counters and the history are written to
-  ``checkpoint_dir``; calling again with the same folder resumes after the last
-  finished epoch. The batch order, the data augmentation and the channel noise
-  (Sionna's global generator is reseeded from ``(seed, epoch)`` at the start of
-  each epoch) are functions of the seed and the epoch number, so a resumed run
-  ends with the same weights as an uninterrupted one.
-- **Logs**: a tqdm progress bar and a line per epoch on stderr; with ``log_dir``,
-  TensorBoard scalars (off by default).
+- **Checkpoints and resume** (as ``BackupAndRestore``): after every epoch the
+  model, the optimiser, the schedule and stopping counters and the history are
+  written to ``checkpoint_dir``; calling again with the same folder resumes after
+  the last finished epoch. The batch order, the data augmentation and the channel
+  noise (Sionna's global generator is reseeded from ``(seed, epoch)`` at the start
+  of each epoch, :func:`seed_epoch`) are functions of the seed and the epoch
+  number, so a resumed run ends with the same weights as an uninterrupted one.
+  (Keras's own ``BackupAndRestore`` does not save the other callbacks' counters,
+  so a resumed run would restart its patience: hence one callback for all.)
+- **Logs**: a tqdm progress bar (``progress=True``) and a line per epoch on
+  stderr; with ``log_dir``, TensorBoard scalars (off by default).
 - **Callbacks** ``(epoch, logs)`` after each epoch's checkpoint.
 
-It is a hand-written loop rather than ``keras.Model.fit``: ``fit`` measured slower
-on this machine for these small networks (``benchmarks/training_loop.py``,
-``docs/training.md``).
+Measured on the shared 2-core CPU (``benchmarks/training_loop.py``): at least as
+fast as the two hand-written loops it replaces (``docs/training.md``).
 
 Two trainers use it:
 
@@ -334,7 +338,7 @@ class _Run:
             from tqdm.auto import tqdm
 
             tqdm.write(f"{self.desc} epoch {epoch + 1}/{self.epochs}: "
-                       + ", ".join(f"{k.replace('_', ' ')} {v:.5g}" for k, v in logs.items())
+                       + ", ".join(f"{k} {v:.5g}" for k, v in logs.items())
                        + f", lr {lr:.2e}", file=sys.stderr)
         value = logs[self.monitor]
         if self.sign * value < self.sign * float(state["best"].numpy()) - self.min_delta:
