@@ -283,8 +283,8 @@ class _ProgressBar(keras.callbacks.Callback):
                         desc=f"{self.run.desc} epoch {epoch + 1}/{self.run.epochs}")
 
     def on_train_batch_end(self, batch, logs=None):
-        self.bar.update(1)
-        if batch % 10 == 0 and logs:
+        self.bar.update(batch + 1 - self.bar.n)  # called every steps_per_execution batches
+        if logs:
             self.bar.set_postfix({k: f"{float(v):.4g}" for k, v in logs.items()})
 
     def on_epoch_end(self, epoch, logs=None):
@@ -373,7 +373,8 @@ def fit(model, optimizer, *, train_step: Callable, epoch_batches: Callable, n_ba
         val_data: tuple, val_batch_size: int = 256, epochs: int, seed: int, monitor: str = "val_loss",
         mode: str = "min", min_delta: float = 0.0, patience: int, lr_patience: int | None = None,
         min_lr: float = 0.0, checkpoint_dir: str | Path | None = None, log_dir: str | Path | None = None,
-        progress: bool | str = True, callbacks: list[Callable] | None = None, desc: str = "train") -> dict:
+        progress: bool | str = True, callbacks: list[Callable] | None = None, desc: str = "train",
+        steps_per_execution: int = 8) -> dict:
     """The training loop of every network: ``keras.Model.fit`` over step functions (see the module docstring).
 
     Parameters
@@ -423,6 +424,11 @@ def fit(model, optimizer, *, train_step: Callable, epoch_batches: Callable, n_ba
         Called after each epoch's checkpoint with the 1-based epoch and its metrics.
     desc : str
         Label of the progress display.
+    steps_per_execution : int
+        At most this many training steps per call of Keras's compiled train
+        function (default 8: less Python overhead per step): the largest divisor
+        of ``n_batches`` not above it. The result is the same; the progress bar
+        moves in steps of this size.
 
     Output
     ------
@@ -456,7 +462,10 @@ def fit(model, optimizer, *, train_step: Callable, epoch_batches: Callable, n_ba
         raise ValueError(f"monitor must be one of {allowed} (got {monitor!r})")
 
     stepper = _StepModel(train_step, val_step, names)
-    stepper.compile(optimizer=optimizer, jit_compile=False)
+    # Keras runs whole executions: one that does not end at the epoch's end would take the next epoch's
+    # batches, so the steps per execution must divide the epoch's steps
+    spe = max(d for d in range(1, max(1, min(int(steps_per_execution), n_batches)) + 1) if n_batches % d == 0)
+    stepper.compile(optimizer=optimizer, jit_compile=False, steps_per_execution=spe)
     keras_callbacks = ([_ProgressBar(run)] if progress is True else []) + [_EpochControl(run)]
     stepper.fit(train_ds, epochs=epochs, initial_epoch=start, steps_per_epoch=n_batches, validation_data=val_ds,
                 verbose=0, callbacks=keras_callbacks, shuffle=False)
