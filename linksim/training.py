@@ -102,7 +102,7 @@ class TrainConfig:
 
 
 class EpochCheckpoints:
-    """Per-epoch checkpoints and best weights of a training run (the JSCC and the classifier trainers).
+    """Per-epoch checkpoints and best weights of a training run (used by :func:`fit`).
 
     With a ``checkpoint_dir``, the model, the optimiser and the run's counters
     (``state``, a dict of ``tf.Variable``) are checkpointed there after every epoch
