@@ -13,7 +13,8 @@ images. This module provides that classifier:
 - :func:`train_classifier`: Adam with a cosine learning-rate decay, a held-out
   validation split, early stopping on the validation accuracy (the best epoch's
   weights are restored), optional light augmentation, checkpoints every epoch and
-  resume, a progress bar. It mirrors :func:`linksim.training.train_jscc`.
+  resume, a progress bar: linksim's one training loop, :func:`linksim.training.fit`,
+  with a cross-entropy step.
 - :func:`load_or_train_classifier`: the classifier of a data set from the model
   store (:mod:`linksim.store`), trained and stored when missing.
 - :func:`accuracy`, :func:`macro_f1` (pure numpy) and :func:`predict_labels`.
@@ -28,7 +29,6 @@ measured 185 s wall / 209 s CPU on a machine shared with other jobs.
 
 from __future__ import annotations
 
-import sys
 import time
 import warnings
 import weakref
@@ -39,7 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from linksim.training import EpochCheckpoints
+from linksim.training import fit
 
 __all__ = ["ImageClassifier", "ConvBlock", "FEATURE_LAYERS", "DEFAULT_MODEL", "DEFAULT_TRAINING",
            "STORE_NAME", "train_classifier", "load_or_train_classifier", "classifier_spec",
@@ -474,8 +474,8 @@ def train_classifier(model, x, y, *, epochs: int = DEFAULT_TRAINING["epochs"],
                      checkpoint_dir: str | Path | None = None, progress: bool = True,
                      patience: int = DEFAULT_TRAINING["patience"], augment: bool = DEFAULT_TRAINING["augment"],
                      hflip: bool = DEFAULT_TRAINING["hflip"], callbacks: list[Callable] | None = None,
-                     desc: str = "classifier") -> dict:
-    """Train a classifier with cross-entropy (see the module docstring).
+                     desc: str = "classifier", log_dir: str | Path | None = None) -> dict:
+    """Train a classifier with cross-entropy, through linksim's one training loop (:func:`linksim.training.fit`).
 
     - **Split**: ``val_fraction`` of the images (class-stratified, seeded) are held
       out for validation.
@@ -519,6 +519,8 @@ def train_classifier(model, x, y, *, epochs: int = DEFAULT_TRAINING["epochs"],
         ``{"loss", "accuracy", "val_loss", "val_accuracy"}`` (e.g. to stop a run in tests).
     desc : str
         Label of the progress bar.
+    log_dir : path, optional
+        TensorBoard logs; None (default): none.
 
     Input
     -----
@@ -539,8 +541,6 @@ def train_classifier(model, x, y, *, epochs: int = DEFAULT_TRAINING["epochs"],
         On a non-positive count or rate, a bad ``val_fraction`` or ``seed``, fewer
         than 4 images, labels that do not match the images or the model's classes.
     """
-    from tqdm.auto import tqdm
-
     for name, v in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience)):
         _check_positive_int(name, v)
     if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
@@ -569,29 +569,27 @@ def train_classifier(model, x, y, *, epochs: int = DEFAULT_TRAINING["epochs"],
 
     tr_idx, val_idx = _split(y, val_fraction, int(seed))
     x_tr, y_tr, x_val, y_val = x[tr_idx], y[tr_idx], x[val_idx], y[val_idx]
-    bs = int(batch_size)
+    bs = min(int(batch_size), len(x_tr))
     n_batches = max(1, len(x_tr) // bs)
     schedule = keras.optimizers.schedules.CosineDecay(float(learning_rate), decay_steps=int(epochs) * n_batches,
                                                       alpha=0.05)
     opt = keras.optimizers.Adam(learning_rate=schedule)
     variables = model.trainable_variables
     opt.build(variables)
-    state = {"epoch": tf.Variable(0, dtype=tf.int64), "best": tf.Variable(-1.0, dtype=tf.float64),
-             "wait": tf.Variable(0, dtype=tf.int64), "best_epoch": tf.Variable(0, dtype=tf.int64)}
-    checkpoints = EpochCheckpoints(checkpoint_dir, model, opt, state, {"epoch": [], "loss": [], "accuracy": [],
-                                                                       "val_loss": [], "val_accuracy": [], "lr": []})
-    history = checkpoints.history
 
     scale = x.dtype == np.uint8
     loss_obj = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    images, labels = tf.constant(x_tr), tf.constant(y_tr)
 
     def to_unit(xb):
         xb = tf.cast(xb, tf.float32)
         return xb / 255.0 if scale else xb
 
-    @tf.function(reduce_retracing=True)
-    def train_step(xb, yb, flip, dy, dx):
-        xb = to_unit(xb)
+    def batch_accuracy(yb, logits):
+        return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1), yb), tf.float32))
+
+    def train_step(idx, flip, dy, dx):
+        xb, yb = to_unit(tf.gather(images, idx)), tf.gather(labels, idx)
         if augment:
             xb = _augment(xb, flip, dy, dx, MAX_SHIFT_PX)
         with tf.GradientTape() as tape:
@@ -599,75 +597,28 @@ def train_classifier(model, x, y, *, epochs: int = DEFAULT_TRAINING["epochs"],
             loss = loss_obj(yb, logits)
         grads = tape.gradient(loss, variables)
         opt.apply_gradients(zip(grads, variables))
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), yb), tf.float32))
-        return loss, correct
+        return {"loss": loss, "accuracy": batch_accuracy(yb, logits)}
 
-    @tf.function(reduce_retracing=True)
     def val_step(xb, yb):
         logits = model(to_unit(xb), training=False)
-        loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(yb, logits, from_logits=True))
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), yb), tf.float32))
-        return loss, correct
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(yb, logits, from_logits=True))
+        return {"loss": loss, "accuracy": batch_accuracy(yb, logits)}
 
-    start = int(state["epoch"].numpy())
-    stopped_early = start > 0 and int(state["wait"].numpy()) >= int(patience)
-    for epoch in range(start, int(epochs)):
-        if stopped_early:
-            break
+    def epoch_batches(epoch):
         rng = np.random.default_rng([int(seed), epoch])
         order = rng.permutation(len(x_tr))
         flips = rng.random(len(x_tr)) < 0.5 if hflip else np.zeros(len(x_tr), bool)
         shifts = rng.integers(-MAX_SHIFT_PX, MAX_SHIFT_PX + 1, size=(2, len(x_tr))).astype(np.int32)
-        bar = tqdm(range(n_batches), disable=progress is not True, file=sys.stderr, leave=False,
-                   desc=f"{desc} epoch {epoch + 1}/{epochs}", unit="batch")
-        loss_sum, correct_sum, seen = 0.0, 0.0, 0
-        for b in bar:
-            sel = slice(b * bs, (b + 1) * bs)
-            idx = order[sel]
-            loss, correct = train_step(tf.constant(x_tr[idx]), tf.constant(y_tr[idx]), tf.constant(flips[sel]),
-                                       tf.constant(shifts[0, sel]), tf.constant(shifts[1, sel]))
-            loss_sum += float(loss) * len(idx)
-            correct_sum += float(correct)
-            seen += len(idx)
-            if b % 10 == 0 or b == n_batches - 1:
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct_sum / seen:.3f}")
-        bar.close()
-        vl, vc = 0.0, 0.0
-        for j in range(0, len(x_val), 500):
-            l_, c_ = val_step(tf.constant(x_val[j:j + 500]), tf.constant(y_val[j:j + 500]))
-            vl += float(l_)
-            vc += float(c_)
-        val_loss, val_acc = vl / len(x_val), vc / len(x_val)
-        lr = float(keras.ops.convert_to_numpy(schedule(opt.iterations)))
-        history["epoch"].append(epoch + 1)
-        history["loss"].append(loss_sum / seen)
-        history["accuracy"].append(correct_sum / seen)
-        history["val_loss"].append(val_loss)
-        history["val_accuracy"].append(val_acc)
-        history["lr"].append(lr)
-        if progress:
-            tqdm.write(f"{desc} epoch {epoch + 1}/{epochs}: loss {loss_sum / seen:.4f}, "
-                       f"accuracy {correct_sum / seen:.4f}, val loss {val_loss:.4f}, "
-                       f"val accuracy {val_acc:.4f}, lr {lr:.2e}", file=sys.stderr)
-        if val_acc > float(state["best"].numpy()):
-            state["best"].assign(val_acc)
-            state["best_epoch"].assign(epoch + 1)
-            state["wait"].assign(0)
-            checkpoints.keep_best()
-        else:
-            state["wait"].assign_add(1)
-        state["epoch"].assign(epoch + 1)
-        checkpoints.save_epoch()
-        for cb in callbacks or []:
-            cb(epoch + 1, {"loss": history["loss"][-1], "accuracy": history["accuracy"][-1],
-                           "val_loss": val_loss, "val_accuracy": val_acc})
-        if int(state["wait"].numpy()) >= int(patience):
-            stopped_early = True
-            break
-    checkpoints.restore_best()
-    best_epoch = int(state["best_epoch"].numpy())
-    history.update(best_epoch=best_epoch, epochs_run=len(history["epoch"]), stopped_early=bool(stopped_early),
-                   best_val_accuracy=history["val_accuracy"][best_epoch - 1] if best_epoch else None,
+        m = n_batches * bs
+        return (order[:m].reshape(n_batches, bs).astype(np.int32), flips[:m].reshape(n_batches, bs),
+                shifts[0, :m].reshape(n_batches, bs), shifts[1, :m].reshape(n_batches, bs))
+
+    history = fit(model, opt, train_step=train_step, epoch_batches=epoch_batches, n_batches=n_batches,
+                  val_step=val_step, val_data=(x_val, y_val), val_batch_size=500, epochs=int(epochs),
+                  seed=int(seed), monitor="val_accuracy", mode="max", patience=int(patience),
+                  checkpoint_dir=checkpoint_dir, log_dir=log_dir, progress=progress, callbacks=callbacks, desc=desc)
+    best_epoch = history["best_epoch"]
+    history.update(best_val_accuracy=history["val_accuracy"][best_epoch - 1] if best_epoch else None,
                    n_train=int(len(x_tr)), n_val=int(len(x_val)), config=config)
     return history
 
