@@ -31,6 +31,7 @@ bench: venv
 	$(BIN)/python benchmarks/sscc_throughput.py
 	$(BIN)/python benchmarks/deepjscc_speed.py
 	$(BIN)/python benchmarks/codec_rate_control.py
+	$(BIN)/python benchmarks/training_loop.py
 	$(BIN)/python benchmarks/run_times.py
 	$(BIN)/python benchmarks/jscc_quality.py --run-dir runs/awgn_jscc_vs_sscc
 

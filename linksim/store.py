@@ -67,6 +67,11 @@ class StoredModel:
     def checkpoint_dir(self) -> Path:
         return self.path / "checkpoints"
 
+    @property
+    def log_dir(self) -> Path:
+        """TensorBoard logs of the model's training (``tensorboard --logdir`` this folder); kept after saving."""
+        return self.path / "logs"
+
     def card(self) -> dict:
         return json.loads(self.card_file.read_text())
 

@@ -454,7 +454,8 @@ class JSCCScheme(Scheme):
             kwargs["callbacks"] = [loss_fn.on_epoch_end]
         desc = self.label if len(self.stages) == 1 else f"{self.label} (stage {i + 1}/{len(self.stages)})"
         return train_jscc(model, context.train_images, config, loss_fn=loss_fn,
-                          checkpoint_dir=entry.checkpoint_dir, progress=context.progress, desc=desc, **kwargs)
+                          checkpoint_dir=entry.checkpoint_dir, log_dir=entry.log_dir, progress=context.progress,
+                          desc=desc, **kwargs)
 
     def train(self, context: SchemeContext, model) -> dict:
         """Train ``model`` with the last stage's losses (prepared); the history."""

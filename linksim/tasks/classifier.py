@@ -727,8 +727,9 @@ def load_or_train_classifier(store, *, dataset_spec: dict, image_shape, num_clas
     model = ImageClassifier(image_shape, int(num_classes), width=model_cfg["width"],
                             dropout=model_cfg["dropout"], batch_norm=model_cfg["batch_norm"], name="classifier")
     t0 = time.perf_counter()
-    history = train_classifier(model, x_train, y_train, seed=int(seed),
-                               checkpoint_dir=store.entry(STORE_NAME, spec).checkpoint_dir, progress=progress,
+    entry = store.entry(STORE_NAME, spec)
+    history = train_classifier(model, x_train, y_train, seed=int(seed), checkpoint_dir=entry.checkpoint_dir,
+                               log_dir=entry.log_dir, progress=progress,
                                **{k: train_cfg[k] for k in DEFAULT_TRAINING})
     seconds = time.perf_counter() - t0
     entry = store.save(STORE_NAME, spec, model, history, {

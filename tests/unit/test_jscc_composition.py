@@ -74,6 +74,9 @@ def test_a_loss_registered_in_another_module_trains_a_tiny_model_in_a_stage(imag
     assert spec["finetune"]["loss"] == [{"loss": "l1", "weight": 0.5},
                                         {"loss": "mse", "weight": 1.0, "ramp_epochs": 2}]
     assert s.entry.card()["epochs_run"] == 2
+    # TensorBoard logs of every stage stay in its store folder; the checkpoints are gone once it is saved
+    for entry in (s.stage_entries[0], s.entry):
+        assert any(entry.log_dir.glob("events.out.tfevents.*")) and not entry.checkpoint_dir.exists()
     res = s.evaluate(s.encode(images[:4]), 10.0)
     assert res.images.shape == (4, 28, 28, 1) and np.isfinite(res.images).all()
 
