@@ -22,8 +22,8 @@ import pandas as pd
 from linksim.registry import TASKS
 from linksim.run.directory import (REFERENCE, REFERENCE_TYPE, RunDirectory, finish_meta, new_meta,
                                    row_snr_key, snr_key)
-from linksim.run.setup import (build_scheme, channel_uses_list, dataset_spec, load_data, make_channel,
-                               point_seed, prepare_scheme, scheme_context, set_seed, topology)
+from linksim.run.setup import (build_scheme, dataset_spec, load_setting, point_seed, prepare_scheme,
+                               scheme_context, set_seed, topology)
 from linksim.scenario import Scenario
 
 __all__ = ["Aggregate", "make_row", "reference_row", "build_tasks", "run_scenario", "train_scenario"]
@@ -184,12 +184,9 @@ def train_scenario(scenario: Scenario, *, store=None, progress: bool = True) -> 
     from linksim.store import default_store
 
     store = store or default_store()
-    set_seed(scenario.seed)
-    data = load_data(scenario)
-    ds, x_train, y_train, x_test, y_test = data
-    image_shape = tuple(int(s) for s in x_test.shape[1:])
-    ks = channel_uses_list(scenario.data["rate"], image_shape)
-    channel, _ = make_channel(scenario)
+    st = load_setting(scenario)
+    ds, x_train, y_train, x_test, y_test = data = st.data
+    image_shape, ks, channel = st.image_shape, st.ks, st.channel
     out = []
     for task in build_tasks(scenario, data, store, progress, True).values():
         out.append({"scheme": task.label, "stored_model": task.describe().get("stored_model")})
@@ -253,12 +250,9 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
     meta = new_meta(scenario, len(done))
 
     store = store or default_store()
-    set_seed(scenario.seed)
-    data = load_data(scenario)
-    ds, x_train, y_train, x_test, y_test = data
-    image_shape = tuple(int(s) for s in x_test.shape[1:])
-    ks = channel_uses_list(scenario.data["rate"], image_shape)
-    channel, hop_snr = make_channel(scenario)
+    st = load_setting(scenario)
+    ds, x_train, y_train, x_test, y_test = data = st.data
+    image_shape, ks, channel, hop_snr = st.image_shape, st.ks, st.channel, st.hop_snr
     topo = topology(channel)
     n_src = float(np.prod(image_shape))
     meta.update(dataset=ds.name, image_shape=list(image_shape), channel_uses=ks[0] if len(ks) == 1 else ks,

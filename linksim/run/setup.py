@@ -13,6 +13,8 @@ Each of these is done here and nowhere else:
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -143,6 +145,37 @@ def make_channel(scenario: Scenario):
     except (TypeError, ValueError) as exc:
         raise scenario.error(("channel",), str(exc)) from None
     return channel, HopSNR(channel.describe()["hops"], hop_template)
+
+
+@dataclass
+class Setting:
+    """What every use of a scenario (training, a run) starts from.
+
+    Attributes
+    ----------
+    data : tuple
+        ``(dataset, x_train, y_train, x_test, y_test)`` (:func:`load_data`).
+    image_shape : tuple[int, int, int]
+    ks : list of int
+        The rate points as channel uses per image (:func:`channel_uses_list`).
+    channel : Channel
+    hop_snr : HopSNR
+    """
+
+    data: tuple
+    image_shape: tuple
+    ks: list
+    channel: Any
+    hop_snr: HopSNR
+
+
+def load_setting(scenario: Scenario) -> Setting:
+    """Seed with the scenario's seed, then load its data and build its channel."""
+    set_seed(scenario.seed)
+    data = load_data(scenario)
+    image_shape = tuple(int(s) for s in data[3].shape[1:])
+    channel, hop_snr = make_channel(scenario)
+    return Setting(data, image_shape, channel_uses_list(scenario.data["rate"], image_shape), channel, hop_snr)
 
 
 def topology(channel) -> dict:
