@@ -190,26 +190,30 @@ ALL = {
 _LOADED = False
 
 
+#: Packages every module of which is imported before a registry is read: a new component
+#: (a channel, a relay, a loss, an architecture, a scheme, a codec, a task, ...) is one new
+#: file in one of them that registers itself, and nothing else changes.
+_COMPONENT_PACKAGES = ("linksim.data", "linksim.codecs", "linksim.phy", "linksim.channels", "linksim.schemes",
+                       "linksim.tasks")
+#: Single modules that register components.
+_COMPONENT_MODULES = ("linksim.metrics", "linksim.losses", "linksim.plotting")
+
+
 def _load_builtin_components() -> None:
-    """Import the modules whose classes register themselves (once)."""
+    """Import every module of the component packages and the component modules (once)."""
     global _LOADED
     if _LOADED:
         return
     _LOADED = True
     import importlib
+    import pkgutil
 
-    for mod in (
-        "linksim.data",
-        "linksim.codecs",
-        "linksim.phy",
-        "linksim.channels",
-        "linksim.schemes",
-        "linksim.metrics",
-        "linksim.losses",
-        "linksim.tasks",
-        "linksim.plotting",
-    ):
-        importlib.import_module(mod)
+    for name in _COMPONENT_PACKAGES:
+        package = importlib.import_module(name)
+        for module in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{name}.{module.name}")
+    for name in _COMPONENT_MODULES:
+        importlib.import_module(name)
 
 
 class PluginError(ValueError):

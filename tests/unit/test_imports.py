@@ -159,3 +159,19 @@ def test_each_module_imports_alone_in_its_own_interpreter(name):
     r = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True,
                        cwd=PKG.parent, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_every_module_of_the_component_packages_is_imported_before_a_registry_is_read():
+    # a new component is one file in a component package: it registers itself because it is imported
+    import importlib
+    import pkgutil
+    import sys
+
+    from linksim import registry
+
+    registry.SCHEMES.names()      # reading a registry loads the built-in components
+    for name in registry._COMPONENT_PACKAGES:
+        package = importlib.import_module(name)
+        modules = [f"{name}.{m.name}" for m in pkgutil.iter_modules(package.__path__)]
+        assert modules and all(m in sys.modules for m in modules), (name, [m for m in modules if m not in sys.modules])
+    assert all(m in sys.modules for m in registry._COMPONENT_MODULES)
