@@ -79,6 +79,7 @@ import numpy as np
 import tensorflow as tf
 
 from linksim.registry import LOSSES
+from linksim.training import _split, images_of, mse_loss
 
 __all__ = ["gradient_importance", "semantic_weights", "gradient_semantic_weights", "SemanticLoss",
            "WEIGHTS_FROM", "CLASS_AVERAGING", "images_of", "JSCCLoss", "MSELoss", "SDJSCCSemanticLoss",
@@ -431,20 +432,6 @@ class SemanticLoss:
 
 
 # ------------------------------------------------------------------ registered losses of JSCC stages
-def images_of(out):
-    """The received images in a JSCC model's output.
-
-    Input
-    -----
-    out : [batch, H, W, C] tf.float32, or a dict of named outputs with key ``"images"``
-
-    Output
-    ------
-    [batch, H, W, C], tf.float32
-    """
-    return out["images"] if isinstance(out, dict) else out
-
-
 class JSCCLoss:
     """Base of the losses a training stage of a ``jscc`` scheme names (see the module docstring).
 
@@ -499,7 +486,7 @@ class MSELoss(JSCCLoss):
     label = "mse"
 
     def __call__(self, x, out):
-        return tf.reduce_mean(tf.square(x - images_of(out)))
+        return mse_loss(x, out)
 
 
 #: Defaults of the GSW options of :class:`SDJSCCSemanticLoss` (without GSW, other values are refused).
@@ -644,7 +631,6 @@ class SDJSCCSemanticLoss(JSCCLoss):
             return SemanticLoss(classifier, self.feature_layer, gsw=False, mse_weight=self.mse_weight)
         calib = None
         if self.weights_from == "calibration":
-            from linksim.training import _split
 
             # the training part of the split train_jscc uses: the validation images stay unseen
             tr_idx, _ = _split(len(context.train_images), val_fraction, int(context.seed))

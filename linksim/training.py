@@ -55,7 +55,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["TrainConfig", "fit", "train_jscc", "mse_loss", "output_images", "seed_epoch", "EpochCheckpoints"]
+__all__ = ["TrainConfig", "fit", "train_jscc", "mse_loss", "images_of", "seed_epoch", "EpochCheckpoints"]
 
 
 @dataclass
@@ -169,11 +169,20 @@ def mse_loss(x, x_hat):
 
     ``x_hat`` may also be a model's dict of outputs (its ``"images"`` are used).
     """
-    return tf.reduce_mean(tf.square(x - output_images(x_hat)))
+    return tf.reduce_mean(tf.square(x - images_of(x_hat)))
 
 
-def output_images(out):
-    """The reconstructed images of a model's output: ``out["images"]`` for a dict, else ``out``."""
+def images_of(out):
+    """The received images in a model's output.
+
+    Input
+    -----
+    out : [batch, H, W, C] tf.float32, or a dict of named outputs with key ``"images"``
+
+    Output
+    ------
+    [batch, H, W, C], tf.float32
+    """
     return out["images"] if isinstance(out, dict) else out
 
 
@@ -528,7 +537,7 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
     images = tf.constant(x_tr)
 
     def metrics(x, out, loss):
-        return {"loss": loss, "psnr_db": _psnr(x, output_images(out))}
+        return {"loss": loss, "psnr_db": _psnr(x, images_of(out))}
 
     def train_step(idx, snr):
         x = tf.gather(images, idx)
