@@ -23,7 +23,7 @@ from linksim.registry import PLOTS  # noqa: E402
 from linksim.run.directory import REFERENCE, example_path, is_reference  # noqa: E402
 from linksim.scenario import option_plot  # noqa: E402
 
-__all__ = ["PLOTS", "draw_plots", "plot_function", "plot_names"]
+__all__ = ["PLOTS", "draw_plots", "plot_function"]
 
 _MARKERS = "osD^v<>ph*"
 
@@ -327,11 +327,6 @@ def _example_points(df: pd.DataFrame) -> list[dict]:
 
 def _point_label(point: dict) -> str:
     return str(point["hop_snr_db"]) if point["snr_explicit_per_hop"] else f"{point['snr_db']:g}"
-
-
-def plot_names() -> list[str]:
-    """The registered plot names (``linksim list``; the schema's allowed plot values)."""
-    return PLOTS.names()
 
 
 def draw_plots(run_dir, names: list[str] | None = None) -> list[Path]:
