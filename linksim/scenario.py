@@ -220,11 +220,13 @@ def _check_registry_names(data: dict, err) -> None:
             raise err(("channel", "relay") + ((j,) if isinstance(relays, list) else ()),
                       _unknown(registry.RELAYS, name))
     hop = ch.get("hop")
-    if isinstance(hop, dict) and hop.get("type") not in registry.CHANNELS:
-        raise err(("channel", "hop", "type"), _unknown(registry.CHANNELS, hop.get("type")))
+    for j, h in enumerate(hop if isinstance(hop, list) else [hop]):
+        if isinstance(h, dict) and h.get("type") not in registry.CHANNELS:
+            raise err(("channel", "hop") + ((j,) if isinstance(hop, list) else ()) + ("type",),
+                      _unknown(registry.CHANNELS, h.get("type")))
     for i, s in enumerate(data["schemes"]):
         if s["type"] not in registry.SCHEMES:
-            raise err(("schemes", i, "type"), str(registry.UnknownNameError("scheme", s["type"], registry.SCHEMES.names())))
+            raise err(("schemes", i, "type"), _unknown(registry.SCHEMES, s["type"]))
         for key, reg in (("codec", registry.CODECS), ("channel_code", registry.CHANNEL_CODES),
                          ("modulation", registry.MODULATIONS)):
             sub = s.get(key)

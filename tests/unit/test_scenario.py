@@ -134,6 +134,18 @@ def test_relay_names_come_from_the_relay_registry(tmp_path, monkeypatch):
         ["af", "xf"]
 
 
+def test_hop_channel_names_come_from_the_channel_registry_for_one_mapping_or_a_list(tmp_path):
+    from linksim.registry import CHANNELS
+
+    one = MULTIHOP.replace("relay: [af, qf]}", "relay: [af, qf], hop: {type: fading}}")
+    msg = str(_error(tmp_path, one))
+    assert "channel.hop.type" in msg and "fading" in msg and all(n in msg for n in CHANNELS.names())
+    listed = MULTIHOP.replace("relay: [af, qf]}", "relay: [af, qf], hop: [{type: awgn}, {type: awgn}, {type: fadng}]}")
+    assert "channel.hop[2].type" in str(_error(tmp_path, listed))
+    ok = MULTIHOP.replace("relay: [af, qf]}", "relay: [af, qf], hop: [{type: awgn}, {type: awgn}, {type: awgn}]}")
+    assert load_scenario(write(tmp_path, ok)).data["channel"]["hop"][2] == {"type": "awgn"}
+
+
 def test_the_schema_holds_no_component_names(tmp_path):
     # allowed names live in the registries only (linksim.registry.ALL)
     import json
