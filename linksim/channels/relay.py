@@ -684,10 +684,7 @@ class QuantizeAndForwardRelay(_Relay):
         q_re = self.quantize_real(tf.math.real(y), c)
         q_im = self.quantize_real(tf.math.imag(y), c)
         if self._points is None:
-            if mask is None:
-                energy = tf.reduce_mean(tf.square(q_re) + tf.square(q_im), axis=-1, keepdims=True)
-            else:
-                energy = _masked_mean_energy(tf.complex(q_re, q_im), mask)
+            energy = _masked_mean_energy(tf.complex(q_re, q_im), mask)
             scale = tf.math.rsqrt(tf.maximum(energy, 1e-30))
             return {"x": apply_mask(tf.complex(q_re * scale, q_im * scale), mask)}
         stats = self.constellation_noise(no)
@@ -981,7 +978,7 @@ class MultiHopChannel(Channel):
             cls = CHANNELS.get(kind)
         except UnknownNameError as e:
             raise ValueError(str(e)) from None
-        CHANNELS.check_options(kind, params, ignore=("name", "kwargs"))
+        CHANNELS.check_options(kind, params, ignore=("name",))
         return cls(name=f"hop_{i + 1}_{kind}", **params)
 
     def _params_for(self, name: str) -> dict:
