@@ -494,9 +494,18 @@ GSW_DEFAULTS = {"tau": 3000.0, "r": None, "weights_from": "calibration", "classe
                 "calibration_size": 1000}
 
 
-def _positive_int(name, v):
+def _positive_int(name, v, allow_none=False):
+    if v is None and allow_none:
+        return
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive integer (got {v!r})")
+        raise ValueError(f"{name} must be a positive integer{' or null' if allow_none else ''} (got {v!r})")
+
+
+def _number(name, v, *, minimum=None, positive=False):
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v) \
+            or (positive and not v > 0) or (minimum is not None and v < minimum):
+        what = "a number > 0" if positive else f"a number >= {minimum}" if minimum is not None else "a number"
+        raise ValueError(f"{name} must be {what} (got {v!r})")
 
 
 def classifier_request(context, label: str = "SD-JSCC") -> dict:

@@ -60,7 +60,7 @@ import numpy as np
 import tensorflow as tf
 
 from linksim.channels.awgn import no_to_snr_db
-from linksim.losses import JSCCLoss
+from linksim.losses import JSCCLoss, _number, _positive_int
 from linksim.registry import ARCHITECTURES, LOSSES, SCHEMES
 from linksim.schemes.base import BatchResult, Scheme, SchemeContext
 from linksim.training import TrainConfig, train_jscc
@@ -106,20 +106,6 @@ class JSCCArchitecture:
     @classmethod
     def from_config(cls, config: dict):
         return cls(**config)
-
-
-def _positive_int(name, v, allow_none=False):
-    if v is None and allow_none:
-        return
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive integer{' or null' if allow_none else ''} (got {v!r})")
-
-
-def _number(name, v, *, minimum=None, positive=False):
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v) \
-            or (positive and not v > 0) or (minimum is not None and v < minimum):
-        what = "a number > 0" if positive else f"a number >= {minimum}" if minimum is not None else "a number"
-        raise ValueError(f"{name} must be {what} (got {v!r})")
 
 
 class WeightedLoss:

@@ -78,9 +78,7 @@ ablation (its Fig. 6).
 
 from __future__ import annotations
 
-import numpy as np
-
-from linksim.losses import SDJSCCSemanticLoss
+from linksim.losses import SDJSCCSemanticLoss, _number, _positive_int
 from linksim.registry import ARCHITECTURES, LOSSES, SCHEMES
 from linksim.schemes.deepjscc import _FIRST_STAGE_DEFAULTS, FIRST_STAGE_OPTIONS, DeepJSCCScheme
 from linksim.schemes.jscc import SCHEME_OPTIONS, JSCCScheme, TrainingStage, preset_signature, split_preset_options
@@ -170,16 +168,11 @@ class SDJSCCScheme(JSCCScheme):
             raise ValueError(f"{type(self).__name__} uses the binary quantizer of eq. 14: quantizer must be "
                              f"binary (got {quantizer!r})")
         finetune = {**_FINETUNE_DEFAULTS, **{k[len("finetune_"):]: v for k, v in g["finetune"].items()}}
-        for key in ("epochs", "steps_per_epoch"):
-            v = finetune[key]
-            if (v is not None or key == "epochs") and (isinstance(v, bool) or not isinstance(v, (int, np.integer))
-                                                       or v < 1):
-                raise ValueError(f"finetune_{key} must be a positive integer{'' if key == 'epochs' else ' or null'} "
-                                 f"(got {v!r})")
-        lr = finetune["learning_rate"]
-        if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
-            raise ValueError(f"finetune_learning_rate must be a number > 0 or null (null: learning_rate) "
-                             f"(got {lr!r})")
+        # TrainingStage checks these too; here the messages name the preset's options
+        _positive_int("finetune_epochs", finetune["epochs"])
+        _positive_int("finetune_steps_per_epoch", finetune["steps_per_epoch"], allow_none=True)
+        if finetune["learning_rate"] is not None:
+            _number("finetune_learning_rate", finetune["learning_rate"], positive=True)
         loss = SDJSCCSemanticLoss(gsw=self.gsw, **g["semantic"])
         stages = [{**_FIRST_STAGE_DEFAULTS, **g["stage"], "losses": [{"type": "mse"}]},
                   {**finetune, "name": name, "losses": [{"loss": loss}]}]
