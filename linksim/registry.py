@@ -129,12 +129,8 @@ class Registry:
         name, the unknown options and the allowed ones.
         """
         allowed = self.options(name)
-        if allowed is None:
-            return
-        unknown = sorted(set(params) - set(allowed) - set(ignore))
-        if unknown:
-            raise ValueError(f"{self.kind} '{name}' has no option(s) {', '.join(unknown)} "
-                             f"(allowed: {', '.join(a for a in allowed if a not in ignore) or 'none'})")
+        if allowed is not None:
+            check_known_options(f"{self.kind} '{name}'", params, allowed, ignore)
 
     def names(self) -> list[str]:
         """The registered names, sorted."""
@@ -155,6 +151,18 @@ class Registry:
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def check_known_options(what: str, params, allowed, ignore=()) -> None:
+    """Raise ValueError naming ``what``, the options of ``params`` not in ``allowed`` and the allowed ones.
+
+    The one unknown-option check of linksim (:meth:`Registry.check_options`, a JSCC
+    stage's options, a preset's flat options).
+    """
+    unknown = sorted(set(params) - set(allowed) - set(ignore))
+    if unknown:
+        raise ValueError(f"{what} has no option(s) {', '.join(unknown)} "
+                         f"(allowed: {', '.join(a for a in allowed if a not in ignore) or 'none'})")
 
 
 SCHEMES = Registry("scheme")

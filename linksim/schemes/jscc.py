@@ -61,7 +61,7 @@ import tensorflow as tf
 
 from linksim.channels.awgn import no_to_snr_db
 from linksim.losses import JSCCLoss, _number, _positive_int
-from linksim.registry import ARCHITECTURES, LOSSES, SCHEMES
+from linksim.registry import ARCHITECTURES, LOSSES, SCHEMES, check_known_options
 from linksim.schemes.base import BatchResult, Scheme, SchemeContext
 from linksim.training import TrainConfig, train_jscc
 
@@ -291,10 +291,7 @@ class JSCCScheme(Scheme):
         built = []
         for i, st in enumerate(stages):
             if isinstance(st, dict):
-                unknown = sorted(set(st) - set(STAGE_OPTIONS))
-                if unknown:
-                    raise ValueError(f"stage {i + 1} has no option(s) {', '.join(unknown)} "
-                                     f"(allowed: {', '.join(STAGE_OPTIONS)})")
+                check_known_options(f"stage {i + 1}", st, STAGE_OPTIONS)
                 st = TrainingStage(**st)
             if not isinstance(st, TrainingStage):
                 raise TypeError(f"stage {i + 1} must be a dict or a TrainingStage (got {type(st).__name__})")
@@ -514,7 +511,7 @@ class JSCCScheme(Scheme):
     def describe(self) -> dict:
         d = super().describe()
         d.update(model=self.model_config, snr_train_db=self.train_config.snr_train_db,
-                 stored_model=str(self.entry.path) if getattr(self, "entry", None) else None)
+                 stored_model=str(self.entry.path) if self.entry is not None else None)
         if len(self.stages) > 1:
             d["stages"] = [st.get_config() for st in self.stages]
         return d
@@ -564,11 +561,7 @@ def split_preset_options(preset: str, options: dict, groups: dict) -> dict:
     ValueError
         For an option in no group; the message names the allowed ones.
     """
-    allowed = [n for names in groups.values() for n in names]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(f"scheme '{preset}' has no option(s) {', '.join(unknown)} "
-                         f"(allowed: {', '.join(allowed)})")
+    check_known_options(f"scheme '{preset}'", options, [n for names in groups.values() for n in names])
     return {g: {n: options[n] for n in names if n in options} for g, names in groups.items()}
 
 
