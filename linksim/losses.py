@@ -489,6 +489,22 @@ class MSELoss(JSCCLoss):
         return mse_loss(x, out)
 
 
+@LOSSES.register("log_mse")
+class LogMSELoss(JSCCLoss):
+    """``10 log10(mean((x - x')^2))`` over the batch: minus the batch's PSNR, in dB.
+
+    Its gradient is the MSE's divided by the batch's MSE, so when the training SNR
+    is drawn per batch from a range (an SNR-adaptive model) every SNR counts by its
+    *relative* error: with the plain MSE, batches at low SNR, whose errors are ten
+    to a hundred times larger, would decide the training alone.
+    """
+
+    label = "log_mse"
+
+    def __call__(self, x, out):
+        return 10.0 * tf.math.log(tf.maximum(mse_loss(x, out), 1e-12)) / tf.math.log(10.0)
+
+
 #: Defaults of the GSW options of :class:`SDJSCCSemanticLoss` (without GSW, other values are refused).
 GSW_DEFAULTS = {"tau": 3000.0, "r": None, "weights_from": "calibration", "classes": "all",
                 "calibration_size": 1000}
