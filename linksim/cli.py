@@ -69,6 +69,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _train_cost(card: dict) -> str:
+    """``", 123 s on CPU"`` from a card's training facts ("" for a card without them)."""
+    secs = card.get("train_seconds")
+    if not isinstance(secs, (int, float)):
+        return ""
+    device = (card.get("machine") or {}).get("device") if isinstance(card.get("machine"), dict) else None
+    return f", {secs:.0f} s" + (f" on {device}" if device else "")
+
+
 def _cmd_list() -> int:
     from linksim import registry
 
@@ -82,15 +91,16 @@ def _cmd_list() -> int:
     print("stored models:" + ("" if cards else " (none)"))
     for c in cards:
         head = f"  {c.get('name', '?')}-{c.get('key', '?')}"
+        cost = _train_cost(c)
         if "final_val_accuracy" in c:  # a downstream classifier
             ds = c.get("spec", {}).get("dataset", {}).get("name", "?")
-            print(f"{head}  classifier on {ds}  {c.get('epochs_run', '?')} epochs  "
+            print(f"{head}  classifier on {ds}  {c.get('epochs_run', '?')} epochs{cost}  "
                   f"val accuracy {c['final_val_accuracy']:.3f}  {c['path']}")
             continue
         psnr = c.get("final_val_psnr_db")
         psnr = f"val PSNR {psnr:.2f} dB" if isinstance(psnr, (int, float)) else ""
         print(f"{head}  {c.get('scheme_label', '')}  SNR_train {c.get('snr_train_db')} dB  "
-              f"k {c.get('channel_uses')}  {c.get('epochs_run', '?')} epochs  {psnr}  {c['path']}")
+              f"k {c.get('channel_uses')}  {c.get('epochs_run', '?')} epochs{cost}  {psnr}  {c['path']}")
     return 0
 
 

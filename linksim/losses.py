@@ -456,7 +456,9 @@ class JSCCLoss:
         """Hook called once before the stage trains, with the scheme's context.
 
         ``val_fraction`` is the stage's validation split: the images a loss may
-        calibrate on are the training part of :func:`linksim.training._split`.
+        calibrate on are the training part of :func:`linksim.training._split`
+        with ``context.seed``, which here is the scheme's training seed
+        (:meth:`linksim.schemes.jscc.JSCCScheme.training_context`), not the scenario's.
         Default: nothing to prepare.
         """
 
@@ -530,13 +532,16 @@ def classifier_request(context, label: str = "SD-JSCC") -> dict:
     Reads ``context.extra``: ``"train_labels"`` (required, the labels of
     ``context.train_images``), ``"num_classes"`` (optional, default
     ``max(train_labels) + 1``), ``"classifier_config"`` or ``"task"["classifier"]``
-    (the classifier's options).
+    (the classifier's options, with its ``train_seed``: the classifier is the
+    classification task's, whatever the scenario's or the scheme's seed).
 
     Raises
     ------
     ValueError
         Without training labels, or with as many labels as training images.
     """
+    from linksim.tasks.classifier import classifier_train_seed
+
     extra = context.extra or {}
     labels = extra.get("train_labels")
     if labels is None:
@@ -554,7 +559,7 @@ def classifier_request(context, label: str = "SD-JSCC") -> dict:
         config = (extra.get("task") or {}).get("classifier")
     return {"dataset_spec": context.dataset_spec, "image_shape": tuple(context.image_shape),
             "num_classes": num_classes, "x_train": context.train_images, "y_train": labels,
-            "seed": int(context.seed), "config": config}
+            "seed": classifier_train_seed(config), "config": config}
 
 
 @LOSSES.register("semantic")

@@ -26,6 +26,10 @@ for every network, what Keras's stock callbacks do, but with its counters saved:
 - **Logs**: a tqdm progress bar (``progress=True``) and a line per epoch on
   stderr; with ``log_dir``, TensorBoard scalars (off by default).
 - **Callbacks** ``(epoch, logs)`` after each epoch's checkpoint.
+- **Cost**: the history records each epoch's wall time (``epoch_seconds``,
+  checkpointed with the rest, so a resumed run adds to it) and the optimiser steps
+  (``train_steps``, the optimiser's counter, also checkpointed);
+  :func:`training_facts` turns them into the facts of a stored model's card.
 
 Measured on the shared 2-core CPU (``benchmarks/training_loop.py``): at least as
 fast as the two hand-written loops it replaces (``docs/training.md``).
@@ -47,6 +51,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -55,7 +60,63 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["TrainConfig", "fit", "train_jscc", "mse_loss", "images_of", "seed_epoch", "EpochCheckpoints"]
+__all__ = ["TrainConfig", "fit", "train_jscc", "mse_loss", "images_of", "seed_epoch", "EpochCheckpoints",
+           "DEFAULT_TRAIN_SEED", "check_train_seed", "machine_facts", "training_facts"]
+
+#: The default training seed of every trained network (JSCC schemes' and the classifier's
+#: ``train_seed``): the seed the shipped models were trained with. It is independent of the
+#: scenario's ``seed``, which draws the test subset and the evaluation noise only.
+DEFAULT_TRAIN_SEED = 1234
+
+
+def check_train_seed(value, name: str = "train_seed") -> int:
+    """``value`` as an int, or ValueError unless it is an integer >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0 (got {value!r})")
+    return int(value)
+
+
+def machine_facts() -> dict:
+    """Where a network trains: ``{"processor", "platform", "cpu_count", "device"}``.
+
+    ``device`` is ``"CPU"`` or the name of the first GPU TensorFlow sees.
+    """
+    import os
+    import platform
+
+    try:
+        gpus = tf.config.list_physical_devices("GPU")
+        device = "CPU"
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            device = f"GPU: {details.get('device_name', gpus[0].name)}" + (f" (x{len(gpus)})" if len(gpus) > 1 else "")
+    except Exception:  # pragma: no cover - a device query should not fail a training run
+        device = "unknown"
+    return {"processor": platform.processor() or platform.machine(), "platform": platform.platform(),
+            "cpu_count": os.cpu_count(), "device": device}
+
+
+def training_facts(history: dict, train_seed: int) -> dict:
+    """The card facts of a training run: how long it trained, and on what.
+
+    Parameters
+    ----------
+    history : dict
+        The history :func:`fit` returned (``epoch_seconds``, ``train_steps``) with
+        ``n_train`` added by the trainer.
+    train_seed : int
+
+    Output
+    ------
+    dict: ``train_seconds`` (wall time of the epochs, summed over resumed runs; None
+    for a history without it), ``train_steps`` (optimiser steps), ``train_images``
+    (training images after the validation split), ``machine``
+    (:func:`machine_facts`), ``tensorflow`` (its version) and ``train_seed``.
+    """
+    secs = history.get("epoch_seconds")
+    return {"train_seconds": round(float(sum(secs)), 1) if secs else None,
+            "train_steps": history.get("train_steps"), "train_images": history.get("n_train"),
+            "machine": machine_facts(), "tensorflow": tf.__version__, "train_seed": int(train_seed)}
 
 
 @dataclass
@@ -330,6 +391,7 @@ class _Run:
         return int(self.state["wait"].numpy()) >= self.patience
 
     def begin_epoch(self, epoch):
+        self.epoch_start = time.perf_counter()
         seed_epoch(self.seed, epoch)
 
     def end_epoch(self, epoch, logs) -> bool:
@@ -341,6 +403,7 @@ class _Run:
         for k, v in logs.items():
             history.setdefault(k, []).append(v)
         history.setdefault("lr", []).append(lr)
+        history.setdefault("epoch_seconds", []).append(round(time.perf_counter() - self.epoch_start, 3))
         if self.writer is not None:
             _write_scalars(self.writer, {**logs, "lr": lr}, epoch + 1)
         if self.progress:  # True or "epochs"
@@ -374,7 +437,7 @@ class _Run:
         if self.writer is not None:
             self.writer.close()
         self.history.update(best_epoch=int(self.state["best_epoch"].numpy()), epochs_run=len(self.history["epoch"]),
-                            stopped_early=bool(stopped_early))
+                            stopped_early=bool(stopped_early), train_steps=int(self.optimizer.iterations.numpy()))
         return self.history
 
 
@@ -441,9 +504,10 @@ def fit(model, optimizer, *, train_step: Callable, epoch_batches: Callable, n_ba
 
     Output
     ------
-    dict: the history: ``"epoch"``, ``"lr"`` and one list per metric (``"loss"``, ...,
-    ``"val_loss"``, ...) with one entry per finished epoch, and ``"best_epoch"``
-    (1-based, 0 if none), ``"epochs_run"``, ``"stopped_early"``.
+    dict: the history: ``"epoch"``, ``"lr"``, ``"epoch_seconds"`` (wall time) and one
+    list per metric (``"loss"``, ..., ``"val_loss"``, ...) with one entry per finished
+    epoch, and ``"best_epoch"`` (1-based, 0 if none), ``"epochs_run"``,
+    ``"stopped_early"``, ``"train_steps"`` (the optimiser's steps, over resumed runs too).
 
     Raises
     ------
@@ -514,8 +578,9 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
     Output
     ------
     dict: the history, ``{"epoch": [...], "loss": [...], "psnr_db": [...],
-    "val_loss": [...], "val_psnr_db": [...], "lr": [...], "best_epoch": int,
-    "epochs_run": int, "stopped_early": bool, "config": dict}``. The validation
+    "val_loss": [...], "val_psnr_db": [...], "lr": [...], "epoch_seconds": [...],
+    "best_epoch": int, "epochs_run": int, "stopped_early": bool, "train_steps": int,
+    "n_train": int, "n_val": int, "config": dict}``. The validation
     PSNR is that of the output images at the middle of the training SNR range.
 
     Raises
@@ -569,5 +634,5 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
                   lr_patience=config.lr_patience, min_lr=config.learning_rate / 64,
                   checkpoint_dir=checkpoint_dir, log_dir=log_dir, progress=progress, callbacks=callbacks,
                   desc=desc)
-    history["config"] = dict(asdict(config))
+    history.update(n_train=int(len(x_tr)), n_val=int(len(x_val)), config=dict(asdict(config)))
     return history

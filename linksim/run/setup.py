@@ -53,6 +53,13 @@ def dataset_spec(scenario: Scenario) -> dict:
 def load_data(scenario: Scenario):
     """The scenario's data set and its images as floats in [0, 1].
 
+    The test subset (``test_size``) is drawn with the scenario's ``seed``; the
+    training subset (``train_size``; all the training images when null, in the
+    data set's order whatever the seed) with the fixed training seed
+    :data:`~linksim.training.DEFAULT_TRAIN_SEED` (1234), so the trained models,
+    whose store keys hold the data set but not the scenario's seed, do not depend
+    on the evaluation seed.
+
     Output
     ------
     (dataset, x_train, y_train, x_test, y_test)
@@ -64,12 +71,13 @@ def load_data(scenario: Scenario):
     """
     from linksim.data import get_dataset
     from linksim.data.base import DatasetError, to_float
+    from linksim.training import DEFAULT_TRAIN_SEED
 
     ds_spec = scenario.data["dataset"]
     try:
         ds = get_dataset(ds_spec["name"], **ds_spec.get("params", {}))
         x_test, y_test = ds.load("test", ds_spec["test_size"], seed=scenario.seed)
-        x_train, y_train = ds.load("train", ds_spec.get("train_size"), seed=scenario.seed)
+        x_train, y_train = ds.load("train", ds_spec.get("train_size"), seed=DEFAULT_TRAIN_SEED)
     except DatasetError as exc:
         raise scenario.error(("dataset",), str(exc)) from None
     except TypeError as exc:

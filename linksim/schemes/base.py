@@ -36,7 +36,9 @@ class SchemeContext:
     channel : object
         The channel of the scenario (a Keras layer with ``call(x, snr_db)``).
     seed : int
-        The scenario's seed.
+        The scenario's seed (the evaluation seed). Trained schemes seed their
+        training with their own ``train_seed`` instead, so a stored model serves
+        every scenario seed.
     dataset_spec : dict
         The scenario's ``dataset`` field (name, params, train_size): part of a
         trained model's store key.

@@ -28,7 +28,9 @@ another scheme sharing the first stages) starts from the stored model. The spec 
 stage 1 is ``{"scheme": <architecture name>, "format": 1, "model": {image_shape,
 channel_uses, **architecture options}, "training": {snr_train_db, epochs,
 batch_size, learning_rate, patience, lr_patience, val_fraction, steps_per_epoch,
-loss[, channel]}, "dataset", "seed"}``; the spec of stage ``i > 1`` is
+loss[, channel]}, "dataset", "seed"}``, where ``seed`` is the scheme's ``train_seed``
+(not the scenario's ``seed``, which only draws the test images and the evaluation
+noise); the spec of stage ``i > 1`` is
 ``{"scheme": <stage name>, "format": 1, "stage1" (i = 2) or "previous" (i > 2):
 <the previous stage's spec>, "finetune": {epochs, learning_rate, steps_per_epoch,
 batch_size, patience, lr_patience, val_fraction, snr_train_db, loss}}``. Each loss
@@ -50,6 +52,7 @@ see the ramped loss.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import warnings
@@ -63,7 +66,7 @@ from linksim.channels.awgn import no_to_snr_db
 from linksim.losses import JSCCLoss, _number, _positive_int
 from linksim.registry import ARCHITECTURES, LOSSES, SCHEMES, check_known_options
 from linksim.schemes.base import BatchResult, Scheme, SchemeContext
-from linksim.training import TrainConfig, train_jscc
+from linksim.training import DEFAULT_TRAIN_SEED, TrainConfig, check_train_seed, train_jscc, training_facts
 
 __all__ = ["JSCCArchitecture", "TrainingStage", "WeightedLoss", "JSCCScheme", "TRAIN_CHANNELS",
            "SCHEME_OPTIONS", "STAGE_OPTIONS", "split_preset_options"]
@@ -257,6 +260,11 @@ class JSCCScheme(Scheme):
     train_channel : {"awgn", "scenario"}
         ``awgn`` (default): train over one AWGN hop; ``scenario``: train end to end
         through the scenario's channel (an AF or QF relay chain).
+    train_seed : int >= 0
+        Seeds the training (default 1234, the shipped models'): the initial weights,
+        the training/validation split, the batch order and the training noise. It is
+        the ``seed`` of the store key; the scenario's ``seed`` (test images,
+        evaluation noise) is not, so a stored model serves every evaluation seed.
     label : str
 
     Raises
@@ -271,8 +279,9 @@ class JSCCScheme(Scheme):
 
     def __init__(self, architecture, stages, snr_train_db=10.0, batch_size: int = 64, patience: int = 8,
                  lr_patience: int = 3, val_fraction: float = 0.1, jit_compile: bool = False,
-                 train_channel: str = "awgn", label: str | None = None):
+                 train_channel: str = "awgn", train_seed: int = DEFAULT_TRAIN_SEED, label: str | None = None):
         super().__init__(label)
+        self.train_seed = check_train_seed(train_seed)
         if train_channel not in TRAIN_CHANNELS:
             raise ValueError(f"train_channel must be one of {', '.join(TRAIN_CHANNELS)} (got {train_channel!r})")
         self.train_channel = train_channel
@@ -310,7 +319,7 @@ class JSCCScheme(Scheme):
         self.jit_compile = bool(jit_compile)
         self._options = {"snr_train_db": snr_train_db, "batch_size": batch_size, "patience": patience,
                          "lr_patience": lr_patience, "val_fraction": val_fraction, "jit_compile": self.jit_compile,
-                         "train_channel": train_channel, "label": self.label}
+                         "train_channel": train_channel, "train_seed": self.train_seed, "label": self.label}
         self.model = None
         self.entry = None
         self.stage_entries = [None] * len(self.stages)
@@ -354,7 +363,7 @@ class JSCCScheme(Scheme):
             return {"scheme": self.stage_name(0), "format": 1,
                     "model": {"image_shape": list(context.image_shape), "channel_uses": int(context.channel_uses),
                               **self.model_config},
-                    "training": training, **entries, "dataset": context.dataset_spec, "seed": int(context.seed)}
+                    "training": training, **entries, "dataset": context.dataset_spec, "seed": self.train_seed}
         return {"scheme": self.stage_name(i), "format": 1,
                 ("stage1" if i == 1 else "previous"): self.stage_spec(context, i - 1), **entries,
                 "finetune": {"epochs": tc.epochs, "learning_rate": tc.learning_rate,
@@ -372,8 +381,12 @@ class JSCCScheme(Scheme):
         cfg = {k: v for k, v in ch.get_config().items() if k not in ("name", "trainable", "dtype")}
         return {"class": type(ch).__name__, "config": cfg}
 
+    def training_context(self, context: SchemeContext) -> SchemeContext:
+        """``context`` with ``seed`` set to the scheme's ``train_seed``: what a stage's losses prepare with."""
+        return dataclasses.replace(context, seed=self.train_seed)
+
     def build_model(self, context: SchemeContext):
-        keras.utils.set_random_seed(int(context.seed))
+        keras.utils.set_random_seed(self.train_seed)
         channel = None
         if self.train_channel == "scenario":
             channel = keras.layers.deserialize(keras.layers.serialize(context.channel))  # a fresh copy
@@ -407,7 +420,8 @@ class JSCCScheme(Scheme):
                  "final_val_psnr_db": history["val_psnr_db"][best - 1] if best else None,
                  "snr_train_db": self.configs[i].snr_train_db, "channel_uses": int(context.channel_uses),
                  "bandwidth_ratio": int(context.channel_uses) / float(np.prod(context.image_shape)),
-                 "dataset": context.dataset_spec, "seed": int(context.seed)}
+                 "dataset": context.dataset_spec, "seed": self.train_seed,
+                 **training_facts(history, self.train_seed)}
         if i > 0:
             facts["final_val_loss"] = history["val_loss"][best - 1] if best else None
             for loss in self.stages[i].losses:
@@ -425,10 +439,10 @@ class JSCCScheme(Scheme):
 
         entry = context.store.entry(self.stage_name(i), self.stage_spec(context, i))
         config = self.configs[i]
-        config.seed = int(context.seed)
+        config.seed = self.train_seed
         if i > 0:
-            keras.utils.set_random_seed(int(context.seed))
-        sionna.phy.config.seed = int(context.seed)
+            keras.utils.set_random_seed(self.train_seed)
+        sionna.phy.config.seed = self.train_seed
         loss_fn = self.stages[i].loss_fn()
         kwargs = {}
         if isinstance(loss_fn, WeightedLoss):
@@ -453,7 +467,7 @@ class JSCCScheme(Scheme):
             return model, entry
         self._require_training(context)
         for loss in self.stages[i].losses:           # e.g. the semantic loss loads its classifier
-            loss.prepare(context, val_fraction=self.configs[i].val_fraction)
+            loss.prepare(self.training_context(context), val_fraction=self.configs[i].val_fraction)
         previous = self.stage_model(context, i - 1)[0] if i > 0 else None
         model = self.build_model(context)
         if previous is not None:

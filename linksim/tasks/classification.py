@@ -4,7 +4,8 @@ The classifier (:class:`~linksim.tasks.classifier.ImageClassifier`) is trained o
 scenario's original training images, or loaded from the model store like the JSCC
 models; its accuracy on the original test images is the reference row.
 Scenario options: ``task: {classifier: {...}}`` (the classifier's model and training
-options, :func:`~linksim.tasks.classifier.load_or_train_classifier`).
+options, :func:`~linksim.tasks.classifier.load_or_train_classifier`, with its own
+``train_seed``, default 1234: the scenario's ``seed`` does not retrain it).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class ClassificationTask(Task):
         self.model, self.entry = load_or_train_classifier(
             context.store, dataset_spec=context.dataset_spec, image_shape=tuple(context.image_shape),
             num_classes=self.num_classes, x_train=context.x_train, y_train=context.y_train,
-            seed=context.seed, config=self.classifier, progress=context.progress,
+            config=self.classifier, progress=context.progress,
             train_missing=context.train_missing)
         self.y_test = np.asarray(context.y_test)
         self.x_test = context.x_test

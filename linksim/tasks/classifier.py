@@ -39,10 +39,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from linksim.training import fit
+from linksim.training import DEFAULT_TRAIN_SEED, check_train_seed, fit, training_facts
 
 __all__ = ["ImageClassifier", "ConvBlock", "FEATURE_LAYERS", "DEFAULT_MODEL", "DEFAULT_TRAINING",
-           "STORE_NAME", "train_classifier", "load_or_train_classifier", "classifier_spec",
+           "STORE_NAME", "train_classifier", "load_or_train_classifier", "classifier_spec", "classifier_train_seed",
            "predict_labels", "accuracy", "macro_f1"]
 
 #: Names of the convolution blocks whose feature maps the classifier exposes, input side first.
@@ -59,6 +59,10 @@ DEFAULT_MODEL = {"width": 32, "dropout": 0.3, "batch_norm": True}
 #: :func:`load_or_train_classifier`).
 DEFAULT_TRAINING = {"epochs": 15, "batch_size": 64, "learning_rate": 1e-3, "val_fraction": 0.1,
                     "patience": 6, "augment": True, "hflip": True}
+
+#: The ``config`` key of :func:`load_or_train_classifier` that seeds the training (scenario
+#: ``task.classifier.train_seed``; default :data:`linksim.training.DEFAULT_TRAIN_SEED`, 1234).
+TRAIN_SEED_OPTION = "train_seed"
 
 #: Maximum shift, in pixels, of the translation augmentation.
 MAX_SHIFT_PX = 2
@@ -624,9 +628,34 @@ def train_classifier(model, x, y, *, epochs: int = DEFAULT_TRAINING["epochs"],
 
 
 # -------------------------------------------------------------------- model store
+def classifier_train_seed(config: dict | None = None, seed: int | None = None) -> int:
+    """The training seed of a classifier: ``seed``, else ``config["train_seed"]``, else 1234.
+
+    The seed of the classifier's initial weights, validation split, batch order and
+    augmentation, and the ``seed`` of its store key. It is not the scenario's
+    ``seed`` (the test images and evaluation noise), so a stored classifier serves
+    every evaluation seed.
+
+    Raises
+    ------
+    ValueError
+        If the seed is not an integer >= 0, or ``seed`` and ``config["train_seed"]``
+        are both given and differ.
+    """
+    given = (config or {}).get(TRAIN_SEED_OPTION)
+    if given is not None:
+        given = check_train_seed(given)
+    if seed is not None:
+        seed = check_train_seed(seed, "seed")
+        if given is not None and given != seed:
+            raise ValueError(f"the classifier's seed is given twice: seed {seed} and train_seed {given}")
+        return seed
+    return DEFAULT_TRAIN_SEED if given is None else given
+
+
 def _resolve_config(config: dict | None) -> tuple[dict, dict]:
     config = dict(config or {})
-    allowed = list(DEFAULT_MODEL) + list(DEFAULT_TRAINING)
+    allowed = list(DEFAULT_MODEL) + list(DEFAULT_TRAINING) + [TRAIN_SEED_OPTION]
     unknown = sorted(set(config) - set(allowed))
     if unknown:
         raise ValueError(f"unknown classifier option(s) {', '.join(unknown)} "
@@ -636,20 +665,22 @@ def _resolve_config(config: dict | None) -> tuple[dict, dict]:
     return model_cfg, train_cfg
 
 
-def classifier_spec(*, dataset_spec: dict, image_shape, num_classes: int, seed: int,
+def classifier_spec(*, dataset_spec: dict, image_shape, num_classes: int, seed: int | None = None,
                     config: dict | None = None) -> dict:
     """The model-store spec of a classifier: everything that changes its trained weights.
 
     ``{"task": "classifier", "format": 1, "model": {...}, "training": {...},
     "dataset": dataset_spec, "seed": seed}``; ``config`` entries override
-    :data:`DEFAULT_MODEL` and :data:`DEFAULT_TRAINING`.
+    :data:`DEFAULT_MODEL` and :data:`DEFAULT_TRAINING`; ``seed`` is the training
+    seed (:func:`classifier_train_seed`: None takes ``config["train_seed"]``, default 1234).
 
     Raises
     ------
     ValueError
-        If ``config`` holds an unknown key (the message lists the allowed ones).
+        If ``config`` holds an unknown key (the message lists the allowed ones), or a bad seed.
     """
     model_cfg, train_cfg = _resolve_config(config)
+    seed = classifier_train_seed(config, seed)
     return {"task": "classifier", "format": 1,
             "model": {"image_shape": [int(s) for s in image_shape], "num_classes": int(num_classes), **model_cfg},
             "training": {**train_cfg, "loss": "cross_entropy", "lr_schedule": "cosine",
@@ -658,7 +689,7 @@ def classifier_spec(*, dataset_spec: dict, image_shape, num_classes: int, seed: 
 
 
 def load_or_train_classifier(store, *, dataset_spec: dict, image_shape, num_classes: int, x_train, y_train,
-                             seed: int, config: dict | None = None, progress: bool = True,
+                             seed: int | None = None, config: dict | None = None, progress: bool = True,
                              train_missing: bool = True):
     """The classifier of a data set: loaded from the model store, or trained and stored.
 
@@ -674,12 +705,15 @@ def load_or_train_classifier(store, *, dataset_spec: dict, image_shape, num_clas
         The scenario's data set (name, params, train_size); part of the key.
     image_shape : (H, W, C)
     num_classes : int
-    seed : int
-        Seeds the initial weights, the validation split, batch order and augmentation.
+    seed : int, optional
+        The training seed: seeds the initial weights, the validation split, batch
+        order and augmentation; the ``seed`` of the store key. None (default):
+        ``config["train_seed"]``, else 1234 (:func:`classifier_train_seed`). Not the
+        scenario's seed: a stored classifier serves every evaluation seed.
     config : dict, optional
         Overrides of :data:`DEFAULT_MODEL` (``width``, ``dropout``, ``batch_norm``)
         and :data:`DEFAULT_TRAINING` (``epochs``, ``batch_size``, ``learning_rate``,
-        ``val_fraction``, ``patience``, ``augment``, ``hflip``).
+        ``val_fraction``, ``patience``, ``augment``, ``hflip``), and ``train_seed``.
     progress : bool
         Show the training progress bar.
     train_missing : bool
@@ -696,7 +730,8 @@ def load_or_train_classifier(store, *, dataset_spec: dict, image_shape, num_clas
     model : ImageClassifier
     entry : linksim.store.StoredModel
         Its folder in the store; ``entry.card()`` holds the spec, the best
-        validation accuracy, the epochs run and the training time.
+        validation accuracy, the epochs run and how long it trained and on what
+        (:func:`linksim.training.training_facts`).
 
     Raises
     ------
@@ -706,6 +741,7 @@ def load_or_train_classifier(store, *, dataset_spec: dict, image_shape, num_clas
         images are given when training is needed.
     """
     image_shape = _check_image_shape(image_shape)
+    seed = classifier_train_seed(config, seed)
     spec = classifier_spec(dataset_spec=dataset_spec, image_shape=image_shape, num_classes=num_classes,
                            seed=seed, config=config)
     model, entry = store.load(STORE_NAME, spec)
@@ -737,5 +773,6 @@ def load_or_train_classifier(store, *, dataset_spec: dict, image_shape, num_clas
         "final_val_accuracy": history["best_val_accuracy"], "stopped_early": history["stopped_early"],
         "n_train": history["n_train"], "n_val": history["n_val"], "num_params": int(model.count_params()),
         "train_seconds_last_run": round(seconds, 1), "image_shape": list(image_shape),
-        "num_classes": int(num_classes), "dataset": dataset_spec, "seed": int(seed)})
+        "num_classes": int(num_classes), "dataset": dataset_spec, "seed": int(seed),
+        **training_facts(history, int(seed))})
     return model, entry

@@ -129,6 +129,9 @@ def test_a_classifier_saved_in_the_store_reloads_with_identical_predictions(tmp_
                                             config=TINY, progress=False)
     card = entry.card()
     assert card["task"] == "classifier" and card["spec"]["model"]["width"] == 4
+    # how long it trained and on what (the cost facts of every card)
+    assert card["train_seed"] == card["spec"]["seed"] == 1 and card["train_images"] == 540
+    assert card["train_steps"] > 0 and card["train_seconds"] > 0 and card["machine"]["cpu_count"] >= 1
     # the recorded validation accuracy is a count over the 60 held-out images (10 % of 600), of the
     # restored model: its accuracy on them, computed independently, is the same number
     from linksim.tasks.classifier import _split

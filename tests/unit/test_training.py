@@ -67,6 +67,8 @@ def test_an_interrupted_training_resumed_from_its_folder_ends_with_the_weights_o
                       callbacks=[lambda e, logs: epochs_seen.append(e)])
     assert epochs_seen == [2, 3]
     assert hist["epoch"] == [1, 2, 3] and hist["best_epoch"] == hist_whole["best_epoch"]
+    # the cost facts of the cards count the interrupted run too: 3 epochs of 11 steps (360 images // 32)
+    assert hist["train_steps"] == hist_whole["train_steps"] == 33 and len(hist["epoch_seconds"]) == 3
     np.testing.assert_allclose(hist["val_loss"], hist_whole["val_loss"], rtol=1e-5)
     for a, b in zip(resumed.weights, whole.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, err_msg=a.path)
