@@ -493,18 +493,20 @@ class MSELoss(JSCCLoss):
 
 @LOSSES.register("log_mse")
 class LogMSELoss(JSCCLoss):
-    """``10 log10(mean((x - x')^2))`` over the batch: minus the batch's PSNR, in dB.
+    """``mean_i 10 log10(mse_i)`` over the images of the batch: minus their mean PSNR, in dB.
 
-    Its gradient is the MSE's divided by the batch's MSE, so when the training SNR
-    is drawn per batch from a range (an SNR-adaptive model) every SNR counts by its
-    *relative* error: with the plain MSE, batches at low SNR, whose errors are ten
-    to a hundred times larger, would decide the training alone.
+    The metric linksim reports (the mean of the per-image PSNRs) as a loss. Its
+    gradient weighs every image's squared error by ``1 / mse_i``, so when the training
+    SNR is drawn per image from a range (an SNR-adaptive model) every SNR counts by
+    its *relative* error: with the plain MSE, images at low SNR, whose errors are
+    ten to a hundred times larger, would decide the training alone.
     """
 
     label = "log_mse"
 
     def __call__(self, x, out):
-        return 10.0 * tf.math.log(tf.maximum(mse_loss(x, out), 1e-12)) / tf.math.log(10.0)
+        err = tf.reduce_mean(tf.square(x - images_of(out)), axis=[1, 2, 3])
+        return tf.reduce_mean(10.0 * tf.math.log(tf.maximum(err, 1e-10)) / tf.math.log(10.0))
 
 
 #: Defaults of the GSW options of :class:`SDJSCCSemanticLoss` (without GSW, other values are refused).

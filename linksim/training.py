@@ -39,8 +39,10 @@ Two trainers use it:
 - :func:`train_jscc` trains any Keras model whose ``call(images, snr_db, training)``
   returns reconstructed images, or a dict of named outputs with ``"images"``,
   through the channel that is part of the model (so training and evaluation share
-  one code path). ``snr_train_db`` is one value, or ``[lo, hi]``: then every batch
-  draws its SNR uniformly from the range. Adam at ``learning_rate``, halving down
+  one code path). ``snr_train_db`` is one value, or ``[lo, hi]``: then every
+  *image* draws its SNR uniformly from the range (so every batch mixes SNRs and
+  the gradient of a step is an average over the range, not one SNR's), and the
+  validation images get SNRs evenly spaced over the range. Adam at ``learning_rate``, halving down
   to ``learning_rate / 64``; early stopping on the validation loss.
 - :func:`linksim.tasks.classifier.train_classifier`: cross-entropy, augmentation,
   cosine decay, early stopping on the validation accuracy.
@@ -581,7 +583,7 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
     "val_loss": [...], "val_psnr_db": [...], "lr": [...], "epoch_seconds": [...],
     "best_epoch": int, "epochs_run": int, "stopped_early": bool, "train_steps": int,
     "n_train": int, "n_val": int, "config": dict}``. The validation
-    PSNR is that of the output images at the middle of the training SNR range.
+    PSNR is that of the output images at SNRs evenly spaced over the training range.
 
     Raises
     ------
@@ -594,7 +596,8 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
     tr_idx, val_idx = _split(len(x_train), config.val_fraction, config.seed)
     x_tr, x_val = x_train[tr_idx], x_train[val_idx]
     lo, hi = config.snr_range()
-    val_snr = tf.constant(0.5 * (lo + hi), tf.float32)
+    # validation SNRs: evenly spaced over the range, one per image (a single value: that value)
+    val_snr = (lo + (hi - lo) * (np.arange(len(x_val)) + 0.5) / max(1, len(x_val))).astype(np.float32)
 
     opt = keras.optimizers.Adam(learning_rate=config.learning_rate)
     variables = model.trainable_variables
@@ -613,8 +616,8 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
         opt.apply_gradients(zip(grads, variables))
         return metrics(x, out, loss)
 
-    def val_step(x):
-        out = model(x, val_snr, training=False)
+    def val_step(x, snr):
+        out = model(x, snr, training=False)
         return metrics(x, out, loss_fn(x, out))
 
     bs = min(config.batch_size, len(x_tr))
@@ -625,11 +628,12 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
     def epoch_batches(epoch):
         rng = np.random.default_rng([config.seed, epoch])
         order = rng.permutation(len(x_tr))
-        snrs = rng.uniform(lo, hi, n_batches).astype(np.float32) if hi > lo else np.full(n_batches, lo, np.float32)
+        snrs = (rng.uniform(lo, hi, (n_batches, bs)).astype(np.float32) if hi > lo
+                else np.full(n_batches, lo, np.float32))
         return order[:n_batches * bs].reshape(n_batches, bs).astype(np.int32), snrs
 
     history = fit(model, opt, train_step=train_step, epoch_batches=epoch_batches, n_batches=n_batches,
-                  val_step=val_step, val_data=(x_val,), val_batch_size=256, epochs=config.epochs,
+                  val_step=val_step, val_data=(x_val, val_snr), val_batch_size=256, epochs=config.epochs,
                   seed=config.seed, monitor="val_loss", mode="min", min_delta=1e-7, patience=config.patience,
                   lr_patience=config.lr_patience, min_lr=config.learning_rate / 64,
                   checkpoint_dir=checkpoint_dir, log_dir=log_dir, progress=progress, callbacks=callbacks,

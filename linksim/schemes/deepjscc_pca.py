@@ -163,11 +163,41 @@ class SNRAttention(keras.layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
+@keras.saving.register_keras_serializable(package="linksim")
+class PCACode(keras.layers.Layer):
+    """The fitted statistics the encoder and decoder share (held once in a model).
+
+    Weights (not trained): ``mean`` [n], ``basis`` [n, m] (principal directions),
+    ``variances`` [m] (decreasing), ``header_stats`` [2] (``a``, ``b`` of
+    :mod:`~linksim.schemes.gain_header`). Set by :meth:`PCADeepJSCC.initialize`.
+
+    Parameters
+    ----------
+    n : int, values per image
+    m : int, components sent
+    """
+
+    def __init__(self, n: int, m: int, **kwargs):
+        super().__init__(**kwargs)
+        self.n, self.m = int(n), int(m)
+        self.mean = self.add_weight(shape=(self.n,), initializer="zeros", trainable=False, name="mean")
+        self.variances = self.add_weight(shape=(self.m,), initializer="ones", trainable=False, name="variances")
+        self.basis = self.add_weight(shape=(self.n, self.m), initializer="orthogonal", trainable=False,
+                                     name="basis")
+        self.header = self.add_weight(shape=(2,), initializer="ones", trainable=False, name="header_stats")
+
+    def call(self, x):  # pragma: no cover - a holder of weights
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "n": self.n, "m": self.m}
+
+
 class _PCABase(keras.layers.Layer):
     """Shared weights and options of the encoder and the decoder."""
 
     def __init__(self, image_shape, channel_uses: int, filters=(32, 64, 64, 64), kernel_size: int = 5,
-                 snr_adaptive: bool = False, **kwargs):
+                 snr_adaptive: bool = False, code: PCACode | None = None, **kwargs):
         super().__init__(**kwargs)
         _check_image_shape(image_shape)
         if int(channel_uses) < 1:
@@ -184,15 +214,19 @@ class _PCABase(keras.layers.Layer):
         self.m = min(self.n, 2 * self.channel_uses - 1)
         if self.m < 1:
             raise ValueError(f"channel_uses must be >= 1 (got {channel_uses!r})")
-        self.mean = self.add_weight(shape=(self.n,), initializer="zeros", trainable=False, name="mean")
-        self.variances = self.add_weight(shape=(self.m,), initializer="ones", trainable=False, name="variances")
-        self.basis = self.add_weight(shape=(self.n, self.m), initializer="orthogonal", trainable=False,
-                                     name="basis")
-        self.header = self.add_weight(shape=(2,), initializer="ones", trainable=False, name="header_stats")
+        # the statistics: shared with the other end in a model (saved once), else this layer's own
+        self.code = code if code is not None else PCACode(self.n, self.m, name="code")
+        if (self.code.n, self.code.m) != (self.n, self.m):
+            raise ValueError(f"the shared code has n={self.code.n}, m={self.code.m}; this layer needs "
+                             f"n={self.n}, m={self.m}")
         if not self.snr_adaptive:
             self.gain = self.add_weight(shape=(self.m,), initializer="ones", trainable=True, name="gain")
             self.design_snr_db = self.add_weight(shape=(), initializer="zeros", trainable=False,
                                                  name="design_snr_db")
+
+    def build(self, *shapes):
+        # the sublayers build on their first call; nothing here depends on the input shape
+        self.built = True
 
     def _attention(self, i):
         return SNRAttention(name=f"attention{i}") if self.snr_adaptive else None
@@ -201,7 +235,7 @@ class _PCABase(keras.layers.Layer):
         """(amplitudes, LMMSE gains at unit scale, noise per real slot): [B or 1, m], [B or 1, m], [B, 1]."""
         if self.snr_adaptive:
             snr = _batch_snr(snr_db, b)
-            gain, _ = linear_power_allocation(self.variances, snr, self.channel_uses)
+            gain, _ = linear_power_allocation(self.code.variances, snr, self.channel_uses)
         else:
             snr = _batch_snr(self.design_snr_db, b)
             gain = self.gain[tf.newaxis, :]
@@ -257,8 +291,8 @@ class PCADeepJSCCEncoder(_PCABase):
         b = tf.shape(images)[0]
         snr = _batch_snr(snr_db if snr_db is not None else 10.0, b)
         gain, _ = self.allocation(snr, b)
-        flat = tf.reshape(images, [b, self.n]) - self.mean
-        lin = tf.matmul(flat, self.basis) * gain                                   # [B, m]
+        flat = tf.reshape(images, [b, self.n]) - self.code.mean
+        lin = tf.matmul(flat, self.code.basis) * gain                                   # [B, m]
         lin = tf.pad(lin, [[0, 0], [0, 2 * self.channel_uses - 1 - self.m]])
         z = images
         for conv, act, att in zip(self.convs, self.acts, self.atts):
@@ -271,7 +305,7 @@ class PCADeepJSCCEncoder(_PCABase):
 
     def call(self, images, snr_db=None):
         return encode_with_header(self.payload(images, snr_db), self.channel_uses,
-                                  (self.header[0], self.header[1]))
+                                  (self.code.header[0], self.code.header[1]))
 
 
 @keras.saving.register_keras_serializable(package="linksim")
@@ -312,12 +346,12 @@ class PCADeepJSCCDecoder(_PCABase):
         b = tf.shape(y)[0]
         h, w, c = self.image_shape
         snr = _batch_snr(snr_db if snr_db is not None else 10.0, b)
-        payload, scale = decode_header(y, self.channel_uses, (self.header[0], self.header[1]))
+        payload, scale = decode_header(y, self.channel_uses, (self.code.header[0], self.code.header[1]))
         gain, s2 = self.allocation(snr, b)
-        lam = self.variances[tf.newaxis, :]
+        lam = self.code.variances[tf.newaxis, :]
         lmmse = gain * lam / (tf.square(gain) * lam + s2 * tf.square(scale)[:, tf.newaxis])   # per image
         comps = payload[:, : self.m] * lmmse
-        x_lin = tf.reshape(self.mean + tf.matmul(comps, self.basis, transpose_b=True), [b, h, w, c])
+        x_lin = tf.reshape(self.code.mean + tf.matmul(comps, self.code.basis, transpose_b=True), [b, h, w, c])
         return x_lin, payload
 
     def call(self, y, snr_db=None, training=False):
@@ -363,7 +397,9 @@ class PCADeepJSCC(keras.Model):
         super().__init__(**kwargs)
         self.image_shape = tuple(int(s) for s in image_shape)
         self.channel_uses = int(channel_uses)
-        opts = {"filters": filters, "kernel_size": kernel_size, "snr_adaptive": snr_adaptive}
+        n = int(np.prod(self.image_shape))
+        self.code = PCACode(n, min(n, 2 * self.channel_uses - 1), name="code")
+        opts = {"filters": filters, "kernel_size": kernel_size, "snr_adaptive": snr_adaptive, "code": self.code}
         self.encoder = PCADeepJSCCEncoder(self.image_shape, self.channel_uses, name="encoder", **opts)
         self.decoder = PCADeepJSCCDecoder(self.image_shape, self.channel_uses, name="decoder", **opts)
         self._channel_given = channel is not None
@@ -378,6 +414,10 @@ class PCADeepJSCC(keras.Model):
                              "(decode-and-forward relays); train over one hop, or through an af / qf chain")
         self(tf.zeros((1,) + self.image_shape), tf.constant(10.0))
 
+    def build(self, *shapes):
+        # built by the call in the constructor
+        self.built = True
+
     @property
     def snr_adaptive(self) -> bool:
         return self.encoder.snr_adaptive
@@ -391,19 +431,17 @@ class PCADeepJSCC(keras.Model):
         """Set the linear path to the linear code of ``train_images`` at ``snr_db`` (before training)."""
         mu, vec, lam = pca_statistics(train_images, self.encoder.m)
         gain, _ = linear_power_allocation(lam, float(snr_db), self.channel_uses)
+        self.code.mean.assign(mu)
+        self.code.variances.assign(lam)
+        self.code.basis.assign(vec)
         for layer in (self.encoder, self.decoder):
-            layer.mean.assign(mu)
-            layer.variances.assign(lam)
-            layer.basis.assign(vec)
             if not self.snr_adaptive:
                 layer.gain.assign(gain[0])
                 layer.design_snr_db.assign(float(snr_db))
         x = np.asarray(train_images, np.float32)
         payload = np.concatenate([self.encoder.payload(x[i:i + 512], float(snr_db)).numpy()
                                   for i in range(0, len(x), 512)])
-        stats = header_stats(payload, self.channel_uses)
-        for layer in (self.encoder, self.decoder):
-            layer.header.assign(stats)
+        self.code.header.assign(header_stats(payload, self.channel_uses))
 
     def get_config(self):
         e = self.encoder
@@ -412,3 +450,100 @@ class PCADeepJSCC(keras.Model):
         if self._channel_given:
             cfg["channel"] = keras.layers.serialize(self.channel)
         return cfg
+
+
+# --------------------------------------------------------------------------- architecture and scheme
+
+@ARCHITECTURES.register("deepjscc_pca")
+class PCADeepJSCCArchitecture(JSCCArchitecture):
+    """DeepJSCC refining the optimal linear code (:class:`PCADeepJSCC`, module docstring).
+
+    Parameters
+    ----------
+    filters : list of 4 int
+        Channels of the CNNs (default 32, 64, 64, 64).
+    kernel_size : int
+        Of the encoder's convolutions (default 5).
+    snr_adaptive : bool
+        One model for every SNR: the allocation follows the SNR of the call and the
+        CNNs carry ADJSCC's SNR attention modules (default False).
+
+    Raises
+    ------
+    ValueError
+        For filters that are not four positive integers or a bad kernel size.
+    """
+
+    name = "deepjscc_pca"
+
+    def __init__(self, filters=(32, 64, 64, 64), kernel_size: int = 5, snr_adaptive: bool = False):
+        if not isinstance(filters, (list, tuple)) or len(filters) != 4 \
+                or not all(isinstance(f, (int, np.integer)) and not isinstance(f, bool) and f > 0 for f in filters):
+            raise ValueError(f"filters must be a list of four positive integers (got {filters!r})")
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, (int, np.integer)) or kernel_size < 1:
+            raise ValueError(f"kernel_size must be a positive integer (got {kernel_size!r})")
+        if not isinstance(snr_adaptive, bool):
+            raise ValueError(f"snr_adaptive must be true or false (got {snr_adaptive!r})")
+        self._config = {"filters": [int(f) for f in filters], "kernel_size": int(kernel_size),
+                        "snr_adaptive": snr_adaptive}
+
+    @property
+    def encoder_uses_snr(self) -> bool:
+        return self._config["snr_adaptive"]
+
+    def model_config(self) -> dict:
+        return dict(self._config)
+
+    def build(self, image_shape, channel_uses: int, channel=None) -> PCADeepJSCC:
+        return PCADeepJSCC(image_shape, channel_uses, channel=channel, **self._config)
+
+    def initialize(self, model, train_images, snr_train_db) -> None:
+        """The linear path starts at the linear code of the training images (at the middle of a range)."""
+        s = snr_train_db
+        model.initialize(train_images, 0.5 * (float(s[0]) + float(s[1])) if isinstance(s, (list, tuple)) else s)
+
+    def fits(self, model, image_shape, channel_uses: int) -> bool:
+        return isinstance(model, PCADeepJSCC) and super().fits(model, image_shape, channel_uses)
+
+
+_STAGE_OPTIONS = ("epochs", "learning_rate", "steps_per_epoch")
+_STAGE_DEFAULTS = {"epochs": 40, "learning_rate": 1e-3}
+
+
+@SCHEMES.register("deepjscc_pca")
+class PCADeepJSCCScheme(JSCCScheme):
+    """PCA-DeepJSCC: DeepJSCC starting at the optimal linear code (see :mod:`linksim.schemes.deepjscc_pca`).
+
+    A preset of :class:`~linksim.schemes.jscc.JSCCScheme`: the ``deepjscc_pca``
+    architecture trained in one stage with the ``log_mse`` loss (minus the mean
+    per-image PSNR). ``snr_adaptive: true`` trains one model over ``snr_train_db``
+    (default ``[0, 20]``, drawn per image) that adapts to the SNR it is used at.
+
+    Parameters
+    ----------
+    filters, kernel_size, snr_adaptive :
+        The architecture (:class:`PCADeepJSCCArchitecture`).
+    epochs, learning_rate, steps_per_epoch :
+        The training stage (default 40 epochs at 1e-3).
+    snr_train_db, batch_size, patience, lr_patience, val_fraction, jit_compile, train_channel, train_seed, label :
+        As :class:`~linksim.schemes.jscc.JSCCScheme` (``snr_train_db`` defaults to
+        10, or ``[0, 20]`` with ``snr_adaptive``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown option (naming the allowed ones) or a value outside its range.
+    """
+
+    __signature__ = preset_signature((JSCCScheme, ("architecture", "stages"), "", {}),
+                                     (PCADeepJSCCArchitecture, (), "", {}),
+                                     (TrainingStage, ("losses", "name"), "", _STAGE_DEFAULTS))
+
+    def __init__(self, **options):
+        g = split_preset_options("deepjscc_pca", options, {"scheme": SCHEME_OPTIONS,
+                                                           "architecture": ARCHITECTURES.options("deepjscc_pca"),
+                                                           "stage": _STAGE_OPTIONS})
+        if g["architecture"].get("snr_adaptive") is True:
+            g["scheme"].setdefault("snr_train_db", [0, 20])
+        stage = {**_STAGE_DEFAULTS, **g["stage"], "losses": [{"type": "log_mse"}]}
+        super().__init__(architecture={"type": "deepjscc_pca", **g["architecture"]}, stages=[stage], **g["scheme"])

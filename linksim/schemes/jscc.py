@@ -103,6 +103,17 @@ class JSCCArchitecture:
         """Bits per image of a digital latent (None: analog symbols)."""
         return None
 
+    #: True when the encoder takes the SNR, ``model.encoder(images, snr_db)`` (an SNR-adaptive
+    #: transmitter); False: ``model.encoder(images)``.
+    encoder_uses_snr = False
+
+    def initialize(self, model, train_images, snr_train_db) -> None:
+        """Set a freshly built stage-1 model's data-dependent starting point (default: nothing).
+
+        Called before the first stage trains (not when a stored model is loaded), with
+        the scenario's training images and the stage's ``snr_train_db``.
+        """
+
     def get_config(self) -> dict:
         return self.model_config()
 
@@ -472,6 +483,8 @@ class JSCCScheme(Scheme):
         model = self.build_model(context)
         if previous is not None:
             model.set_weights(previous.get_weights())
+        else:
+            self.architecture.initialize(model, context.train_images, self.configs[0].snr_train_db)
         history = self.train_stage(context, model, i)
         entry = context.store.save(self.stage_name(i), spec, model, history, self._card_facts(context, history, i))
         self.stage_entries[i] = entry
@@ -508,16 +521,27 @@ class JSCCScheme(Scheme):
         """Use ``model`` for transmission: compile the encoder and the receive path."""
         self.model = model
         self.entry = entry
-        self._encode = tf.function(lambda x: self.model.encoder(x), reduce_retracing=True,
-                                   jit_compile=self.jit_compile)
+        if self.architecture.encoder_uses_snr:
+            self._encode = tf.identity        # the encoder runs per SNR point, in _receive_impl
+        else:
+            self._encode = tf.function(lambda x: self.model.encoder(x), reduce_retracing=True,
+                                       jit_compile=self.jit_compile)
         self._receive = tf.function(self._receive_impl, reduce_retracing=True, jit_compile=self.jit_compile)
         self.channel = context.channel.bind(regenerate=self._regenerate_impl)  # DF relays decode and re-encode
 
     def _regenerate_impl(self, y, no):
-        """A decode-and-forward relay: decode the image with the JSCC decoder, re-encode it."""
-        return self.model.encoder(self.model.decoder(y, no_to_snr_db(no)))
+        """A decode-and-forward relay: decode the image with the JSCC decoder, re-encode it.
+
+        An SNR-adaptive encoder re-encodes for the SNR of the hop it received from.
+        """
+        snr = no_to_snr_db(no)
+        images = self.model.decoder(y, snr)
+        return self.model.encoder(images, snr) if self.architecture.encoder_uses_snr else self.model.encoder(images)
 
     def _receive_impl(self, symbols, snr_db):
+        if self.architecture.encoder_uses_snr:
+            # ``symbols`` are the images: the transmitter adapts to the SNR (per-hop SNRs: the weakest hop's)
+            symbols = self.model.encoder(symbols, tf.reduce_min(snr_db))
         out = self.channel(symbols, snr_db)
         # the decoder's SNR side information is the SNR the channel reports (a chain: destination-equivalent)
         return self.model.decoder(out["y"], out["snr_db"])
