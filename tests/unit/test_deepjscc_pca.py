@@ -1,0 +1,130 @@
+"""PCA-DeepJSCC: the closed-form allocation, the gain header, and the model at initialisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from linksim.schemes.deepjscc_pca import (PCADeepJSCC, PCADeepJSCCArchitecture, PCADeepJSCCScheme,
+                                          linear_power_allocation, pca_statistics)
+from linksim.schemes.gain_header import decode_header, encode_with_header, header_stats
+
+
+def _allocation_numpy(lam, snr_db, k):
+    """Reference: bisection on the water level of the KKT conditions (independent of the closed form)."""
+    s2 = 0.5 * 10 ** (-snr_db / 10)
+    lo, hi = 1e-12, 1e12
+    for _ in range(200):
+        t = np.sqrt(lo * hi)
+        p = np.maximum(np.sqrt(s2 * lam) * t - s2, 0)
+        lo, hi = (t, hi) if p.sum() < k else (lo, t)
+    return p, s2
+
+
+@pytest.mark.parametrize("snr_db", [0.0, 10.0, 20.0])
+def test_linear_power_allocation_meets_the_budget_and_matches_an_independent_bisection(snr_db):
+    lam = np.sort(np.random.default_rng(0).exponential(size=200) ** 3)[::-1].astype(np.float32)
+    k = 60
+    gain, lmmse = linear_power_allocation(lam, snr_db, k)
+    p = (gain.numpy()[0] ** 2) * lam
+    ref, s2 = _allocation_numpy(lam.astype(np.float64), snr_db, k)
+    assert p.sum() == pytest.approx(k, rel=1e-4)
+    np.testing.assert_allclose(p, ref, rtol=2e-3, atol=1e-4 * k / len(lam))
+    # the LMMSE receive gain of every active component
+    act = p > 0
+    np.testing.assert_allclose(lmmse.numpy()[0][act], (gain.numpy()[0] * lam / (p + s2))[act], rtol=1e-5)
+
+
+def test_linear_power_allocation_takes_one_snr_per_image():
+    lam = np.array([4.0, 2.0, 1.0, 0.1], np.float32)
+    gain, _ = linear_power_allocation(lam, tf.constant([0.0, 30.0]), 2)
+    g = gain.numpy()
+    assert g.shape == (2, 4)
+    # at low SNR the weak components are switched off, at high SNR all are on
+    assert g[0, 3] == 0 and (g[1] > 0).all()
+
+
+def test_the_gain_header_brings_the_payload_back_exactly_without_noise_and_every_image_has_energy_k():
+    rng = np.random.default_rng(1)
+    k = 50
+    payload = rng.normal(size=(300, 2 * k - 1)) * np.exp(rng.normal(size=(300, 1)))   # gains over ~2 decades
+    stats = header_stats(payload, k)
+    x = encode_with_header(tf.constant(payload, tf.float32), k, stats)
+    energy = tf.reduce_sum(tf.abs(x) ** 2, axis=1).numpy()
+    np.testing.assert_allclose(energy, k, rtol=1e-5)
+    back, _ = decode_header(x, k, stats)
+    ell = (0.5 * np.log((payload ** 2).sum(1) / k) - stats[0]) / stats[1]
+    inside = np.abs(ell) < 4                                  # outside [-4, 4] the header clips
+    np.testing.assert_allclose(back.numpy()[inside], payload[inside], rtol=2e-4, atol=2e-5)
+
+
+def test_the_gain_headers_error_has_the_stated_standard_deviation():
+    # 4000 images, 10 dB: the header's error std is sqrt(no / 2) / A standard deviations of log r
+    # (A^2 = 0.02 k); tolerance 5 % (the sample std of 4000 Gaussians is within 3.4 % at 3 sigma)
+    rng = np.random.default_rng(2)
+    k, n = 100, 4000
+    payload = rng.normal(size=(n, 2 * k - 1)) * np.exp(0.3 * rng.normal(size=(n, 1)))
+    stats = header_stats(payload, k)
+    x = encode_with_header(tf.constant(payload, tf.float32), k, stats).numpy()
+    no = 0.1
+    noise = (rng.normal(size=x.shape) + 1j * rng.normal(size=x.shape)) * np.sqrt(no / 2)
+    y = tf.constant((x + noise).astype(np.complex64))
+    ell = (0.5 * np.log((payload ** 2).sum(1) / k) - stats[0]) / stats[1]
+    ell_hat = (np.concatenate([np.real(y.numpy()), np.imag(y.numpy())], 1)[:, -1]) / np.sqrt(0.02 * k)
+    assert np.std(ell_hat - ell) == pytest.approx(np.sqrt(no / 2) / np.sqrt(0.02 * k), rel=0.05)
+
+
+def _images(n, seed=0):
+    """Smooth random 'images' with a strong principal structure (fast, no data set)."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(60, 16 * 16)) * np.exp(-np.arange(60) / 12)[:, None]
+    x = 0.5 + 0.05 * (rng.normal(size=(n, 60)) @ base) + 0.01 * rng.normal(size=(n, 16 * 16))
+    return np.clip(x, 0, 1).reshape(n, 16, 16, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_an_initialised_model_is_the_linear_code_its_mse_matches_the_closed_form(adaptive):
+    # 2000 test images, 10 dB, 100 channel uses for 256 pixels; the closed form is the LMMSE error of
+    # the allocation with the receiver knowing each image's gain; the header and the per-image
+    # normalisation cost a little: tolerance 0.5 dB
+    import sionna.phy
+
+    x_tr, x_te = _images(4000, 0), _images(2000, 1)
+    model = PCADeepJSCC((16, 16, 1), 100, filters=(4, 4, 4, 4), kernel_size=3, snr_adaptive=adaptive)
+    model.initialize(x_tr, 10.0)
+    sionna.phy.config.seed = 3
+    out = model(tf.constant(x_te), tf.constant(10.0)).numpy()
+    mse = np.mean((out - x_te) ** 2)
+    mu, vec, lam = pca_statistics(x_tr)
+    gain, _ = linear_power_allocation(lam[:199], 10.0, 100)
+    p = gain.numpy()[0] ** 2 * lam[:199]
+    s2 = 0.5 * 10 ** -1
+    lam_te = np.var((x_te.reshape(2000, -1) - mu) @ vec, axis=0)
+    closed = (np.sum(lam_te[:199] * s2 / (p + s2)) + np.sum(lam_te[199:])) / 256
+    assert 10 * np.log10(closed / mse) == pytest.approx(0.0, abs=0.5)
+
+
+def test_the_adaptive_encoder_spends_unit_energy_per_symbol_at_every_snr():
+    model = PCADeepJSCC((16, 16, 1), 40, filters=(4, 4, 4, 4), kernel_size=3, snr_adaptive=True)
+    model.initialize(_images(500), 10.0)
+    x = model.encoder(tf.constant(_images(8, 2)), tf.constant([0.0, 3.0, 6.0, 9.0, 12.0, 15.0, 18.0, 20.0]))
+    np.testing.assert_allclose(tf.reduce_mean(tf.abs(x) ** 2, axis=1).numpy(), 1.0, rtol=1e-5)
+
+
+def test_the_architecture_refuses_bad_options_naming_them():
+    with pytest.raises(ValueError, match="filters"):
+        PCADeepJSCCArchitecture(filters=(8, 8))
+    with pytest.raises(ValueError, match="snr_adaptive"):
+        PCADeepJSCCArchitecture(snr_adaptive="yes")
+    with pytest.raises(ValueError, match="allowed"):
+        PCADeepJSCCScheme(width=3)
+
+
+def test_the_adaptive_preset_trains_over_0_to_20_db_with_the_log_mse_loss():
+    s = PCADeepJSCCScheme(snr_adaptive=True)
+    cfg = s.get_config()
+    assert cfg["snr_train_db"] == [0, 20]
+    assert cfg["stages"][0]["losses"][0]["type"] == "log_mse"
+    assert s.architecture.encoder_uses_snr
+    assert PCADeepJSCCScheme(snr_train_db=5).get_config()["snr_train_db"] == 5
