@@ -76,6 +76,15 @@ Conventions
     reported ``no`` (even one per image), and its MSE is
     ``(tr C_xx - sum_j ||(C_xs V)_j||^2 / (e_j + sigma^2)) / n``.
 
+    Spreading (option ``spread``, default False): the slot powers ``p_i`` are very
+    unequal (at 10 dB the strongest component's slot carries about 100 times the mean
+    power of a slot), which a relay's Gaussian-tuned quantiser (QF) clips.  With
+    ``spread: true`` the ``2k`` slot values are multiplied by a fixed orthogonal matrix
+    ``Q`` (a seeded random rotation, QR of a Gaussian matrix, seed 0) before the
+    normalisation, and the receiver multiplies by ``Q^T`` first; ``Q`` preserves the
+    energy and white noise stays white, so over AWGN, AF and DF the performance is the
+    same (the noise realisations differ), and every slot carries about the mean power.
+
     Design SNR: option ``design_snr_db`` (default None: matched to the test SNR of
     each point).  For a per-hop SNR vector (a relay chain) the design SNR is the
     *minimum hop SNR*: the transmitter knows it without probing the channel, it is
@@ -369,6 +378,10 @@ class LinearCode:
     design_snr_db : float or None
         Es/N0 (dB) the power allocation is optimised for; None (default): the
         ``snr_db`` given to :meth:`encode` / :meth:`decode` / :meth:`expected_mse`.
+    spread : bool
+        Spread the slot values over all ``2k`` slots with a fixed orthogonal matrix
+        (default False; see :mod:`linksim.schemes.analog`): the same MSE over AWGN,
+        AF and DF, far less clipping by a QF relay's quantiser.
 
     Usage::
 
@@ -381,11 +394,14 @@ class LinearCode:
     Raises
     ------
     ValueError
-        If ``design_snr_db`` is neither None nor a finite number.
+        If ``design_snr_db`` is neither None nor a finite number, or ``spread`` is not a bool.
     """
 
-    def __init__(self, design_snr_db: float | None = None):
+    def __init__(self, design_snr_db: float | None = None, spread: bool = False):
         self.design_snr_db = _check_snr("design_snr_db", design_snr_db, allow_none=True)
+        if not isinstance(spread, (bool, np.bool_)):
+            raise ValueError(f"spread must be true or false, got {spread!r}")
+        self.spread = bool(spread)
         self.fitted = False
         self._designs = {}
 
@@ -417,6 +433,10 @@ class LinearCode:
         self.eigenvalues, self.eigenvectors = np.maximum(lam[order], 0.0), u[:, order]
         self.total_variance = float(np.trace(cov))
         self._mu = tf.constant(self.mu, tf.float32)
+        self._q = None
+        if self.spread:
+            q, r = np.linalg.qr(np.random.default_rng(0).standard_normal((2 * k, 2 * k)))
+            self._q = tf.constant(q * np.sign(np.diag(r)), tf.float32)      # slots = t @ Q^T
         self._designs = {}
         self.fitted = True
         return self
@@ -455,6 +475,8 @@ class LinearCode:
         x0 = tf.reshape(tf.cast(images, tf.float32), [-1, self.n]) - self._mu
         t = tf.matmul(x0, d._enc)
         t = tf.pad(t, [[0, 0], [0, 2 * self.k - d.active]])
+        if self._q is not None:
+            t = tf.matmul(t, self._q, transpose_b=True)
         return _to_symbols(_normalise(t, self.k), self.k)
 
     def decode(self, y, no, snr_db=None, clip: bool = True) -> tf.Tensor:
@@ -478,7 +500,10 @@ class LinearCode:
             snr_db = float(-10.0 * np.log10(float(np.asarray(no))))
         d = self._design(snr_db)
         s2 = _sigma2_of(no)
-        ys = _to_slots(y)[:, :d.active] - d._s_mean
+        ys = _to_slots(y)
+        if self._q is not None:
+            ys = tf.matmul(ys, self._q)                                   # undo the spreading: Q^T y
+        ys = ys[:, :d.active] - d._s_mean
         z = tf.matmul(ys, d._v) / (d._e + s2)
         x_hat = self._mu + tf.matmul(z, d._a, transpose_b=True)
         if clip:
@@ -581,20 +606,24 @@ class LinearScheme(_AnalogScheme):
     design_snr_db : float or None
         Es/N0 (dB) the power allocation is optimised for; None (default): each test
         point's SNR (over a relay chain with one SNR per hop, the minimum hop SNR).
+    spread : bool
+        Spread the slot values with a fixed orthogonal matrix (default False; use it
+        over QF relays, see :mod:`linksim.schemes.analog`).
     label : str or None
 
     Raises
     ------
     ValueError
-        If ``design_snr_db`` is neither null nor a finite number.
+        If ``design_snr_db`` is neither null nor a finite number, or ``spread`` is not a bool.
     """
 
-    def __init__(self, design_snr_db: float | None = None, label: str | None = None):
+    def __init__(self, design_snr_db: float | None = None, spread: bool = False, label: str | None = None):
         super().__init__(label or "Linear (PCA + LMMSE)")
-        self.design_snr_db = _check_snr("design_snr_db", design_snr_db, allow_none=True)
+        self._code = LinearCode(design_snr_db=design_snr_db, spread=spread)   # validates the options
+        self.design_snr_db, self.spread = self._code.design_snr_db, self._code.spread
 
     def _make_code(self):
-        return LinearCode(design_snr_db=self.design_snr_db)
+        return LinearCode(design_snr_db=self.design_snr_db, spread=self.spread)
 
     def _encode_kwargs(self) -> dict:
         return {"snr_db": self._design_point}
@@ -603,4 +632,5 @@ class LinearScheme(_AnalogScheme):
         return {"snr_db": self._design_point}
 
     def describe(self) -> dict:
-        return {**super().describe(), "design_snr_db": self.design_snr_db, "receiver": "full LMMSE"}
+        return {**super().describe(), "design_snr_db": self.design_snr_db, "spread": self.spread,
+                "receiver": "full LMMSE"}

@@ -170,6 +170,21 @@ def test_df_regenerate_decodes_and_reencodes_unit_energy_symbols(data, name):
     assert psnr(xte[:20], s.code.decode(x2, 1e-4, **kw).numpy()).mean() > 20.0
 
 
+def test_spreading_keeps_the_awgn_mse_and_evens_out_the_slot_powers(data):
+    # 3,000 fitted images; spreading is an orthogonal rotation: the same closed-form MSE, the same
+    # symbol energy per image, and the strongest slot's mean power drops from > 20x to < 3x the mean
+    xtr = data[0][:N_FIT]
+    plain, spread = LinearCode().fit(xtr, K), LinearCode(spread=True).fit(xtr, K)
+    assert spread.expected_mse(10.0) == pytest.approx(plain.expected_mse(10.0), rel=1e-9)
+    y, no = _awgn(spread.encode(xtr, snr_db=10.0), 10.0, seed=4)
+    sim = float(np.mean((spread.decode(y, no, snr_db=10.0, clip=False).numpy() - xtr) ** 2))
+    assert sim == pytest.approx(spread.expected_mse(10.0), rel=0.02)
+    for code, lo, hi in ((plain, 20.0, np.inf), (spread, 0.0, 3.0)):
+        slots = np.concatenate([np.real(x := code.encode(xtr, snr_db=10.0).numpy()), np.imag(x)], axis=1)
+        peak = np.max(np.mean(slots ** 2, axis=0)) / np.mean(slots ** 2)
+        assert lo < peak < hi, peak
+
+
 def test_a_fixed_design_snr_is_used_at_every_test_snr(data):
     code = LinearCode(design_snr_db=10.0).fit(data[0][:500], K)
     np.testing.assert_array_equal(code.powers(0.0), code.powers(20.0))
@@ -181,7 +196,9 @@ def test_bad_options_raise_value_errors_naming_the_allowed_values():
         LinearScheme(design_snr_db="high")
     with pytest.raises(ValueError, match="design_snr_db"):
         SCHEMES.create("uncoded", design_snr_db=3)          # uncoded has no design SNR
-    with pytest.raises(ValueError, match="allowed: design_snr_db, label"):
+    with pytest.raises(ValueError, match="spread must be true or false"):
+        SCHEMES.create("linear", spread="yes")
+    with pytest.raises(ValueError, match="allowed: design_snr_db, spread, label"):
         SCHEMES.create("linear", snr_train_db=3)
     with pytest.raises(ValueError, match="channel_uses must be a positive integer"):
         UncodedCode().fit(np.zeros((4, 2, 2, 1)), 0)
