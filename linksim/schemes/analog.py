@@ -21,7 +21,8 @@ Conventions
   an image equal to ``mu`` sends zeros.  SNR is Es/N0, the complex noise variance is
   ``no = 10 ** (-snr_db / 10)``, ``sigma^2 = no / 2`` per real slot.
 - The receivers use the ``no`` the channel *reports* (``out["no"]``: over a relay
-  chain the destination-equivalent noise of the last segment), never a genie.
+  chain the destination-equivalent noise of the last segment), never a genie (unless
+  ``gain_side_info`` is set, below).
   Because the per-image gain ``g(x) = sqrt(k) / ||t(x)||`` (``t`` the slot values
   before normalisation) is a nonlinear function of the image, the receiver
   coefficients are second-order statistics of the *transmitted* signal ``s = g t``
