@@ -45,8 +45,15 @@ def _low_mid_high(values) -> list:
     return sorted({values[0], values[len(values) // 2], values[-1]})
 
 
+#: ``scheme_type`` of the analog references (``uncoded``, ``linear``): drawn dash-dotted and thinner
+_REFERENCE_TYPES = ("UncodedScheme", "LinearScheme")
+
+
 def _line_style(g: pd.DataFrame) -> dict:
-    """Separation (digital) schemes dashed, JSCC (analog) schemes solid: the cliff against the slope."""
+    """Separation (digital) schemes dashed, JSCC (analog) schemes solid: the cliff against the slope;
+    the analog references (no training) dash-dotted and thinner."""
+    if "scheme_type" in g.columns and g["scheme_type"].isin(_REFERENCE_TYPES).all():
+        return {"linestyle": "-.", "linewidth": 1.2, "markersize": 3}
     digital = "ber" in g.columns and g["ber"].notna().any()
     return {"linestyle": "--" if digital else "-", "markersize": 4}
 

@@ -58,11 +58,22 @@ def test_deepjscc_degrades_gracefully_while_separation_falls_off_a_cliff(quick_r
     for scheme, g in df.groupby("scheme"):
         psnr = g.sort_values("snr_db").psnr_db.to_numpy()
         drops = psnr[1:] - psnr[:-1]
-        if g.scheme_type.iloc[0] == "DeepJSCCScheme":
+        if g.scheme_type.iloc[0] in ("UncodedScheme", "LinearScheme"):
+            # the analog references gain about 0.2 to 1.5 dB every 2 dB: never a drop beyond noise
+            assert drops.min() > -0.5 and psnr[-1] > psnr[0] + 5.0, (scheme, psnr)
+        elif g.scheme_type.iloc[0] == "DeepJSCCScheme":
             assert (-drops).max() < JSCC_MAX_DROP_DB, (scheme, psnr)
             assert psnr[-1] > psnr[0], (scheme, psnr)   # more SNR never hurts on average
         else:
             assert drops.max() > CLIFF_MIN_DROP_DB, (scheme, psnr)
+
+
+def test_the_analog_references_run_without_training_and_linear_beats_uncoded(quick_results):
+    df = quick_results
+    ref = df[df.scheme_type.isin(["UncodedScheme", "LinearScheme"])].pivot_table(
+        index="snr_db", columns="scheme", values="psnr_db")
+    assert list(ref.columns) == ["Linear (PCA + LMMSE)", "Uncoded (LMMSE)"] and len(ref) == 11
+    assert (ref["Linear (PCA + LMMSE)"] > ref["Uncoded (LMMSE)"]).all(), ref
 
 
 def test_deepjscc_beats_every_separation_baseline_below_their_cliff(quick_results):

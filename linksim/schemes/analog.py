@@ -1,0 +1,723 @@
+"""Analog references: uncoded transmission and the optimal linear code, with LMMSE receivers.
+
+Two schemes without training (closed-form fits on the training images), the
+floors a JSCC network must beat (issue 10):
+
+- ``uncoded`` (:class:`UncodedScheme`, API :class:`UncodedCode`): zero-mean pixels
+  straight onto the I and Q of the channel symbols, a per-pixel LMMSE receiver;
+- ``linear`` (:class:`LinearScheme`, API :class:`LinearCode`): the principal
+  components of the training images with the MSE-optimal power allocation, the
+  full LMMSE (best affine) receiver.
+
+Conventions
+-----------
+- Images ``x`` in [0, 1], ``n = H W C`` real values per image; ``k`` complex channel
+  uses per image give ``2k`` real slots: slot ``j < k`` is the real part of symbol
+  ``j``, slot ``k + j`` its imaginary part (real parts first, as DeepJSCC's
+  :class:`~linksim.schemes.deepjscc_layers.PowerNormalization` does).
+  ``mu`` is the per-pixel mean of the training images, ``x0 = x - mu``.
+- Per-image power normalisation, like DeepJSCC: every image's ``k`` symbols have mean
+  ``|x|^2 = 1`` exactly (energy ``k`` per image, ``k / 2`` per real slot on average);
+  an image equal to ``mu`` sends zeros.  SNR is Es/N0, the complex noise variance is
+  ``no = 10 ** (-snr_db / 10)``, ``sigma^2 = no / 2`` per real slot.
+- The receivers use the ``no`` the channel *reports* (``out["no"]``: over a relay
+  chain the destination-equivalent noise of the last segment), never a genie (unless
+  ``gain_side_info`` is set, below).
+  Because the per-image gain ``g(x) = sqrt(k) / ||t(x)||`` (``t`` the slot values
+  before normalisation) is a nonlinear function of the image, the receiver
+  coefficients are second-order statistics of the *transmitted* signal ``s = g t``
+  measured on the training images (``E[s]``, ``Cov(x0, s)``, ``Cov(s)``), so the
+  affine LMMSE is exact for the training distribution.
+- The outputs are clipped to [0, 1] (``decode(..., clip=True)``, the default; the
+  closed-form predictions :meth:`UncodedCode.expected_mse` and
+  :meth:`LinearCode.expected_mse` are those of the unclipped estimator on the
+  training images, which clipping can only improve).
+
+``uncoded``
+    Slot ``j < n`` carries pixel ``j`` (flattened H, W, C order).  If ``2k > n`` the
+    spare ``2k - n`` slots repeat the pixels of highest training variance, in
+    decreasing variance order, cycling if ``2k - n > n``; pixel ``i`` is sent
+    ``r_i >= 1`` times.  If ``2k < n`` only the ``2k`` highest-variance pixels are sent
+    (in pixel order) and the others are decoded as ``mu``.  Receiver: the copies of a
+    pixel carry the same value ``s_i``, so their mean ``ybar_i = s_i + wbar_i``
+    (``Var wbar_i = sigma^2 / r_i``) is sufficient and by symmetry the LMMSE weights
+    of the copies are equal; the affine LMMSE of ``x0_i`` from ``ybar_i`` is::
+
+        x_hat_i = mu_i + c_i / (v_i + sigma^2 / r_i) * (ybar_i - m_i)
+        c_i = Cov(x0_i, s_i),  v_i = Var(s_i),  m_i = E[s_i]
+
+    with mean squared error ``Var(x_i) - c_i^2 / (v_i + sigma^2 / r_i)`` (and
+    ``Var(x_i)`` for a pixel not sent).  (With ``E[s_i] = 0`` this is the linear form
+    ``E[x0_i s_i] / (E[s_i^2] + sigma^2 / r_i) * ybar_i``.)
+
+``linear``
+    PCA of ``x0`` on the training images: eigenvalues ``lambda_1 >= lambda_2 >= ...``
+    and eigenvectors ``u_i``; the top ``m = min(n, 2k)`` components ``c_i = u_i^T x0``
+    go one per real slot (slot ``i`` carries component ``i``; slots ``>= m`` and the
+    slots of inactive components carry zeros: repeating a component on two slots
+    gives the same SNR as sending it once with their total power).  Component ``i``
+    is sent as ``a_i c_i`` with power ``p_i = a_i^2 lambda_i``; at the design noise
+    ``sigma^2`` its LMMSE error is ``lambda_i sigma^2 / (p_i + sigma^2)``, so the
+    allocation minimises ``sum_i lambda_i sigma^2 / (p_i + sigma^2)`` subject to
+    ``sum_i p_i = P = k``, ``p_i >= 0`` (Lee and Petersen 1976, the optimal linear
+    code).  The KKT conditions give ``lambda_i sigma^2 / (p_i + sigma^2)^2 = nu`` on the
+    active set, i.e. ``p_i = max(0, sigma sqrt(lambda_i / nu) - sigma^2)``; on an
+    active set ``A`` of the ``K`` largest eigenvalues the budget fixes
+    ``sigma / sqrt(nu) = (P + K sigma^2) / sum_{j in A} sqrt(lambda_j)``, so::
+
+        p_i = sqrt(lambda_i) (P + K sigma^2) / sum_{j in A} sqrt(lambda_j) - sigma^2
+
+    and ``K`` is the largest count for which the ``K``-th power is positive
+    (:func:`linear_power_allocation`).  Then the per-image normalisation to energy
+    ``k``.  Receiver: the full LMMSE of ``x`` from the ``K`` active slots of ``y``,
+    ``x_hat = mu + C_xs (C_ss + sigma^2 I)^-1 (y - E[s])``, with ``C_xs``, ``C_ss``,
+    ``E[s]`` measured on the training images after the normalisation; with the
+    eigendecomposition ``C_ss = V diag(e) V^T`` it is
+    ``mu + (C_xs V) diag(1 / (e + sigma^2)) V^T (y - E[s])``, so one fit serves every
+    reported ``no`` (even one per image), and its MSE is
+    ``(tr C_xx - sum_j ||(C_xs V)_j||^2 / (e_j + sigma^2)) / n``.
+
+    Spreading (option ``spread``, default False): the slot powers ``p_i`` are very
+    unequal (at 10 dB the strongest component's slot carries about 100 times the mean
+    power of a slot), which a relay's Gaussian-tuned quantiser (QF) clips.  With
+    ``spread: true`` the ``2k`` slot values are multiplied by a fixed orthogonal matrix
+    ``Q`` (a seeded random rotation, QR of a Gaussian matrix, seed 0) before the
+    normalisation, and the receiver multiplies by ``Q^T`` first; ``Q`` preserves the
+    energy and white noise stays white, so over AWGN, AF and DF the performance is the
+    same (the noise realisations differ), and every slot carries about the mean power.
+
+    Design SNR: option ``design_snr_db`` (default None: matched to the test SNR of
+    each point).  For a per-hop SNR vector (a relay chain) the design SNR is the
+    *minimum hop SNR*: the transmitter knows it without probing the channel, it is
+    the bottleneck of every segment of a decode-and-forward chain (whose relays
+    re-encode with the same code), and the allocation is flat near its optimum, so
+    the few dB an AF/QF chain loses end to end cost little (the receiver still uses
+    the reported ``no``).  The transmitter statistics are fitted once per design SNR
+    (cached).
+
+Gain side information (option ``gain_side_info``, default False): the receiver
+is told every image's gain ``g`` as error-free side information (one real number
+per image, not counted in the channel uses: a genie, or a few header bits), divides
+it out and estimates from ``y / g = t + w / g`` with the unconditional statistics
+(``uncoded``: ``x_hat_i = mu_i + Var(x_i) / (Var(x_i) + sigma^2 / (r_i g^2)) ybar_i / g``;
+``linear``: per component ``c_hat_i = a_i lambda_i / (p_i + sigma^2 / g^2) y_i / g``).
+Without the gain an affine receiver cannot undo it and the error levels off at high
+SNR (on the embedded data about 25.7 dB for ``uncoded``, 26.8 dB for ``linear``); with
+it the codes reach issue 10's table (``docs/deepjscc.md``).  Over a DF chain every
+relay is told the gain of the image it receives and tells the next hop the gain of
+the image it re-encodes.
+
+Over relay chains both schemes are analog: AF and QF relays pass their symbols
+through; a DF relay decodes the image (the scheme's receiver, at the segment's
+reported ``no``, clipped to [0, 1]) and re-encodes it (the scheme's transmitter, at
+the same design SNR).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import tensorflow as tf
+
+from linksim.registry import SCHEMES
+from linksim.schemes.base import BatchResult, Scheme, SchemeContext
+
+__all__ = ["UncodedCode", "LinearCode", "UncodedScheme", "LinearScheme", "linear_power_allocation"]
+
+
+def _snr_to_sigma2(snr_db: float) -> float:
+    """Noise variance per real slot, ``no / 2 = 10 ** (-snr_db / 10) / 2``."""
+    return 0.5 * 10.0 ** (-float(snr_db) / 10.0)
+
+
+def _check_snr(name: str, value, allow_none: bool = False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite number (Es/N0 in dB){' or null' if allow_none else ''}, "
+                         f"got {value!r}")
+    return float(value)
+
+
+def _check_fit_inputs(train_images, channel_uses) -> tuple[np.ndarray, tuple, int]:
+    x = np.asarray(train_images)
+    if x.ndim != 4 or x.shape[0] < 2:
+        raise ValueError(f"train_images must be [N, H, W, C] with N >= 2, got shape {x.shape}")
+    if isinstance(channel_uses, (bool, np.bool_)) or not isinstance(channel_uses, (int, np.integer)) \
+            or channel_uses < 1:
+        raise ValueError(f"channel_uses must be a positive integer, got {channel_uses!r}")
+    return x.reshape(len(x), -1).astype(np.float64), tuple(int(d) for d in x.shape[1:]), int(channel_uses)
+
+
+def _to_slots(y) -> tf.Tensor:
+    """``[batch, k]`` complex -> ``[batch, 2k]`` float32 (real parts, then imaginary parts)."""
+    y = tf.convert_to_tensor(y)
+    return tf.concat([tf.math.real(y), tf.math.imag(y)], axis=1)
+
+
+def _to_symbols(s, k: int) -> tf.Tensor:
+    """``[batch, 2k]`` float -> ``[batch, k]`` complex64 (slot ``j`` real part, ``k + j`` imaginary part)."""
+    s = tf.cast(s, tf.float32)
+    return tf.complex(s[:, :k], s[:, k:])
+
+
+def _normalise(t, k: int):
+    """Per-image normalisation of slot values ``t`` ([batch, 2k]) to energy ``k``; zeros stay zeros."""
+    energy = tf.reduce_sum(tf.square(t), axis=1, keepdims=True)
+    return tf.where(energy > 0, t * tf.math.rsqrt(tf.maximum(energy, 1e-30) / float(k)), tf.zeros_like(t))
+
+
+def _gain(t, k: int) -> tf.Tensor:
+    """``[batch]`` per-image normalisation gain ``sqrt(k) / ||t||`` of slot values ``t`` (0 for ``t = 0``)."""
+    energy = tf.reduce_sum(tf.square(t), axis=1)
+    return tf.where(energy > 0, tf.math.rsqrt(tf.maximum(energy, 1e-30) / float(k)), tf.zeros_like(energy))
+
+
+def _sigma2_of(no, dtype=tf.float32) -> tf.Tensor:
+    """``no / 2`` as ``[batch or 1, 1]`` (``no`` scalar or ``[batch]``)."""
+    s2 = tf.cast(tf.convert_to_tensor(no), dtype) / 2.0
+    return tf.reshape(s2, [-1, 1])
+
+
+def linear_power_allocation(variances, budget: float, noise_var: float) -> np.ndarray:
+    """The MSE-optimal powers of a linear analog code (reverse water-filling on the variances).
+
+    Minimises ``sum_i lambda_i sigma^2 / (p_i + sigma^2)`` subject to
+    ``sum_i p_i = budget``, ``p_i >= 0`` (see the module docstring for the derivation).
+
+    Parameters
+    ----------
+    variances : [m] array of float >= 0
+        Component variances ``lambda_i`` (any order).
+    budget : float > 0
+        Total power ``P`` (energy per image over the real slots).
+    noise_var : float > 0
+        Noise variance per real slot ``sigma^2``.
+
+    Output
+    ------
+    [m] np.ndarray float64: ``p_i >= 0``, summing to ``budget``; zero for inactive components.
+
+    Raises
+    ------
+    ValueError
+        If a variance is negative, or ``budget`` or ``noise_var`` is not positive.
+    """
+    lam = np.asarray(variances, np.float64)
+    if lam.ndim != 1 or np.any(lam < 0) or not np.all(np.isfinite(lam)):
+        raise ValueError("variances must be a 1-D array of finite values >= 0")
+    if not budget > 0 or not noise_var > 0:
+        raise ValueError(f"budget and noise_var must be > 0, got {budget!r} and {noise_var!r}")
+    order = np.argsort(-lam, kind="stable")
+    root = np.sqrt(lam[order])
+    p = np.zeros_like(lam)
+    csum = np.cumsum(root)
+    best = 0
+    for K in range(1, int(np.count_nonzero(root > 0)) + 1):   # the K-th power positive: K is feasible
+        if root[K - 1] * (budget + K * noise_var) / csum[K - 1] - noise_var > 0:
+            best = K
+        else:
+            break
+    if best == 0:
+        return p
+    level = (budget + best * noise_var) / csum[best - 1]        # sigma / sqrt(nu) / sigma
+    p[order[:best]] = root[:best] * level - noise_var
+    return p
+
+
+class UncodedCode:
+    """Uncoded analog transmission of the zero-mean pixels with a per-pixel LMMSE receiver.
+
+    Conventions and derivation: :mod:`linksim.schemes.analog`.
+
+    Usage::
+
+        code = UncodedCode().fit(train_images, channel_uses=486)
+        x = code.encode(images)                 # [B, k] complex64, mean |x|^2 = 1 per image
+        out = channel(x, snr_db)
+        images_hat = code.decode(out["y"], out["no"])
+        code.expected_mse(snr_db)               # closed-form LMMSE MSE on the training images
+    """
+
+    def __init__(self):
+        self.fitted = False
+
+    def fit(self, train_images, channel_uses: int) -> "UncodedCode":
+        """Fit the slot map and the receiver statistics on ``train_images``.
+
+        Input
+        -----
+        train_images : [N, H, W, C] float in [0, 1], N >= 2
+        channel_uses : int >= 1, k complex channel uses per image
+
+        Output
+        ------
+        self
+
+        Raises
+        ------
+        ValueError
+            For a wrong shape or a non-positive ``channel_uses``.
+        """
+        x, self.image_shape, k = _check_fit_inputs(train_images, channel_uses)
+        self.k = k
+        n = x.shape[1]
+        self.n = n
+        self.mu = x.mean(axis=0)
+        x0 = x - self.mu
+        self.pixel_var = x0.var(axis=0)
+        by_var = np.argsort(-self.pixel_var, kind="stable")
+        slots = 2 * k
+        if slots >= n:
+            spare = slots - n
+            pixel_of_slot = np.concatenate([np.arange(n), by_var[np.arange(spare) % n]])
+        else:
+            pixel_of_slot = np.sort(by_var[:slots])
+        self.pixel_of_slot = pixel_of_slot
+        self.copies = np.bincount(pixel_of_slot, minlength=n).astype(np.float64)
+        # transmitted values s_i = g(x) x0_i of the training images
+        t = x0[:, pixel_of_slot]
+        energy = np.sum(t * t, axis=1, keepdims=True)
+        g = np.where(energy > 0, np.sqrt(k / np.maximum(energy, 1e-300)), 0.0)
+        s = g * x0                                               # [N, n]: s_i of every pixel
+        self.s_mean = s.mean(axis=0)
+        self.s_var = s.var(axis=0)
+        self.cov_xs = np.mean(x0 * (s - self.s_mean), axis=0)
+        combine = np.zeros((slots, n))
+        combine[np.arange(slots), pixel_of_slot] = 1.0
+        combine /= np.maximum(self.copies, 1.0)
+        self._combine = tf.constant(combine, tf.float32)
+        self._gather = tf.constant(pixel_of_slot, tf.int32)
+        self._mu = tf.constant(self.mu, tf.float32)
+        self.fitted = True
+        return self
+
+    def _check_fitted(self):
+        if not self.fitted:
+            raise ValueError("the code is not fitted: call fit(train_images, channel_uses) first")
+
+    def encode(self, images, snr_db=None) -> tf.Tensor:
+        """Images -> channel symbols.
+
+        Input
+        -----
+        images : [B, H, W, C] float in [0, 1]
+        snr_db : ignored (the uncoded map does not depend on the SNR; accepted for a
+            common signature with :meth:`LinearCode.encode`)
+
+        Output
+        ------
+        [B, k] tf.complex64 with mean ``|x|^2 = 1`` over every image's k symbols.
+        """
+        return _to_symbols(_normalise(self._slot_values(images), self.k), self.k)
+
+    def _slot_values(self, images) -> tf.Tensor:
+        self._check_fitted()
+        x = tf.reshape(tf.cast(images, tf.float32), [-1, self.n]) - self._mu
+        return tf.gather(x, self._gather, axis=1)
+
+    def gains(self, images, snr_db=None) -> tf.Tensor:
+        """``[B]`` tf.float32: every image's normalisation gain ``g = sqrt(k) / ||t||`` (the side
+        information ``decode(..., gain=)`` takes; ``snr_db`` is ignored)."""
+        return _gain(self._slot_values(images), self.k)
+
+    def decode(self, y, no, clip: bool = True, gain=None) -> tf.Tensor:
+        """Received symbols -> images (per-pixel LMMSE combining a pixel's copies).
+
+        Input
+        -----
+        y : [B, k] tf.complex64, unit-gain received symbols ``x + w``
+        no : float or tf.float32, scalar or [B], noise variance per complex symbol
+            (the channel's reported ``out["no"]``)
+        clip : bool, clip the images to [0, 1] (default True)
+        gain : None or [B] float, every image's normalisation gain (:meth:`gains`) told to the
+            receiver as side information; then ``x_hat_i = mu_i + Var(x_i) / (Var(x_i) +
+            sigma^2 / (r_i g^2)) * ybar_i / g`` (default None: the receiver without it)
+
+        Output
+        ------
+        [B, H, W, C] tf.float32
+        """
+        self._check_fitted()
+        s2 = _sigma2_of(no)
+        ybar = tf.matmul(_to_slots(y), self._combine)                      # [B, n]
+        r = tf.constant(np.maximum(self.copies, 1.0), tf.float32)
+        sent = tf.constant(self.copies > 0)
+        if gain is None:
+            coef = tf.constant(self.cov_xs, tf.float32) / (tf.constant(self.s_var, tf.float32) + s2 / r)
+            est = coef * (ybar - tf.constant(self.s_mean, tf.float32))
+        else:
+            g = tf.reshape(tf.cast(gain, tf.float32), [-1, 1])
+            var = tf.constant(self.pixel_var, tf.float32)
+            g_safe = tf.where(g > 0, g, tf.ones_like(g))
+            est = var / (var + s2 / (r * tf.square(g_safe))) * ybar / g_safe
+            est = tf.where(g > 0, est, tf.zeros_like(est))
+        x_hat = self._mu + tf.where(sent, est, tf.zeros_like(est))
+        if clip:
+            x_hat = tf.clip_by_value(x_hat, 0.0, 1.0)
+        return tf.reshape(x_hat, [-1, *self.image_shape])
+
+    def expected_mse(self, snr_db) -> float:
+        """Closed-form MSE per pixel of the unclipped LMMSE receiver on the training images.
+
+        ``mean_i [Var(x_i) - c_i^2 / (v_i + sigma^2 / r_i)]`` (``Var(x_i)`` for an unsent
+        pixel), ``sigma^2 = 10 ** (-snr_db / 10) / 2``: the Es/N0 of the unit-gain channel
+        the receiver sees.
+        """
+        self._check_fitted()
+        s2 = _snr_to_sigma2(_check_snr("snr_db", snr_db))
+        r = np.maximum(self.copies, 1.0)
+        gain = np.where(self.copies > 0, self.cov_xs ** 2 / (self.s_var + s2 / r), 0.0)
+        return float(np.mean(self.pixel_var - gain))
+
+
+class _LinearDesign:
+    """The fitted transmitter and receiver of :class:`LinearCode` at one design SNR."""
+
+    def __init__(self, code: "LinearCode", design_snr_db: float):
+        k, x0 = code.k, code._x0
+        lam = code.eigenvalues[:code.m]
+        self.design_snr_db = design_snr_db
+        self.powers = linear_power_allocation(np.maximum(lam, 0.0), float(k), _snr_to_sigma2(design_snr_db))
+        active = self.powers > 0
+        self.active = int(active.sum())               # the K largest components (powers decrease)
+        K = self.active
+        amp = np.sqrt(self.powers[:K] / np.maximum(lam[:K], 1e-300))
+        self.encoder = code.eigenvectors[:, :K] * amp   # [n, K]: slot values before normalisation
+        t = x0 @ self.encoder
+        energy = np.sum(t * t, axis=1, keepdims=True)
+        g = np.where(energy > 0, np.sqrt(k / np.maximum(energy, 1e-300)), 0.0)
+        s = g * t                                       # [N, K]
+        self.s_mean = s.mean(axis=0)
+        sc = s - self.s_mean
+        c_ss = sc.T @ sc / len(s)
+        c_xs = x0.T @ sc / len(s)                       # [n, K]
+        e, v = np.linalg.eigh(c_ss)
+        self.e = np.maximum(e, 0.0)
+        self.v = v
+        self.a = c_xs @ v                               # [n, K]
+        self.a_norm2 = np.sum(self.a * self.a, axis=0)
+        self._enc = tf.constant(self.encoder, tf.float32)
+        self._v = tf.constant(v, tf.float32)
+        self._a = tf.constant(self.a, tf.float32)
+        self._e = tf.constant(self.e, tf.float32)
+        self._s_mean = tf.constant(self.s_mean, tf.float32)
+        self._p = tf.constant(self.powers[:K], tf.float32)
+        self._lam = tf.constant(np.maximum(lam[:K], 0.0), tf.float32)
+        self._u = tf.constant(code.eigenvectors[:, :K], tf.float32)
+
+
+class LinearCode:
+    """The optimal linear analog code: PCA, MSE-optimal power allocation, full LMMSE receiver.
+
+    Conventions and derivation: :mod:`linksim.schemes.analog`.
+
+    Parameters
+    ----------
+    design_snr_db : float or None
+        Es/N0 (dB) the power allocation is optimised for; None (default): the
+        ``snr_db`` given to :meth:`encode` / :meth:`decode` / :meth:`expected_mse`.
+    spread : bool
+        Spread the slot values over all ``2k`` slots with a fixed orthogonal matrix
+        (default False; see :mod:`linksim.schemes.analog`): the same MSE over AWGN,
+        AF and DF, far less clipping by a QF relay's quantiser.
+
+    Usage::
+
+        code = LinearCode().fit(train_images, channel_uses=486)
+        x = code.encode(images, snr_db=10.0)     # [B, k] complex64, mean |x|^2 = 1 per image
+        out = channel(x, 10.0)
+        images_hat = code.decode(out["y"], out["no"], snr_db=10.0)
+        code.expected_mse(10.0)                  # closed-form LMMSE MSE on the training images
+
+    Raises
+    ------
+    ValueError
+        If ``design_snr_db`` is neither None nor a finite number, or ``spread`` is not a bool.
+    """
+
+    def __init__(self, design_snr_db: float | None = None, spread: bool = False):
+        self.design_snr_db = _check_snr("design_snr_db", design_snr_db, allow_none=True)
+        if not isinstance(spread, (bool, np.bool_)):
+            raise ValueError(f"spread must be true or false, got {spread!r}")
+        self.spread = bool(spread)
+        self.fitted = False
+        self._designs = {}
+
+    def fit(self, train_images, channel_uses: int) -> "LinearCode":
+        """Principal components of ``train_images`` (the designs are fitted lazily, per design SNR).
+
+        Input
+        -----
+        train_images : [N, H, W, C] float in [0, 1], N >= 2
+        channel_uses : int >= 1, k complex channel uses per image
+
+        Output
+        ------
+        self
+
+        Raises
+        ------
+        ValueError
+            For a wrong shape or a non-positive ``channel_uses``.
+        """
+        x, self.image_shape, k = _check_fit_inputs(train_images, channel_uses)
+        self.k, self.n = k, x.shape[1]
+        self.m = min(self.n, 2 * k)
+        self.mu = x.mean(axis=0)
+        self._x0 = x - self.mu
+        cov = self._x0.T @ self._x0 / len(x)
+        lam, u = np.linalg.eigh(cov)
+        order = np.argsort(-lam, kind="stable")
+        self.eigenvalues, self.eigenvectors = np.maximum(lam[order], 0.0), u[:, order]
+        self.total_variance = float(np.trace(cov))
+        self._mu = tf.constant(self.mu, tf.float32)
+        self._q = None
+        if self.spread:
+            q, r = np.linalg.qr(np.random.default_rng(0).standard_normal((2 * k, 2 * k)))
+            self._q = tf.constant(q * np.sign(np.diag(r)), tf.float32)      # slots = t @ Q^T
+        self._designs = {}
+        self.fitted = True
+        return self
+
+    def _design(self, snr_db) -> _LinearDesign:
+        if not self.fitted:
+            raise ValueError("the code is not fitted: call fit(train_images, channel_uses) first")
+        if self.design_snr_db is not None:
+            d = self.design_snr_db
+        elif snr_db is None:
+            raise ValueError("LinearCode(design_snr_db=None) needs the snr_db to design for")
+        else:
+            d = _check_snr("snr_db", float(snr_db))
+        key = round(d, 6)
+        if key not in self._designs:
+            self._designs[key] = _LinearDesign(self, d)
+        return self._designs[key]
+
+    def powers(self, snr_db=None) -> np.ndarray:
+        """``[min(n, 2k)]`` float64: the power of every principal component at the design SNR."""
+        return self._design(snr_db).powers
+
+    def encode(self, images, snr_db=None) -> tf.Tensor:
+        """Images -> channel symbols.
+
+        Input
+        -----
+        images : [B, H, W, C] float in [0, 1]
+        snr_db : float or None, the design SNR (ignored when ``design_snr_db`` is set)
+
+        Output
+        ------
+        [B, k] tf.complex64 with mean ``|x|^2 = 1`` over every image's k symbols.
+        """
+        d = self._design(snr_db)
+        t = tf.pad(self._slot_values(images, d), [[0, 0], [0, 2 * self.k - d.active]])
+        if self._q is not None:
+            t = tf.matmul(t, self._q, transpose_b=True)
+        return _to_symbols(_normalise(t, self.k), self.k)
+
+    def _slot_values(self, images, d) -> tf.Tensor:
+        x0 = tf.reshape(tf.cast(images, tf.float32), [-1, self.n]) - self._mu
+        return tf.matmul(x0, d._enc)
+
+    def gains(self, images, snr_db=None) -> tf.Tensor:
+        """``[B]`` tf.float32: every image's normalisation gain ``g = sqrt(k) / ||t||`` at the design
+        SNR (the side information ``decode(..., gain=)`` takes)."""
+        return _gain(self._slot_values(images, self._design(snr_db)), self.k)
+
+    def decode(self, y, no, snr_db=None, clip: bool = True, gain=None) -> tf.Tensor:
+        """Received symbols -> images (full LMMSE).
+
+        Input
+        -----
+        y : [B, k] tf.complex64, unit-gain received symbols ``x + w``
+        no : float or tf.float32, scalar or [B], noise variance per complex symbol
+            (the channel's reported ``out["no"]``)
+        snr_db : float or None, the design SNR the symbols were encoded for
+            (ignored when ``design_snr_db`` is set; None then: ``-10 log10(no)``,
+            which needs a scalar ``no``)
+        clip : bool, clip the images to [0, 1] (default True)
+        gain : None or [B] float, every image's normalisation gain (:meth:`gains`) told to the
+            receiver as side information; then each component is estimated from ``y_i / g``,
+            ``c_hat_i = a_i lambda_i / (p_i + sigma^2 / g^2) * y_i / g`` (``a_i = sqrt(p_i /
+            lambda_i)``), ``x_hat = mu + sum_i c_hat_i u_i`` (default None: without it)
+
+        Output
+        ------
+        [B, H, W, C] tf.float32
+        """
+        if snr_db is None and self.design_snr_db is None:
+            snr_db = float(-10.0 * np.log10(float(np.asarray(no))))
+        d = self._design(snr_db)
+        s2 = _sigma2_of(no)
+        ys = _to_slots(y)
+        if self._q is not None:
+            ys = tf.matmul(ys, self._q)                                   # undo the spreading: Q^T y
+        if gain is None:
+            ys = ys[:, :d.active] - d._s_mean
+            z = tf.matmul(ys, d._v) / (d._e + s2)
+            x_hat = self._mu + tf.matmul(z, d._a, transpose_b=True)
+        else:
+            g = tf.reshape(tf.cast(gain, tf.float32), [-1, 1])
+            g_safe = tf.where(g > 0, g, tf.ones_like(g))
+            p, lam = d._p, d._lam
+            c_hat = tf.sqrt(p * lam) / (p + s2 / tf.square(g_safe)) * ys[:, :d.active] / g_safe
+            c_hat = tf.where(g > 0, c_hat, tf.zeros_like(c_hat))
+            x_hat = self._mu + tf.matmul(c_hat, d._u, transpose_b=True)
+        if clip:
+            x_hat = tf.clip_by_value(x_hat, 0.0, 1.0)
+        return tf.reshape(x_hat, [-1, *self.image_shape])
+
+    def expected_mse(self, snr_db, design_snr_db=None) -> float:
+        """Closed-form MSE per pixel of the unclipped LMMSE receiver on the training images.
+
+        ``(tr C_xx - sum_j ||(C_xs V)_j||^2 / (e_j + sigma^2)) / n`` with
+        ``sigma^2 = 10 ** (-snr_db / 10) / 2`` (the receiver's channel) and the design at
+        ``design_snr_db`` (default: the code's, else ``snr_db``).
+        """
+        s2 = _snr_to_sigma2(_check_snr("snr_db", snr_db))
+        d = self._design(snr_db if design_snr_db is None else design_snr_db)
+        return float((self.total_variance - np.sum(d.a_norm2 / (d.e + s2))) / self.n)
+
+
+def _design_snr(snr_db) -> float:
+    """The design SNR of a test point: the SNR itself, or the minimum hop SNR of a per-hop list."""
+    if isinstance(snr_db, (list, tuple)):
+        return float(min(float(np.min(np.asarray(v, np.float64))) for v in snr_db))
+    return float(np.min(np.asarray(snr_db, np.float64)))
+
+
+class _AnalogScheme(Scheme):
+    """Shared runner glue of the analog references (no training, a closed-form fit in :meth:`prepare`)."""
+
+    digital = False
+    trainable = False
+
+    def __init__(self, label: str | None, gain_side_info: bool):
+        super().__init__(label)
+        if not isinstance(gain_side_info, (bool, np.bool_)):
+            raise ValueError(f"gain_side_info must be true or false, got {gain_side_info!r}")
+        self.gain_side_info = bool(gain_side_info)
+
+    def _make_code(self):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def prepare(self, context: SchemeContext) -> None:
+        """Fit the code on ``context.train_images`` and bind the channel (a DF relay decodes and re-encodes)."""
+        self.context = context
+        if context.train_images is None or len(context.train_images) < 2:
+            raise ValueError(f"{self.label}: the analog references are fitted on the training images; "
+                             f"the scenario has none")
+        self.code = self._make_code().fit(context.train_images, int(context.channel_uses))
+        self._design_point = None
+        self._side_gain = None
+        self.channel = context.channel.bind(regenerate=self._regenerate)
+
+    def _regenerate(self, y, no):
+        """A decode-and-forward relay: decode the image (clipped), re-encode it at the same design SNR.
+
+        With ``gain_side_info`` the relay is told the gain of the image it receives and
+        forwards the gain of the image it re-encodes (the chain is called eagerly, hop by hop).
+        """
+        images = self.code.decode(y, no, gain=self._side_gain, **self._decode_kwargs())
+        if self.gain_side_info:
+            self._side_gain = self.code.gains(images, **self._encode_kwargs())
+        return self.code.encode(images, **self._encode_kwargs())
+
+    def _encode_kwargs(self) -> dict:
+        return {}
+
+    def _decode_kwargs(self) -> dict:
+        return {}
+
+    def encode(self, images: np.ndarray):
+        return tf.constant(np.asarray(images, np.float32))
+
+    def evaluate(self, state, snr_db) -> BatchResult:
+        """Send the batch at ``snr_db`` (a scalar, or one per hop) and decode with the reported ``no``."""
+        self._design_point = _design_snr(snr_db)
+        x = self.code.encode(state, **self._encode_kwargs())
+        self._side_gain = self.code.gains(state, **self._encode_kwargs()) if self.gain_side_info else None
+        out = self.channel(x, snr_db)
+        images = self.code.decode(out["y"], out["no"], gain=self._side_gain, **self._decode_kwargs()).numpy()
+        b = int(state.shape[0])
+        counts = {"images": b, "channel_uses": b * int(self.context.channel_uses), "source_bits": float("nan")}
+        return BatchResult(images, counts)
+
+
+@SCHEMES.register("uncoded")
+class UncodedScheme(_AnalogScheme):
+    """``uncoded``: zero-mean pixels on I and Q, highest-variance pixels repeated, per-pixel LMMSE.
+
+    An analog reference without training (:class:`UncodedCode`; conventions in
+    :mod:`linksim.schemes.analog`).
+
+    Parameters
+    ----------
+    gain_side_info : bool
+        Tell the receiver every image's normalisation gain as error-free side
+        information (default False; see :mod:`linksim.schemes.analog`).
+    label : str or None
+
+    Raises
+    ------
+    ValueError
+        If ``gain_side_info`` is not a bool.
+    """
+
+    def __init__(self, gain_side_info: bool = False, label: str | None = None):
+        super().__init__(label or "Uncoded (LMMSE)", gain_side_info)
+
+    def _make_code(self):
+        return UncodedCode()
+
+    def describe(self) -> dict:
+        return {**super().describe(), "receiver": "per-pixel LMMSE", "gain_side_info": self.gain_side_info}
+
+
+@SCHEMES.register("linear")
+class LinearScheme(_AnalogScheme):
+    """``linear``: PCA with the MSE-optimal power allocation and a full LMMSE receiver.
+
+    An analog reference without training (:class:`LinearCode`; conventions in
+    :mod:`linksim.schemes.analog`).
+
+    Parameters
+    ----------
+    design_snr_db : float or None
+        Es/N0 (dB) the power allocation is optimised for; None (default): each test
+        point's SNR (over a relay chain with one SNR per hop, the minimum hop SNR).
+    spread : bool
+        Spread the slot values with a fixed orthogonal matrix (default False; use it
+        over QF relays, see :mod:`linksim.schemes.analog`).
+    gain_side_info : bool
+        Tell the receiver every image's normalisation gain as error-free side
+        information (default False; see :mod:`linksim.schemes.analog`).
+    label : str or None
+
+    Raises
+    ------
+    ValueError
+        If ``design_snr_db`` is neither null nor a finite number, or ``spread`` or
+        ``gain_side_info`` is not a bool.
+    """
+
+    def __init__(self, design_snr_db: float | None = None, spread: bool = False, gain_side_info: bool = False,
+                 label: str | None = None):
+        super().__init__(label or "Linear (PCA + LMMSE)", gain_side_info)
+        self._code = LinearCode(design_snr_db=design_snr_db, spread=spread)   # validates the options
+        self.design_snr_db, self.spread = self._code.design_snr_db, self._code.spread
+
+    def _make_code(self):
+        return LinearCode(design_snr_db=self.design_snr_db, spread=self.spread)
+
+    def _encode_kwargs(self) -> dict:
+        return {"snr_db": self._design_point}
+
+    def _decode_kwargs(self) -> dict:
+        return {"snr_db": self._design_point}
+
+    def describe(self) -> dict:
+        return {**super().describe(), "design_snr_db": self.design_snr_db, "spread": self.spread,
+                "receiver": "full LMMSE", "gain_side_info": self.gain_side_info}
