@@ -22,7 +22,7 @@ Conventions
   ``no = 10 ** (-snr_db / 10)``, ``sigma^2 = no / 2`` per real slot.
 - The receivers use the ``no`` the channel *reports* (``out["no"]``: over a relay
   chain the destination-equivalent noise of the last segment), never a genie (unless
-  ``gain_side_info`` is set, below).
+  ``gain: genie`` is set, below).
   Because the per-image gain ``g(x) = sqrt(k) / ||t(x)||`` (``t`` the slot values
   before normalisation) is a nonlinear function of the image, the receiver
   coefficients are second-order statistics of the *transmitted* signal ``s = g t``
@@ -95,17 +95,34 @@ Conventions
     the reported ``no``).  The transmitter statistics are fitted once per design SNR
     (cached).
 
-Gain side information (option ``gain_side_info``, default False): the receiver
-is told every image's gain ``g`` as error-free side information (one real number
-per image, not counted in the channel uses: a genie, or a few header bits), divides
-it out and estimates from ``y / g = t + w / g`` with the unconditional statistics
+The per-image gain and the receiver (option ``gain``)
+----------------------------------------------------
+The per-image normalisation multiplies every image by a gain ``g`` the receiver
+must know to invert an analog code; on the embedded data it varies from 1.8 to 3.4
+between images (5th to 95th percentile). Three receivers:
+
+- ``gain: header`` (the default): the gain goes **in band**, the way a real system
+  would send it: the last real slot (the imaginary part of the last symbol) carries
+  the standardised log-gain with 2 % of the energy budget on average
+  (:mod:`linksim.schemes.gain_header`), the payload uses the other ``2k - 1`` slots,
+  and the receiver estimates the gain from the header and then decodes as if it
+  were told it (below). Everything is counted: the header's slot and energy are
+  part of the ``k`` channel uses and the unit energy per symbol. This is the
+  reference the JSCC schemes are compared with.
+- ``gain: genie``: the receiver is told every image's gain without error and
+  without cost (an upper bound for the header; one real number per image).
+- ``gain: unknown``: the receiver does not know it and uses the statistics of the
+  normalised signal (the affine LMMSE of the sections above, exact for the training
+  distribution). An affine receiver cannot undo the gain, so its error levels off
+  at high SNR (on the embedded data about 25.7 dB for ``uncoded``, 26.8 dB for
+  ``linear``).
+
+With the gain known (told or estimated), the receiver divides it out and estimates
+from ``y / g = t + w / g`` with the unconditional statistics
 (``uncoded``: ``x_hat_i = mu_i + Var(x_i) / (Var(x_i) + sigma^2 / (r_i g^2)) ybar_i / g``;
 ``linear``: per component ``c_hat_i = a_i lambda_i / (p_i + sigma^2 / g^2) y_i / g``).
-Without the gain an affine receiver cannot undo it and the error levels off at high
-SNR (on the embedded data about 25.7 dB for ``uncoded``, 26.8 dB for ``linear``); with
-it the codes reach issue 10's table (``docs/deepjscc.md``).  Over a DF chain every
-relay is told the gain of the image it receives and tells the next hop the gain of
-the image it re-encodes.
+Over a DF chain every relay decodes (estimating the gain from the header, or told it
+with ``genie``) and re-encodes with a new header.
 
 Over relay chains both schemes are analog: AF and QF relays pass their symbols
 through; a DF relay decodes the image (the scheme's receiver, at the segment's
@@ -122,8 +139,23 @@ import tensorflow as tf
 
 from linksim.registry import SCHEMES
 from linksim.schemes.base import BatchResult, Scheme, SchemeContext
+from linksim.schemes.gain_header import decode_header, encode_with_header, header_stats
 
-__all__ = ["UncodedCode", "LinearCode", "UncodedScheme", "LinearScheme", "linear_power_allocation"]
+__all__ = ["UncodedCode", "LinearCode", "UncodedScheme", "LinearScheme", "linear_power_allocation", "GAIN_MODES"]
+
+#: Allowed values of the ``gain`` option: how the receiver learns each image's normalisation gain.
+GAIN_MODES = ("header", "genie", "unknown")
+
+
+def _check_gain(gain) -> str:
+    if gain not in GAIN_MODES:
+        raise ValueError(f"gain must be one of {', '.join(GAIN_MODES)} (got {gain!r})")
+    return gain
+
+
+def _payload_slots(k: int, gain: str) -> int:
+    """Real slots the payload may use: ``2k - 1`` with the gain header (its slot is the last), else ``2k``."""
+    return 2 * k - 1 if gain == "header" else 2 * k
 
 
 def _snr_to_sigma2(snr_db: float) -> float:
@@ -178,6 +210,28 @@ def _sigma2_of(no, dtype=tf.float32) -> tf.Tensor:
     """``no / 2`` as ``[batch or 1, 1]`` (``no`` scalar or ``[batch]``)."""
     s2 = tf.cast(tf.convert_to_tensor(no), dtype) / 2.0
     return tf.reshape(s2, [-1, 1])
+
+
+def _transmit(t, k: int, header) -> tf.Tensor:
+    """Payload slot values ``t`` [B, P] -> ``k`` symbols: with the gain header (``header`` its stats)
+    or plain per-image normalisation (``P = 2k``)."""
+    if header is not None:
+        return encode_with_header(tf.cast(t, tf.float32), k, header)
+    return _to_symbols(_normalise(t, k), k)
+
+
+def _received(y, k: int, header, mode: str, gain):
+    """``(payload slots [B, P], gain or None)`` of received symbols: the gain estimated from the
+    header, told (``genie``, required), or None (``unknown``)."""
+    ys = _to_slots(y)
+    if mode == "header":
+        _, scale = decode_header(y, k, header)
+        return ys[:, :-1], 1.0 / scale
+    if mode == "genie":
+        if gain is None:
+            raise ValueError("gain='genie' needs every image's gain: decode(..., gain=code.gains(images))")
+        return ys, gain
+    return ys, None
 
 
 def linear_power_allocation(variances, budget: float, noise_var: float) -> np.ndarray:
@@ -240,7 +294,8 @@ class UncodedCode:
         code.expected_mse(snr_db)               # closed-form LMMSE MSE on the training images
     """
 
-    def __init__(self):
+    def __init__(self, gain: str = "header"):
+        self.gain = _check_gain(gain)
         self.fitted = False
 
     def fit(self, train_images, channel_uses: int) -> "UncodedCode":
@@ -265,10 +320,11 @@ class UncodedCode:
         n = x.shape[1]
         self.n = n
         self.mu = x.mean(axis=0)
-        x0 = x - self.mu
+        x0 = self._x0 = x - self.mu
         self.pixel_var = x0.var(axis=0)
         by_var = np.argsort(-self.pixel_var, kind="stable")
-        slots = 2 * k
+        slots = _payload_slots(k, self.gain)
+        self.slots = slots
         if slots >= n:
             spare = slots - n
             pixel_of_slot = np.concatenate([np.arange(n), by_var[np.arange(spare) % n]])
@@ -281,6 +337,7 @@ class UncodedCode:
         energy = np.sum(t * t, axis=1, keepdims=True)
         g = np.where(energy > 0, np.sqrt(k / np.maximum(energy, 1e-300)), 0.0)
         s = g * x0                                               # [N, n]: s_i of every pixel
+        self.header = header_stats(t, k) if self.gain == "header" else None
         self.s_mean = s.mean(axis=0)
         self.s_var = s.var(axis=0)
         self.cov_xs = np.mean(x0 * (s - self.s_mean), axis=0)
@@ -310,7 +367,7 @@ class UncodedCode:
         ------
         [B, k] tf.complex64 with mean ``|x|^2 = 1`` over every image's k symbols.
         """
-        return _to_symbols(_normalise(self._slot_values(images), self.k), self.k)
+        return _transmit(self._slot_values(images), self.k, self.header)
 
     def _slot_values(self, images) -> tf.Tensor:
         self._check_fitted()
@@ -331,20 +388,27 @@ class UncodedCode:
         no : float or tf.float32, scalar or [B], noise variance per complex symbol
             (the channel's reported ``out["no"]``)
         clip : bool, clip the images to [0, 1] (default True)
-        gain : None or [B] float, every image's normalisation gain (:meth:`gains`) told to the
-            receiver as side information; then ``x_hat_i = mu_i + Var(x_i) / (Var(x_i) +
-            sigma^2 / (r_i g^2)) * ybar_i / g`` (default None: the receiver without it)
+        gain : None or [B] float, every image's normalisation gain (:meth:`gains`): required
+            with ``gain="genie"`` (then ``x_hat_i = mu_i + Var(x_i) / (Var(x_i) + sigma^2 /
+            (r_i g^2)) * ybar_i / g``), ignored otherwise (``header``: estimated from the
+            header slot; ``unknown``: not used)
 
         Output
         ------
         [B, H, W, C] tf.float32
+
+        Raises
+        ------
+        ValueError
+            With ``gain="genie"`` and no ``gain``.
         """
         self._check_fitted()
         s2 = _sigma2_of(no)
-        ybar = tf.matmul(_to_slots(y), self._combine)                      # [B, n]
+        ys, gain = _received(y, self.k, self.header, self.gain, gain)
+        ybar = tf.matmul(ys, self._combine)                                # [B, n]
         r = tf.constant(np.maximum(self.copies, 1.0), tf.float32)
         sent = tf.constant(self.copies > 0)
-        if gain is None:
+        if self.gain == "unknown":
             coef = tf.constant(self.cov_xs, tf.float32) / (tf.constant(self.s_var, tf.float32) + s2 / r)
             est = coef * (ybar - tf.constant(self.s_mean, tf.float32))
         else:
@@ -358,15 +422,28 @@ class UncodedCode:
             x_hat = tf.clip_by_value(x_hat, 0.0, 1.0)
         return tf.reshape(x_hat, [-1, *self.image_shape])
 
-    def expected_mse(self, snr_db) -> float:
-        """Closed-form MSE per pixel of the unclipped LMMSE receiver on the training images.
+    def expected_mse(self, snr_db, images=None) -> float:
+        """Closed-form MSE per pixel of the unclipped receiver, averaged over the noise.
 
-        ``mean_i [Var(x_i) - c_i^2 / (v_i + sigma^2 / r_i)]`` (``Var(x_i)`` for an unsent
-        pixel), ``sigma^2 = 10 ** (-snr_db / 10) / 2``: the Es/N0 of the unit-gain channel
-        the receiver sees.
+        ``gain="unknown"``: ``mean_i [Var(x_i) - c_i^2 / (v_i + sigma^2 / r_i)]`` on the
+        training images (``Var(x_i)`` for an unsent pixel). With the gain known
+        (``genie``; ``header`` up to the header's estimation error): the exact
+        expectation over the noise for ``images`` (default: the training images),
+        ``mean_j mean_i [(b_ij - 1)^2 x0_ij^2 + b_ij^2 sigma^2 / (r_i g_j^2)]`` with
+        ``b_ij = Var(x_i) / (Var(x_i) + sigma^2 / (r_i g_j^2))``. ``sigma^2 = 10 **
+        (-snr_db / 10) / 2``: the Es/N0 of the unit-gain channel the receiver sees.
         """
         self._check_fitted()
         s2 = _snr_to_sigma2(_check_snr("snr_db", snr_db))
+        if self.gain != "unknown":
+            x0 = (np.asarray(images, np.float64).reshape(-1, self.n) - self.mu) if images is not None else self._x0
+            t = x0[:, self.pixel_of_slot]
+            g2 = self.k / np.maximum(np.sum(t * t, 1, keepdims=True), 1e-300)
+            r = np.maximum(self.copies, 1.0)
+            noise = s2 / (r * g2)                                           # [N, n]
+            b = self.pixel_var / (self.pixel_var + noise)
+            err = np.where(self.copies > 0, (b - 1) ** 2 * x0 ** 2 + b ** 2 * noise, x0 ** 2)
+            return float(err.mean())
         r = np.maximum(self.copies, 1.0)
         gain = np.where(self.copies > 0, self.cov_xs ** 2 / (self.s_var + s2 / r), 0.0)
         return float(np.mean(self.pixel_var - gain))
@@ -386,6 +463,7 @@ class _LinearDesign:
         amp = np.sqrt(self.powers[:K] / np.maximum(lam[:K], 1e-300))
         self.encoder = code.eigenvectors[:, :K] * amp   # [n, K]: slot values before normalisation
         t = x0 @ self.encoder
+        self.header = header_stats(t, k) if code.gain == "header" else None
         energy = np.sum(t * t, axis=1, keepdims=True)
         g = np.where(energy > 0, np.sqrt(k / np.maximum(energy, 1e-300)), 0.0)
         s = g * t                                       # [N, K]
@@ -437,7 +515,8 @@ class LinearCode:
         If ``design_snr_db`` is neither None nor a finite number, or ``spread`` is not a bool.
     """
 
-    def __init__(self, design_snr_db: float | None = None, spread: bool = False):
+    def __init__(self, design_snr_db: float | None = None, spread: bool = False, gain: str = "header"):
+        self.gain = _check_gain(gain)
         self.design_snr_db = _check_snr("design_snr_db", design_snr_db, allow_none=True)
         if not isinstance(spread, (bool, np.bool_)):
             raise ValueError(f"spread must be true or false, got {spread!r}")
@@ -464,7 +543,8 @@ class LinearCode:
         """
         x, self.image_shape, k = _check_fit_inputs(train_images, channel_uses)
         self.k, self.n = k, x.shape[1]
-        self.m = min(self.n, 2 * k)
+        self.slots = _payload_slots(k, self.gain)
+        self.m = min(self.n, self.slots)
         self.mu = x.mean(axis=0)
         self._x0 = x - self.mu
         cov = self._x0.T @ self._x0 / len(x)
@@ -475,7 +555,7 @@ class LinearCode:
         self._mu = tf.constant(self.mu, tf.float32)
         self._q = None
         if self.spread:
-            q, r = np.linalg.qr(np.random.default_rng(0).standard_normal((2 * k, 2 * k)))
+            q, r = np.linalg.qr(np.random.default_rng(0).standard_normal((self.slots, self.slots)))
             self._q = tf.constant(q * np.sign(np.diag(r)), tf.float32)      # slots = t @ Q^T
         self._designs = {}
         self.fitted = True
@@ -512,10 +592,10 @@ class LinearCode:
         [B, k] tf.complex64 with mean ``|x|^2 = 1`` over every image's k symbols.
         """
         d = self._design(snr_db)
-        t = tf.pad(self._slot_values(images, d), [[0, 0], [0, 2 * self.k - d.active]])
+        t = tf.pad(self._slot_values(images, d), [[0, 0], [0, self.slots - d.active]])
         if self._q is not None:
             t = tf.matmul(t, self._q, transpose_b=True)
-        return _to_symbols(_normalise(t, self.k), self.k)
+        return _transmit(t, self.k, d.header)
 
     def _slot_values(self, images, d) -> tf.Tensor:
         x0 = tf.reshape(tf.cast(images, tf.float32), [-1, self.n]) - self._mu
@@ -538,23 +618,29 @@ class LinearCode:
             (ignored when ``design_snr_db`` is set; None then: ``-10 log10(no)``,
             which needs a scalar ``no``)
         clip : bool, clip the images to [0, 1] (default True)
-        gain : None or [B] float, every image's normalisation gain (:meth:`gains`) told to the
-            receiver as side information; then each component is estimated from ``y_i / g``,
+        gain : None or [B] float, every image's normalisation gain (:meth:`gains`): required
+            with ``gain="genie"``, ignored otherwise (``header``: estimated from the header
+            slot). With the gain known each component is estimated from ``y_i / g``,
             ``c_hat_i = a_i lambda_i / (p_i + sigma^2 / g^2) * y_i / g`` (``a_i = sqrt(p_i /
-            lambda_i)``), ``x_hat = mu + sum_i c_hat_i u_i`` (default None: without it)
+            lambda_i)``), ``x_hat = mu + sum_i c_hat_i u_i``
 
         Output
         ------
         [B, H, W, C] tf.float32
+
+        Raises
+        ------
+        ValueError
+            With ``gain="genie"`` and no ``gain``.
         """
         if snr_db is None and self.design_snr_db is None:
             snr_db = float(-10.0 * np.log10(float(np.asarray(no))))
         d = self._design(snr_db)
         s2 = _sigma2_of(no)
-        ys = _to_slots(y)
+        ys, gain = _received(y, self.k, d.header, self.gain, gain)
         if self._q is not None:
             ys = tf.matmul(ys, self._q)                                   # undo the spreading: Q^T y
-        if gain is None:
+        if self.gain == "unknown":
             ys = ys[:, :d.active] - d._s_mean
             z = tf.matmul(ys, d._v) / (d._e + s2)
             x_hat = self._mu + tf.matmul(z, d._a, transpose_b=True)
@@ -569,16 +655,32 @@ class LinearCode:
             x_hat = tf.clip_by_value(x_hat, 0.0, 1.0)
         return tf.reshape(x_hat, [-1, *self.image_shape])
 
-    def expected_mse(self, snr_db, design_snr_db=None) -> float:
-        """Closed-form MSE per pixel of the unclipped LMMSE receiver on the training images.
+    def expected_mse(self, snr_db, design_snr_db=None, images=None) -> float:
+        """Closed-form MSE per pixel of the unclipped receiver, averaged over the noise.
 
-        ``(tr C_xx - sum_j ||(C_xs V)_j||^2 / (e_j + sigma^2)) / n`` with
-        ``sigma^2 = 10 ** (-snr_db / 10) / 2`` (the receiver's channel) and the design at
-        ``design_snr_db`` (default: the code's, else ``snr_db``).
+        ``gain="unknown"``: ``(tr C_xx - sum_j ||(C_xs V)_j||^2 / (e_j + sigma^2)) / n`` on
+        the training images. With the gain known (``genie``; ``header`` up to the header's
+        estimation error): the exact expectation over the noise for ``images`` (default:
+        the training images) of the per-component receiver. ``sigma^2 = 10 ** (-snr_db /
+        10) / 2`` (the receiver's channel), the design at ``design_snr_db`` (default: the
+        code's, else ``snr_db``).
         """
         s2 = _snr_to_sigma2(_check_snr("snr_db", snr_db))
         d = self._design(snr_db if design_snr_db is None else design_snr_db)
-        return float((self.total_variance - np.sum(d.a_norm2 / (d.e + s2))) / self.n)
+        if self.gain == "unknown":
+            return float((self.total_variance - np.sum(d.a_norm2 / (d.e + s2))) / self.n)
+        # gain known: per image j and active component i, c_hat = b (g a c + w) / g,
+        # b = a lam / (p + s2 / g^2); error (b a - 1)^2 c^2 + b^2 s2 / g^2; inactive components: c^2
+        x0 = (np.asarray(images, np.float64).reshape(-1, self.n) - self.mu) if images is not None else self._x0
+        c = x0 @ self.eigenvectors
+        K = d.active
+        t = c[:, :K] * np.sqrt(d.powers[:K] / np.maximum(self.eigenvalues[:K], 1e-300))
+        g2 = self.k / np.maximum(np.sum(t * t, 1, keepdims=True), 1e-300)
+        lam, p = self.eigenvalues[:K], d.powers[:K]
+        a = np.sqrt(p / np.maximum(lam, 1e-300))
+        b = a * lam / (p + s2 / g2)
+        err = np.sum((b * a - 1) ** 2 * c[:, :K] ** 2 + b ** 2 * s2 / g2, 1) + np.sum(c[:, K:] ** 2, 1)
+        return float(err.mean() / self.n)
 
 
 def _design_snr(snr_db) -> float:
@@ -594,11 +696,9 @@ class _AnalogScheme(Scheme):
     digital = False
     trainable = False
 
-    def __init__(self, label: str | None, gain_side_info: bool):
+    def __init__(self, label: str | None, gain: str):
         super().__init__(label)
-        if not isinstance(gain_side_info, (bool, np.bool_)):
-            raise ValueError(f"gain_side_info must be true or false, got {gain_side_info!r}")
-        self.gain_side_info = bool(gain_side_info)
+        self.gain = _check_gain(gain)
 
     def _make_code(self):  # pragma: no cover - interface
         raise NotImplementedError
@@ -617,11 +717,11 @@ class _AnalogScheme(Scheme):
     def _regenerate(self, y, no):
         """A decode-and-forward relay: decode the image (clipped), re-encode it at the same design SNR.
 
-        With ``gain_side_info`` the relay is told the gain of the image it receives and
+        With ``gain: genie`` the relay is told the gain of the image it receives and
         forwards the gain of the image it re-encodes (the chain is called eagerly, hop by hop).
         """
         images = self.code.decode(y, no, gain=self._side_gain, **self._decode_kwargs())
-        if self.gain_side_info:
+        if self.gain == "genie":
             self._side_gain = self.code.gains(images, **self._encode_kwargs())
         return self.code.encode(images, **self._encode_kwargs())
 
@@ -638,7 +738,7 @@ class _AnalogScheme(Scheme):
         """Send the batch at ``snr_db`` (a scalar, or one per hop) and decode with the reported ``no``."""
         self._design_point = _design_snr(snr_db)
         x = self.code.encode(state, **self._encode_kwargs())
-        self._side_gain = self.code.gains(state, **self._encode_kwargs()) if self.gain_side_info else None
+        self._side_gain = self.code.gains(state, **self._encode_kwargs()) if self.gain == "genie" else None
         out = self.channel(x, snr_db)
         images = self.code.decode(out["y"], out["no"], gain=self._side_gain, **self._decode_kwargs()).numpy()
         b = int(state.shape[0])
@@ -655,25 +755,26 @@ class UncodedScheme(_AnalogScheme):
 
     Parameters
     ----------
-    gain_side_info : bool
-        Tell the receiver every image's normalisation gain as error-free side
-        information (default False; see :mod:`linksim.schemes.analog`).
+    gain : {"header", "genie", "unknown"}
+        How the receiver learns every image's normalisation gain: from a header slot
+        sent in band (default), told without error or cost (a genie), or not at all
+        (see :mod:`linksim.schemes.analog`).
     label : str or None
 
     Raises
     ------
     ValueError
-        If ``gain_side_info`` is not a bool.
+        If ``gain`` is not one of the allowed values.
     """
 
-    def __init__(self, gain_side_info: bool = False, label: str | None = None):
-        super().__init__(label or "Uncoded (LMMSE)", gain_side_info)
+    def __init__(self, gain: str = "header", label: str | None = None):
+        super().__init__(label or "Uncoded (LMMSE)", gain)
 
     def _make_code(self):
-        return UncodedCode()
+        return UncodedCode(gain=self.gain)
 
     def describe(self) -> dict:
-        return {**super().describe(), "receiver": "per-pixel LMMSE", "gain_side_info": self.gain_side_info}
+        return {**super().describe(), "receiver": "per-pixel LMMSE", "gain": self.gain}
 
 
 @SCHEMES.register("linear")
@@ -691,26 +792,27 @@ class LinearScheme(_AnalogScheme):
     spread : bool
         Spread the slot values with a fixed orthogonal matrix (default False; use it
         over QF relays, see :mod:`linksim.schemes.analog`).
-    gain_side_info : bool
-        Tell the receiver every image's normalisation gain as error-free side
-        information (default False; see :mod:`linksim.schemes.analog`).
+    gain : {"header", "genie", "unknown"}
+        How the receiver learns every image's normalisation gain: from a header slot
+        sent in band (default), told without error or cost (a genie), or not at all
+        (see :mod:`linksim.schemes.analog`).
     label : str or None
 
     Raises
     ------
     ValueError
-        If ``design_snr_db`` is neither null nor a finite number, or ``spread`` or
-        ``gain_side_info`` is not a bool.
+        If ``design_snr_db`` is neither null nor a finite number, ``spread`` is not a
+        bool, or ``gain`` is not one of the allowed values.
     """
 
-    def __init__(self, design_snr_db: float | None = None, spread: bool = False, gain_side_info: bool = False,
+    def __init__(self, design_snr_db: float | None = None, spread: bool = False, gain: str = "header",
                  label: str | None = None):
-        super().__init__(label or "Linear (PCA + LMMSE)", gain_side_info)
-        self._code = LinearCode(design_snr_db=design_snr_db, spread=spread)   # validates the options
+        super().__init__(label or "Linear (PCA + LMMSE)", gain)
+        self._code = LinearCode(design_snr_db=design_snr_db, spread=spread, gain=gain)   # validates the options
         self.design_snr_db, self.spread = self._code.design_snr_db, self._code.spread
 
     def _make_code(self):
-        return LinearCode(design_snr_db=self.design_snr_db, spread=self.spread)
+        return LinearCode(design_snr_db=self.design_snr_db, spread=self.spread, gain=self.gain)
 
     def _encode_kwargs(self) -> dict:
         return {"snr_db": self._design_point}
@@ -720,4 +822,4 @@ class LinearScheme(_AnalogScheme):
 
     def describe(self) -> dict:
         return {**super().describe(), "design_snr_db": self.design_snr_db, "spread": self.spread,
-                "receiver": "full LMMSE", "gain_side_info": self.gain_side_info}
+                "receiver": "full LMMSE", "gain": self.gain}

@@ -247,6 +247,18 @@ class _PCABase(keras.layers.Layer):
                 "filters": self.filters, "kernel_size": self.kernel_size, "snr_adaptive": self.snr_adaptive}
 
 
+def _last_init():
+    """The CNNs' last layers start small, not at zero: the model starts (almost) at the linear code, and
+    every layer gets a gradient from the first step (a zero layer blocks the gradient of the layers before
+    it, and Adam blows their first tiny gradients up to full steps, which killed units in our runs)."""
+    return keras.initializers.VarianceScaling(scale=1e-4, mode="fan_avg", distribution="uniform")
+
+
+def _prelu(name):
+    """PReLU with slope 0.25 for negative inputs (He et al. 2015), not Keras's 0: no unit starts dead."""
+    return keras.layers.PReLU(alpha_initializer=keras.initializers.Constant(0.25), shared_axes=[1, 2], name=name)
+
+
 def _batch_snr(snr_db, b):
     return tf.broadcast_to(tf.reshape(tf.cast(snr_db, tf.float32), [-1]), [b])
 
@@ -282,8 +294,8 @@ class PCADeepJSCCEncoder(_PCABase):
         for i, (f, s) in enumerate(zip(self.filters + [c_out], (2, 2, 1, 1, 1))):
             last = i == 4
             self.convs.append(keras.layers.Conv2D(f, self.kernel_size, strides=s, padding="same", name=f"conv{i}",
-                                                  kernel_initializer="zeros" if last else "glorot_uniform"))
-            self.acts.append(None if last else keras.layers.PReLU(shared_axes=[1, 2], name=f"prelu{i}"))
+                                                  kernel_initializer=_last_init() if last else "glorot_uniform"))
+            self.acts.append(None if last else _prelu(f"prelu{i}"))
             self.atts.append(None if last else self._attention(i))
 
     def payload(self, images, snr_db=None):
@@ -337,8 +349,8 @@ class PCADeepJSCCDecoder(_PCABase):
         for i, f in enumerate(list(reversed(self.filters)) + [c]):
             last = i == 4
             self.convs.append(keras.layers.Conv2D(f, 3, padding="same", name=f"refine{i}",
-                                                  kernel_initializer="zeros" if last else "glorot_uniform"))
-            self.acts.append(None if last else keras.layers.PReLU(shared_axes=[1, 2], name=f"prelu{i}"))
+                                                  kernel_initializer=_last_init() if last else "glorot_uniform"))
+            self.acts.append(None if last else _prelu(f"prelu{i}"))
             self.atts.append(None if last else self._attention(i))
 
     def linear_estimate(self, y, snr_db=None):

@@ -1,9 +1,10 @@
 """The analog references ``uncoded`` and ``linear`` (linksim.schemes.analog).
 
 Statistical checks: the closed-form LMMSE predictions are exact for the images the
-codes are fitted on (second-order statistics of the same set), so the simulated MSE
-of the unclipped receiver on those images, averaged over seeded noise, must match
-them; sample size and tolerance are stated in each test.
+codes are fitted on (second-order statistics of the same set; with the gain known,
+the exact expectation over the noise for the given images), so the simulated MSE of
+the unclipped receiver on those images, averaged over seeded noise, must match them;
+sample size and tolerance are stated in each test.
 """
 
 import numpy as np
@@ -33,8 +34,9 @@ def data():
 
 @pytest.fixture(scope="module")
 def codes(data):
+    """The receivers that do not know the gain (their closed form is the affine LMMSE's)."""
     xtr = data[0][:N_FIT]
-    return UncodedCode().fit(xtr, K), LinearCode().fit(xtr, K)
+    return UncodedCode(gain="unknown").fit(xtr, K), LinearCode(gain="unknown").fit(xtr, K)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,8 @@ def _simulated_mse(code, images, snr_db, seed):
     x = code.encode(images, snr_db=snr_db)
     y, no = _awgn(x, snr_db, seed)
     kw = {"snr_db": snr_db} if isinstance(code, LinearCode) else {}
-    xh = code.decode(y, no, clip=False, **kw).numpy()
+    gain = code.gains(images, **kw) if code.gain == "genie" else None
+    xh = code.decode(y, no, clip=False, gain=gain, **kw).numpy()
     return float(np.mean((xh - images) ** 2))
 
 
@@ -73,6 +76,18 @@ def test_linear_simulated_mse_matches_the_closed_form_lmmse_prediction(codes, da
     _, linear = codes
     sim = _simulated_mse(linear, data[0][:N_FIT], snr_db, seed=int(snr_db) + 7)
     assert sim == pytest.approx(linear.expected_mse(snr_db), rel=0.02)
+
+
+@pytest.mark.parametrize("name", ["uncoded", "linear"])
+@pytest.mark.parametrize("snr_db", [0.0, 10.0, 20.0])
+def test_with_the_gain_told_the_simulated_mse_matches_the_closed_form(data, name, snr_db):
+    # 3,000 fitted images x 784 pixels, one seeded noise draw; the closed form is the exact
+    # expectation over the noise for these images; tolerance 2 % relative
+    xtr = data[0][:N_FIT]
+    code = (UncodedCode if name == "uncoded" else LinearCode)(gain="genie").fit(xtr, K)
+    sim = _simulated_mse(code, xtr, snr_db, seed=int(snr_db) + 21)
+    kw = {"images": xtr}
+    assert sim == pytest.approx(code.expected_mse(snr_db, **kw), rel=0.02)
 
 
 @pytest.mark.parametrize("snr_db", [0.0, 10.0, 20.0])
@@ -98,10 +113,12 @@ def test_every_image_sends_mean_symbol_energy_one_exactly(codes, data):
         np.testing.assert_allclose(np.mean(np.abs(x.numpy()) ** 2, axis=1), 1.0, atol=1e-5)
 
 
-def test_uncoded_with_fewer_slots_than_pixels_sends_the_highest_variance_pixels(data):
+@pytest.mark.parametrize("gain", ["header", "unknown"])
+def test_uncoded_with_fewer_slots_than_pixels_sends_the_highest_variance_pixels(data, gain):
     xtr = data[0][:500]
-    code = UncodedCode().fit(xtr, 100)                      # 200 real slots < 784 pixels
-    top = np.argsort(-xtr.reshape(500, -1).var(axis=0), kind="stable")[:200]
+    code = UncodedCode(gain=gain).fit(xtr, 100)             # 200 real slots (199 with the header) < 784 pixels
+    assert code.slots == (199 if gain == "header" else 200)
+    top = np.argsort(-xtr.reshape(500, -1).var(axis=0), kind="stable")[:code.slots]
     np.testing.assert_array_equal(code.pixel_of_slot, np.sort(top))
     x = code.encode(data[1][:10])
     np.testing.assert_allclose(np.mean(np.abs(x.numpy()) ** 2, axis=1), 1.0, atol=1e-5)
@@ -171,35 +188,45 @@ def test_df_regenerate_decodes_and_reencodes_unit_energy_symbols(data, name):
 
 
 @pytest.mark.parametrize("name, floor_db", [("uncoded", 31.0), ("linear", 38.0)])
-def test_a_receiver_told_the_gains_reaches_the_issues_table_at_20_db(full_codes, data, name, floor_db):
-    # 200 held-out test images at 20 dB, one seeded noise draw; issue 10's table: 32.8 and 39 dB.
-    # Without the gain both level off below 29 dB (the affine receiver cannot undo it).
-    code = full_codes[0 if name == "uncoded" else 1]
-    xte = data[1]
-    y, no = _awgn(code.encode(xte, snr_db=20.0), 20.0, seed=9)
+def test_the_in_band_gain_header_is_within_a_few_tenths_of_a_db_of_a_genie_at_20_db(data, name, floor_db):
+    # 200 held-out test images at 20 dB, one seeded noise draw each, codes fitted on the 9,000 training
+    # images; issue 10's table: 32.8 and 39 dB. The genie clears the floor, the header (2 % of the
+    # energy, its estimation error) costs at most 0.4 dB, and without the gain both level off below 29 dB
+    xtr, xte = data
     kw = {"snr_db": 20.0} if name == "linear" else {}
-    told = psnr(xte, code.decode(y, no, gain=code.gains(xte, **kw), **kw).numpy()).mean()
-    blind = psnr(xte, code.decode(y, no, **kw).numpy()).mean()
-    assert told > floor_db and blind < 29.0, (told, blind)
+    out = {}
+    for gain in ("genie", "header", "unknown"):
+        code = (UncodedCode if name == "uncoded" else LinearCode)(gain=gain).fit(xtr, K)
+        y, no = _awgn(code.encode(xte, **kw), 20.0, seed=9)
+        told = code.gains(xte, **kw) if gain == "genie" else None
+        out[gain] = psnr(xte, code.decode(y, no, gain=told, **kw).numpy()).mean()
+    assert out["genie"] > floor_db and out["header"] > out["genie"] - 0.4 and out["unknown"] < 29.0, out
 
 
-def test_gain_side_info_goes_through_a_df_chain(data):
-    # 200 test images over two DF hops at 20 dB: the relay is told the source's gain and tells
-    # the destination its own; well above the blind receiver's ~25 dB
+def test_a_genie_receiver_without_the_gain_is_refused(codes, data):
+    code = UncodedCode(gain="genie").fit(data[0][:200], K)
+    with pytest.raises(ValueError, match="needs every image's gain"):
+        code.decode(code.encode(data[1][:2]), 0.1)
+
+
+@pytest.mark.parametrize("gain", ["header", "genie"])
+def test_the_gain_goes_through_a_df_chain(data, gain):
+    # 200 test images over two DF hops at 20 dB: every relay estimates (header) or is told (genie) the
+    # gain of the image it receives and sends its own; well above the blind receiver's ~25 dB
     xtr, xte = data[0][:N_FIT], data[1]
-    s = SCHEMES.create("linear", gain_side_info=True)
+    s = SCHEMES.create("linear", gain=gain)
     s.prepare(SchemeContext(image_shape=(28, 28, 1), channel_uses=K, train_images=xtr,
                             channel=MultiHopChannel(hops=2, relay="df"), seed=0))
     tf.random.set_seed(6)
     assert psnr(xte, s.evaluate(s.encode(xte), 20.0).images).mean() > 30.0
-    assert s.describe()["gain_side_info"] is True
+    assert s.describe()["gain"] == gain
 
 
 def test_spreading_keeps_the_awgn_mse_and_evens_out_the_slot_powers(data):
     # 3,000 fitted images; spreading is an orthogonal rotation: the same closed-form MSE, the same
     # symbol energy per image, and the strongest slot's mean power drops from > 20x to < 3x the mean
     xtr = data[0][:N_FIT]
-    plain, spread = LinearCode().fit(xtr, K), LinearCode(spread=True).fit(xtr, K)
+    plain, spread = LinearCode(gain="unknown").fit(xtr, K), LinearCode(spread=True, gain="unknown").fit(xtr, K)
     assert spread.expected_mse(10.0) == pytest.approx(plain.expected_mse(10.0), rel=1e-9)
     y, no = _awgn(spread.encode(xtr, snr_db=10.0), 10.0, seed=4)
     sim = float(np.mean((spread.decode(y, no, snr_db=10.0, clip=False).numpy() - xtr) ** 2))
@@ -223,9 +250,9 @@ def test_bad_options_raise_value_errors_naming_the_allowed_values():
         SCHEMES.create("uncoded", design_snr_db=3)          # uncoded has no design SNR
     with pytest.raises(ValueError, match="spread must be true or false"):
         SCHEMES.create("linear", spread="yes")
-    with pytest.raises(ValueError, match="gain_side_info must be true or false"):
-        SCHEMES.create("uncoded", gain_side_info=1)
-    with pytest.raises(ValueError, match="allowed: design_snr_db, spread, gain_side_info, label"):
+    with pytest.raises(ValueError, match="gain must be one of header, genie, unknown"):
+        SCHEMES.create("uncoded", gain=1)
+    with pytest.raises(ValueError, match="allowed: design_snr_db, spread, gain, label"):
         SCHEMES.create("linear", snr_train_db=3)
     with pytest.raises(ValueError, match="channel_uses must be a positive integer"):
         UncodedCode().fit(np.zeros((4, 2, 2, 1)), 0)
