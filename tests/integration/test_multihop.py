@@ -29,7 +29,7 @@ def test_the_main_scenario_needs_no_training_on_a_fresh_clone(df_run):
     meta = json.loads((out / "meta.json").read_text())
     stored = [s.get("stored_model") for s in meta["schemes"] if s.get("stored_model")]
     stored.append(meta["classifier"]["stored_model"])
-    assert len(stored) == 3 and all(Path(p).parent == SHIPPED_DIR for p in stored), stored
+    assert len(stored) == 2 and all(Path(p).parent == SHIPPED_DIR for p in stored), stored
 
 
 def test_main_scenario_writes_every_column_and_plot(df_run):
@@ -55,7 +55,7 @@ def test_classifier_reference_is_recorded_and_never_beaten_by_more_than_noise(df
     assert (rx.accuracy <= p + tol).all(), rx[["scheme", "snr_db", "accuracy"]]
 
 
-def test_separation_over_df_falls_off_its_cliff_while_deepjscc_keeps_its_accuracy(df_run):
+def test_separation_over_df_falls_off_its_cliff_while_the_jscc_keeps_its_accuracy(df_run):
     _, df = df_run
     lo, hi = df.snr_db.min(), df.snr_db.max()
     sep = df[df.scheme_type == "SeparationScheme"]
@@ -63,7 +63,7 @@ def test_separation_over_df_falls_off_its_cliff_while_deepjscc_keeps_its_accurac
         g = g.set_index("snr_db")
         assert g.loc[lo, "decode_failures"] == g.loc[lo, "images"], scheme
         assert g.loc[hi, "decode_failures"] == 0 and g.loc[hi, "ber"] == 0, scheme
-    jscc = df[df.scheme_type == "DeepJSCCScheme"]
+    jscc = df[df.scheme_type == "PCADeepJSCCScheme"]
     best_sep_lo = sep[sep.snr_db == lo].accuracy.max()
     assert (jscc[jscc.snr_db == lo].accuracy > best_sep_lo + 0.2).all()
 
