@@ -596,8 +596,9 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
     tr_idx, val_idx = _split(len(x_train), config.val_fraction, config.seed)
     x_tr, x_val = x_train[tr_idx], x_train[val_idx]
     lo, hi = config.snr_range()
-    # validation SNRs: evenly spaced over the range, one per image (a single value: that value)
-    val_snr = (lo + (hi - lo) * (np.arange(len(x_val)) + 0.5) / max(1, len(x_val))).astype(np.float32)
+    # validation SNRs: one value, or for a range one per image, evenly spaced over it
+    val_snr = (np.float32(lo) if hi == lo else
+               (lo + (hi - lo) * (np.arange(len(x_val)) + 0.5) / max(1, len(x_val))).astype(np.float32))
 
     opt = keras.optimizers.Adam(learning_rate=config.learning_rate)
     variables = model.trainable_variables
@@ -616,7 +617,7 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
         opt.apply_gradients(zip(grads, variables))
         return metrics(x, out, loss)
 
-    def val_step(x, snr):
+    def val_step(x, snr=tf.constant(val_snr)):
         out = model(x, snr, training=False)
         return metrics(x, out, loss_fn(x, out))
 
@@ -633,7 +634,7 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
         return order[:n_batches * bs].reshape(n_batches, bs).astype(np.int32), snrs
 
     history = fit(model, opt, train_step=train_step, epoch_batches=epoch_batches, n_batches=n_batches,
-                  val_step=val_step, val_data=(x_val, val_snr), val_batch_size=256, epochs=config.epochs,
+                  val_step=val_step, val_data=(x_val,) if hi == lo else (x_val, val_snr), val_batch_size=256, epochs=config.epochs,
                   seed=config.seed, monitor="val_loss", mode="min", min_delta=1e-7, patience=config.patience,
                   lr_patience=config.lr_patience, min_lr=config.learning_rate / 64,
                   checkpoint_dir=checkpoint_dir, log_dir=log_dir, progress=progress, callbacks=callbacks,

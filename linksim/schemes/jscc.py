@@ -399,6 +399,11 @@ class JSCCScheme(Scheme):
     def build_model(self, context: SchemeContext):
         keras.utils.set_random_seed(self.train_seed)
         channel = None
+        lo, hi = self.configs[0].snr_range()
+        if self.train_channel == "scenario" and hi > lo and getattr(context.channel, "hops", 1) > 1:
+            # a range draws one SNR per image, [batch]; a chain takes one per hop, [hops, batch]
+            raise ValueError(f"{self.label}: training through a relay chain (train_channel: scenario) takes one "
+                             f"snr_train_db, not a range (got {self.configs[0].snr_train_db!r})")
         if self.train_channel == "scenario":
             channel = keras.layers.deserialize(keras.layers.serialize(context.channel))  # a fresh copy
         return self.architecture.build(context.image_shape, context.channel_uses, channel=channel)

@@ -160,3 +160,14 @@ def test_the_adaptive_scheme_trains_stores_reloads_and_sends_with_the_snr_at_its
     again = PCADeepJSCCScheme(**opts)
     again.prepare(SchemeContext(**{**context().__dict__, "train_missing": False}))
     assert again.entry.path == s.entry.path
+
+
+def test_training_through_a_relay_chain_over_an_snr_range_is_refused_naming_the_option():
+    from linksim.channels.relay import MultiHopChannel
+    from linksim.schemes import SchemeContext
+
+    s = PCADeepJSCCScheme(snr_adaptive=True, train_channel="scenario", filters=[4, 4, 4, 4])
+    ctx = SchemeContext(image_shape=(16, 16, 1), channel_uses=100, train_images=_images(50),
+                        channel=MultiHopChannel(hops=2, relay="af"))
+    with pytest.raises(ValueError, match="snr_train_db"):
+        s.build_model(ctx)

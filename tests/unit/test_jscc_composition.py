@@ -17,7 +17,8 @@ from linksim.schemes.sdjscc import SDJSCCNoGSWScheme, SDJSCCScheme
 from linksim.store import SHIPPED_DIR, ModelStore
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
-JSCC_TYPES = ("deepjscc", "sdjscc", "sdjscc_nogsw", "jscc")
+#: every registered scheme that is a JSCC scheme (presets included)
+JSCC_TYPES = tuple(n for n in SCHEMES.names() if issubclass(SCHEMES.get(n), JSCCScheme))
 
 
 # ------------------------------------------------------------ a loss registered from outside linksim
@@ -225,3 +226,16 @@ def test_every_shipped_scenario_finds_every_stage_of_its_jscc_schemes_in_the_shi
                 (name, i, stage, scheme.stage_name(stage))
             checked += 1
     assert checked >= 20
+
+
+def test_every_shipped_model_serves_a_shipped_scenario():
+    # no stale weights: a model no scenario needs only makes the repository bigger
+    store = ModelStore([SHIPPED_DIR])
+    used = set()
+    for name, i, opts, ctx in _scenario_contexts():
+        opts = dict(opts)
+        scheme = SCHEMES.create(opts.pop("type"), **opts)
+        for stage in range(len(scheme.stages)):
+            used.add(store.find(scheme.stage_name(stage), scheme.stage_spec(ctx, stage)).path.name)
+    jscc = {p.name for p in SHIPPED_DIR.iterdir() if (p / "card.json").exists() and not p.name.startswith("classifier")}
+    assert jscc <= used, sorted(jscc - used)

@@ -16,7 +16,8 @@ from linksim.tasks.classifier import classifier_spec, classifier_train_seed
 from linksim.training import DEFAULT_TRAIN_SEED, training_facts
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
-JSCC_TYPES = ("deepjscc", "sdjscc", "sdjscc_nogsw", "jscc")
+#: every registered scheme that is a JSCC scheme (presets included)
+JSCC_TYPES = tuple(n for n in SCHEMES.names() if issubclass(SCHEMES.get(n), JSCCScheme))
 
 
 def _jscc_contexts(seed: int, store):

@@ -197,3 +197,46 @@ def test_the_history_file_beside_the_checkpoint_matches_the_returned_history(tmp
     hist = train_jscc(_tiny_jscc(4), images, cfg, checkpoint_dir=tmp_path, progress=False)
     saved = json.loads((tmp_path / "history.json").read_text())
     assert saved["epoch"] == hist["epoch"] and saved["val_psnr_db"] == hist["val_psnr_db"]
+
+
+# ------------------------------------------------------------------- training SNRs
+class SNRSpy(keras.Model):
+    """A 1x1 convolution that records every SNR tensor it is called with (eagerly, run_eagerly below)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = keras.layers.Conv2D(1, 1)
+        self.seen = []
+        self(tf.zeros([1, 28, 28, 1]), tf.constant(10.0))
+
+    def call(self, images, snr_db, training=False):
+        self.seen.append((bool(training), np.asarray(snr_db)))
+        return self.conv(images)
+
+
+def test_a_training_snr_range_gives_every_image_its_own_snr_and_validates_across_the_range(images):
+    tf.config.run_functions_eagerly(True)
+    try:
+        model = SNRSpy()
+        model.seen.clear()
+        train_jscc(model, images, TrainConfig(epochs=1, batch_size=32, snr_train_db=[0.0, 20.0], seed=0,
+                                              steps_per_epoch=3), progress=False)
+    finally:
+        tf.config.run_functions_eagerly(False)
+    train = [s for t, s in model.seen if t]
+    val = np.concatenate([np.atleast_1d(s) for t, s in model.seen if not t and s.ndim == 1])
+    assert train and all(s.shape == (32,) and 0 <= s.min() and s.max() <= 20 and s.std() > 2 for s in train)
+    # the validation images' SNRs are evenly spread over the range (40 images: 0.25, 0.75, ..., 19.75 dB)
+    np.testing.assert_allclose(np.sort(np.unique(val)), 0.25 + 0.5 * np.arange(40), atol=1e-5)
+
+
+def test_a_single_training_snr_is_one_value_per_batch(images):
+    tf.config.run_functions_eagerly(True)
+    try:
+        model = SNRSpy()
+        model.seen.clear()
+        train_jscc(model, images, TrainConfig(epochs=1, batch_size=32, snr_train_db=7.0, seed=0, steps_per_epoch=2),
+                   progress=False)
+    finally:
+        tf.config.run_functions_eagerly(False)
+    assert model.seen and all(s.ndim == 0 and float(s) == 7.0 for _, s in model.seen)
