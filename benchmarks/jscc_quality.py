@@ -40,6 +40,8 @@ LINEAR = "Linear (PCA + LMMSE)"
 ADAPTIVE = "PCA-DeepJSCC (SNR-adaptive)"
 PER_SNR = {1.0: "PCA-DeepJSCC (SNR_train 1 dB)", 10.0: "PCA-DeepJSCC (SNR_train 10 dB)",
            19.0: "PCA-DeepJSCC (SNR_train 19 dB)"}
+#: epochs shown in the learning-curve table
+CURVE_EPOCHS = (1, 2, 5, 10, 15, 20, 25, 30)
 #: issue 10: the adaptive model within this much of the per-SNR models
 ADAPTIVE_TOLERANCE_DB = 0.5
 
@@ -127,14 +129,21 @@ def markdown(res: dict) -> str:
               f"{c['adaptive_minus_per_snr_model_at_its_training_snr_db']} "
               f"(within 0.5 dB: {c['adaptive_within_0_5_db_of_per_snr_models']}).",
               f"Adaptive beats every separation baseline at every SNR: "
-              f"{c['adaptive_beats_every_separation_baseline_everywhere']}.", "",
-              "Learning curves (validation PSNR per epoch; the adaptive model's validation images have SNRs "
-              "evenly spread over 0-20 dB):", ""]
+              f"{c['adaptive_beats_every_separation_baseline_everywhere']}"
+              + ("" if c["adaptive_beats_every_separation_baseline_everywhere"] else
+                 " (behind the best one at " + ", ".join(f"{k} dB ({v:+.2f})" for k, v in
+                                                        c["adaptive_minus_best_separation_db"].items() if v <= 0)
+                 + ")") + ".", "",
+              "Learning curves: validation PSNR [dB] after the given epoch (126 steps of 64 images each; the "
+              "adaptive model's validation images have SNRs evenly spread over 0-20 dB), and the training wall "
+              "time on this CPU:", "",
+              "| model | " + " | ".join(f"epoch {e}" for e in CURVE_EPOCHS) + " | steps | time |",
+              "|---|" + "---|" * (len(CURVE_EPOCHS) + 2)]
     for label, lc in res["learning_curves"].items():
-        lines.append(f"- {label} ({lc['model']}): {lc['epochs_run']} epochs, {lc['train_steps']} steps, "
-                     f"{lc['train_seconds']} s, best epoch {lc['best_epoch']}; val PSNR "
-                     + ", ".join(f"{p} ({st} steps, {t} s)" for p, st, t in
-                                 zip(lc["val_psnr_db"], lc["steps"], lc["cumulative_seconds"] or [""] * 99)))
+        vals = [f"{lc['val_psnr_db'][e - 1]:.2f}" if e <= len(lc["val_psnr_db"]) else "" for e in CURVE_EPOCHS]
+        secs = lc["train_seconds"]
+        lines.append(f"| {label} | " + " | ".join(vals) + f" | {lc['train_steps']} | "
+                     f"{'' if secs is None else f'{secs / 60:.1f} min'} |")
     return "\n".join(lines) + "\n"
 
 

@@ -280,26 +280,15 @@ def linear_power_allocation(variances, budget: float, noise_var: float) -> np.nd
     return p
 
 
-class UncodedCode:
-    """Uncoded analog transmission of the zero-mean pixels with a per-pixel LMMSE receiver.
-
-    Conventions and derivation: :mod:`linksim.schemes.analog`.
-
-    Usage::
-
-        code = UncodedCode().fit(train_images, channel_uses=486)
-        x = code.encode(images)                 # [B, k] complex64, mean |x|^2 = 1 per image
-        out = channel(x, snr_db)
-        images_hat = code.decode(out["y"], out["no"])
-        code.expected_mse(snr_db)               # closed-form LMMSE MSE on the training images
-    """
+class _AnalogCode:
+    """What both codes share: the ``gain`` mode, the fit's checks and the training statistics."""
 
     def __init__(self, gain: str = "header"):
         self.gain = _check_gain(gain)
         self.fitted = False
 
-    def fit(self, train_images, channel_uses: int) -> "UncodedCode":
-        """Fit the slot map and the receiver statistics on ``train_images``.
+    def fit(self, train_images, channel_uses: int):
+        """Fit the code on ``train_images``.
 
         Input
         -----
@@ -315,16 +304,43 @@ class UncodedCode:
         ValueError
             For a wrong shape or a non-positive ``channel_uses``.
         """
-        x, self.image_shape, k = _check_fit_inputs(train_images, channel_uses)
-        self.k = k
-        n = x.shape[1]
-        self.n = n
+        x, self.image_shape, self.k = _check_fit_inputs(train_images, channel_uses)
+        self.n = x.shape[1]
+        self.slots = _payload_slots(self.k, self.gain)
         self.mu = x.mean(axis=0)
-        x0 = self._x0 = x - self.mu
+        self._x0 = x - self.mu
+        self._mu = tf.constant(self.mu, tf.float32)
+        self._fit(self._x0)
+        self.fitted = True
+        return self
+
+    def _fit(self, x0) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _check_fitted(self):
+        if not self.fitted:
+            raise ValueError("the code is not fitted: call fit(train_images, channel_uses) first")
+
+
+class UncodedCode(_AnalogCode):
+    """Uncoded analog transmission of the zero-mean pixels with a per-pixel LMMSE receiver.
+
+    Conventions and derivation: :mod:`linksim.schemes.analog`.
+
+    Usage::
+
+        code = UncodedCode().fit(train_images, channel_uses=486)
+        x = code.encode(images)                 # [B, k] complex64, mean |x|^2 = 1 per image
+        out = channel(x, snr_db)
+        images_hat = code.decode(out["y"], out["no"])
+        code.expected_mse(snr_db)               # closed-form LMMSE MSE on the training images
+    """
+
+    def _fit(self, x0) -> None:
+        """The slot map and the receiver statistics."""
+        k, n, slots = self.k, self.n, self.slots
         self.pixel_var = x0.var(axis=0)
         by_var = np.argsort(-self.pixel_var, kind="stable")
-        slots = _payload_slots(k, self.gain)
-        self.slots = slots
         if slots >= n:
             spare = slots - n
             pixel_of_slot = np.concatenate([np.arange(n), by_var[np.arange(spare) % n]])
@@ -346,13 +362,6 @@ class UncodedCode:
         combine /= np.maximum(self.copies, 1.0)
         self._combine = tf.constant(combine, tf.float32)
         self._gather = tf.constant(pixel_of_slot, tf.int32)
-        self._mu = tf.constant(self.mu, tf.float32)
-        self.fitted = True
-        return self
-
-    def _check_fitted(self):
-        if not self.fitted:
-            raise ValueError("the code is not fitted: call fit(train_images, channel_uses) first")
 
     def encode(self, images, snr_db=None) -> tf.Tensor:
         """Images -> channel symbols.
@@ -486,7 +495,7 @@ class _LinearDesign:
         self._u = tf.constant(code.eigenvectors[:, :K], tf.float32)
 
 
-class LinearCode:
+class LinearCode(_AnalogCode):
     """The optimal linear analog code: PCA, MSE-optimal power allocation, full LMMSE receiver.
 
     Conventions and derivation: :mod:`linksim.schemes.analog`.
@@ -516,54 +525,29 @@ class LinearCode:
     """
 
     def __init__(self, design_snr_db: float | None = None, spread: bool = False, gain: str = "header"):
-        self.gain = _check_gain(gain)
+        super().__init__(gain)
         self.design_snr_db = _check_snr("design_snr_db", design_snr_db, allow_none=True)
         if not isinstance(spread, (bool, np.bool_)):
             raise ValueError(f"spread must be true or false, got {spread!r}")
         self.spread = bool(spread)
-        self.fitted = False
         self._designs = {}
 
-    def fit(self, train_images, channel_uses: int) -> "LinearCode":
-        """Principal components of ``train_images`` (the designs are fitted lazily, per design SNR).
-
-        Input
-        -----
-        train_images : [N, H, W, C] float in [0, 1], N >= 2
-        channel_uses : int >= 1, k complex channel uses per image
-
-        Output
-        ------
-        self
-
-        Raises
-        ------
-        ValueError
-            For a wrong shape or a non-positive ``channel_uses``.
-        """
-        x, self.image_shape, k = _check_fit_inputs(train_images, channel_uses)
-        self.k, self.n = k, x.shape[1]
-        self.slots = _payload_slots(k, self.gain)
+    def _fit(self, x0) -> None:
+        """Principal components (the designs are fitted lazily, per design SNR)."""
         self.m = min(self.n, self.slots)
-        self.mu = x.mean(axis=0)
-        self._x0 = x - self.mu
-        cov = self._x0.T @ self._x0 / len(x)
+        cov = x0.T @ x0 / len(x0)
         lam, u = np.linalg.eigh(cov)
         order = np.argsort(-lam, kind="stable")
         self.eigenvalues, self.eigenvectors = np.maximum(lam[order], 0.0), u[:, order]
         self.total_variance = float(np.trace(cov))
-        self._mu = tf.constant(self.mu, tf.float32)
         self._q = None
         if self.spread:
             q, r = np.linalg.qr(np.random.default_rng(0).standard_normal((self.slots, self.slots)))
             self._q = tf.constant(q * np.sign(np.diag(r)), tf.float32)      # slots = t @ Q^T
         self._designs = {}
-        self.fitted = True
-        return self
 
     def _design(self, snr_db) -> _LinearDesign:
-        if not self.fitted:
-            raise ValueError("the code is not fitted: call fit(train_images, channel_uses) first")
+        self._check_fitted()
         if self.design_snr_db is not None:
             d = self.design_snr_db
         elif snr_db is None:

@@ -21,11 +21,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from linksim.channels.awgn import AWGNChannel
 from linksim.registry import ARCHITECTURES, SCHEMES
 from linksim.schemes.deepjscc_layers import QUANTIZERS, DeepJSCCDecoder, DeepJSCCEncoder
-from linksim.schemes.jscc import (SCHEME_OPTIONS, JSCCArchitecture, JSCCScheme, TrainingStage, preset_signature,
-                                  split_preset_options)
+from linksim.schemes.jscc import (SCHEME_OPTIONS, JSCCArchitecture, JSCCScheme, TrainingStage, model_channel,
+                                  preset_signature, split_preset_options)
 
 __all__ = ["DeepJSCC", "DeepJSCCArchitecture", "DeepJSCCScheme"]
 
@@ -63,16 +62,7 @@ class DeepJSCC(keras.Model):
                                        name="encoder")
         self.decoder = DeepJSCCDecoder(self.image_shape, self.channel_uses, filters, kernel_size, snr_side_info,
                                        name="decoder")
-        self._channel_given = channel is not None   # one AWGN hop (the default) is left out of the config
-        if channel is None:
-            self.channel = AWGNChannel(name="channel")
-        elif isinstance(channel, dict):
-            self.channel = keras.layers.deserialize(channel)
-        else:
-            self.channel = channel
-        if not self.channel.differentiable:
-            raise ValueError("a JSCC model cannot be trained through a channel that is not differentiable "
-                             "(decode-and-forward relays); train over one hop, or through an af / qf chain")
+        self.channel, self._channel_given = model_channel(channel)   # the default, one AWGN hop, is not in the config
         # create the weights now, so a reloaded model has them before its weights are read
         self(tf.zeros((1,) + self.image_shape), tf.constant(10.0))
 

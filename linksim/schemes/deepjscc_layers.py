@@ -38,7 +38,8 @@ import math
 import keras
 import tensorflow as tf
 
-__all__ = ["PowerNormalization", "BinaryQuantizer", "DeepJSCCEncoder", "DeepJSCCDecoder", "latent_channels"]
+__all__ = ["PowerNormalization", "BinaryQuantizer", "DeepJSCCEncoder", "DeepJSCCDecoder", "latent_channels",
+           "check_layer_options"]
 
 QUANTIZERS = (None, "binary")
 
@@ -47,6 +48,22 @@ def latent_channels(image_shape, channel_uses: int, stride: int = 4) -> int:
     """Channels of the encoder's last convolution for ``channel_uses`` complex symbols."""
     h, w = int(image_shape[0]) // stride, int(image_shape[1]) // stride
     return max(1, math.ceil(2 * int(channel_uses) / (h * w)))
+
+
+def check_layer_options(image_shape, channel_uses, filters) -> None:
+    """The checks every JSCC encoder and decoder makes of its shape options.
+
+    Raises
+    ------
+    ValueError
+        For an image size the strides do not divide, a non-positive k, or filters
+        that are not four positive integers.
+    """
+    _check_image_shape(image_shape)
+    if int(channel_uses) < 1:
+        raise ValueError(f"channel_uses must be >= 1 (got {channel_uses!r})")
+    if len(filters) != 4 or any(int(f) < 1 for f in filters):
+        raise ValueError(f"filters must be four positive integers (got {filters!r})")
 
 
 def _check_image_shape(image_shape, stride=4):
@@ -175,13 +192,9 @@ class DeepJSCCEncoder(keras.layers.Layer):
     def __init__(self, image_shape, channel_uses: int, filters=(16, 32, 32, 32), kernel_size: int = 5,
                  quantizer: str | None = None, **kwargs):
         super().__init__(**kwargs)
-        _check_image_shape(image_shape)
-        if int(channel_uses) < 1:
-            raise ValueError(f"channel_uses must be >= 1 (got {channel_uses!r})")
+        check_layer_options(image_shape, channel_uses, filters)
         if quantizer not in QUANTIZERS:
             raise ValueError(f"quantizer must be one of null, binary (got {quantizer!r})")
-        if len(filters) != 4 or any(int(f) < 1 for f in filters):
-            raise ValueError(f"filters must be four positive integers (got {filters!r})")
         self.image_shape = tuple(int(s) for s in image_shape)
         self.channel_uses = int(channel_uses)
         self.filters = [int(f) for f in filters]

@@ -47,18 +47,15 @@ Two variants (option ``snr_adaptive``):
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 import tensorflow as tf
 
-from linksim.channels.awgn import AWGNChannel
 from linksim.registry import ARCHITECTURES, SCHEMES
-from linksim.schemes.deepjscc_layers import _check_image_shape, latent_channels
+from linksim.schemes.deepjscc_layers import check_layer_options, latent_channels
 from linksim.schemes.gain_header import decode_header, encode_with_header, header_stats
-from linksim.schemes.jscc import (SCHEME_OPTIONS, JSCCArchitecture, JSCCScheme, TrainingStage, preset_signature,
-                                  split_preset_options)
+from linksim.schemes.jscc import (SCHEME_OPTIONS, JSCCArchitecture, JSCCScheme, TrainingStage, model_channel,
+                                  preset_signature, split_preset_options)
 
 __all__ = ["linear_power_allocation", "pca_statistics", "SNRAttention", "PCADeepJSCCEncoder",
            "PCADeepJSCCDecoder", "PCADeepJSCC", "PCADeepJSCCArchitecture", "PCADeepJSCCScheme"]
@@ -199,11 +196,7 @@ class _PCABase(keras.layers.Layer):
     def __init__(self, image_shape, channel_uses: int, filters=(32, 64, 64, 64), kernel_size: int = 5,
                  snr_adaptive: bool = False, code: PCACode | None = None, **kwargs):
         super().__init__(**kwargs)
-        _check_image_shape(image_shape)
-        if int(channel_uses) < 1:
-            raise ValueError(f"channel_uses must be >= 1 (got {channel_uses!r})")
-        if len(filters) != 4 or any(int(f) < 1 for f in filters):
-            raise ValueError(f"filters must be four positive integers (got {filters!r})")
+        check_layer_options(image_shape, channel_uses, filters)
         self.image_shape = tuple(int(s) for s in image_shape)
         self.channel_uses = int(channel_uses)
         self.filters = [int(f) for f in filters]
@@ -227,6 +220,16 @@ class _PCABase(keras.layers.Layer):
     def build(self, *shapes):
         # the sublayers build on their first call; nothing here depends on the input shape
         self.built = True
+
+    def _run_cnn(self, z, snr):
+        """The layer's CNN (``self.convs``, ``self.acts``, ``self.atts``) on ``z``."""
+        for conv, act, att in zip(self.convs, self.acts, self.atts):
+            z = conv(z)
+            if act is not None:
+                z = act(z)
+            if att is not None:
+                z = att(z, snr)
+        return z
 
     def _attention(self, i):
         return SNRAttention(name=f"attention{i}") if self.snr_adaptive else None
@@ -306,13 +309,7 @@ class PCADeepJSCCEncoder(_PCABase):
         flat = tf.reshape(images, [b, self.n]) - self.code.mean
         lin = tf.matmul(flat, self.code.basis) * gain                                   # [B, m]
         lin = tf.pad(lin, [[0, 0], [0, 2 * self.channel_uses - 1 - self.m]])
-        z = images
-        for conv, act, att in zip(self.convs, self.acts, self.atts):
-            z = conv(z)
-            if act is not None:
-                z = act(z)
-            if att is not None:
-                z = att(z, snr)
+        z = self._run_cnn(images, snr)
         return lin + tf.reshape(z, [b, -1])[:, : 2 * self.channel_uses - 1]
 
     def call(self, images, snr_db=None):
@@ -372,14 +369,7 @@ class PCADeepJSCCDecoder(_PCABase):
         x_lin, flat = self.linear_estimate(y, snr)
         hh, ww, cc = self.grid
         lat = tf.reshape(tf.pad(flat, [[0, 0], [0, hh * ww * cc - 2 * self.channel_uses + 1]]), [b, hh, ww, cc])
-        z = tf.concat([x_lin, self.up(lat)], axis=-1)
-        for conv, act, att in zip(self.convs, self.acts, self.atts):
-            z = conv(z)
-            if act is not None:
-                z = act(z)
-            if att is not None:
-                z = att(z, snr)
-        out = x_lin + z
+        out = x_lin + self._run_cnn(tf.concat([x_lin, self.up(lat)], axis=-1), snr)
         return out if training else tf.clip_by_value(out, 0.0, 1.0)
 
 
@@ -414,16 +404,7 @@ class PCADeepJSCC(keras.Model):
         opts = {"filters": filters, "kernel_size": kernel_size, "snr_adaptive": snr_adaptive, "code": self.code}
         self.encoder = PCADeepJSCCEncoder(self.image_shape, self.channel_uses, name="encoder", **opts)
         self.decoder = PCADeepJSCCDecoder(self.image_shape, self.channel_uses, name="decoder", **opts)
-        self._channel_given = channel is not None
-        if channel is None:
-            self.channel = AWGNChannel(name="channel")
-        elif isinstance(channel, dict):
-            self.channel = keras.layers.deserialize(channel)
-        else:
-            self.channel = channel
-        if not self.channel.differentiable:
-            raise ValueError("a JSCC model cannot be trained through a channel that is not differentiable "
-                             "(decode-and-forward relays); train over one hop, or through an af / qf chain")
+        self.channel, self._channel_given = model_channel(channel)   # the default, one AWGN hop, is not in the config
         self(tf.zeros((1,) + self.image_shape), tf.constant(10.0))
 
     def build(self, *shapes):

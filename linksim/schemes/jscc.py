@@ -62,13 +62,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from linksim.channels.awgn import no_to_snr_db
+from linksim.channels.awgn import AWGNChannel, no_to_snr_db
 from linksim.losses import JSCCLoss, _number, _positive_int
 from linksim.registry import ARCHITECTURES, LOSSES, SCHEMES, check_known_options
 from linksim.schemes.base import BatchResult, Scheme, SchemeContext
 from linksim.training import DEFAULT_TRAIN_SEED, TrainConfig, check_train_seed, train_jscc, training_facts
 
-__all__ = ["JSCCArchitecture", "TrainingStage", "WeightedLoss", "JSCCScheme", "TRAIN_CHANNELS",
+__all__ = ["JSCCArchitecture", "TrainingStage", "WeightedLoss", "JSCCScheme", "TRAIN_CHANNELS", "model_channel",
            "SCHEME_OPTIONS", "STAGE_OPTIONS", "split_preset_options"]
 
 #: Allowed values of ``train_channel``.
@@ -120,6 +120,35 @@ class JSCCArchitecture:
     @classmethod
     def from_config(cls, config: dict):
         return cls(**config)
+
+
+def model_channel(channel):
+    """The channel inside a JSCC model: ``(layer, given)``.
+
+    Input
+    -----
+    channel : None (one AWGN hop), a Channel layer, or its serialised config
+
+    Output
+    ------
+    (Channel, bool): the layer, and whether it was given (a model leaves the
+    default out of its config)
+
+    Raises
+    ------
+    ValueError
+        For a channel that is not differentiable (decode-and-forward relays).
+    """
+    if channel is None:
+        layer = AWGNChannel(name="channel")
+    elif isinstance(channel, dict):
+        layer = keras.layers.deserialize(channel)
+    else:
+        layer = channel
+    if not layer.differentiable:
+        raise ValueError("a JSCC model cannot be trained through a channel that is not differentiable "
+                         "(decode-and-forward relays); train over one hop, or through an af / qf chain")
+    return layer, channel is not None
 
 
 class WeightedLoss:

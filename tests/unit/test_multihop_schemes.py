@@ -9,6 +9,7 @@ from linksim.run.setup import HopSNR
 from linksim.scenario import ScenarioError, validate_scenario_dict
 from linksim.schemes.base import SchemeContext
 from linksim.schemes.deepjscc import DeepJSCC, DeepJSCCScheme
+from linksim.schemes.deepjscc_pca import PCADeepJSCCScheme
 from linksim.schemes.separation import SeparationScheme
 from linksim.store import SHIPPED_DIR, ModelStore
 
@@ -94,13 +95,15 @@ def test_ideal_code_over_a_df_chain_is_limited_by_its_worst_hop(images):
     assert af._ideal_snr_db([10.0, 10.0]) == pytest.approx(6.78, abs=0.01)
 
 
-def test_deepjscc_df_relay_rebuilds_the_image(images):
+@pytest.mark.parametrize("options", [dict(snr_train_db=10, epochs=15), dict(snr_adaptive=True, epochs=30)])
+def test_a_jscc_df_relay_rebuilds_the_image(images, options):
     x, xt = images
     store = ModelStore([SHIPPED_DIR])
     ctx = dict(image_shape=(28, 28, 1), channel_uses=486, train_images=xt, seed=1234,
                dataset_spec={"name": "embedded", "params": {}, "train_size": None}, store=store,
                train_missing=False)
-    one, df = DeepJSCCScheme(snr_train_db=10, epochs=40), DeepJSCCScheme(snr_train_db=10, epochs=40)
+    # the shipped PCA-DeepJSCC models (per-SNR at 10 dB; SNR-adaptive, its encoder told the hop SNR)
+    one, df = PCADeepJSCCScheme(**options), PCADeepJSCCScheme(**options)
     one.prepare(SchemeContext(channel=AWGNChannel(), **ctx))
     df.prepare(SchemeContext(channel=MultiHopChannel(hops=2, relay="df"), **ctx))
 
