@@ -139,7 +139,7 @@ import tensorflow as tf
 
 from linksim.registry import SCHEMES
 from linksim.schemes.base import BatchResult, Scheme, SchemeContext
-from linksim.schemes.gain_header import decode_header, encode_with_header, header_stats
+from linksim.schemes.gain_header import decode_header, encode_with_header, header_stats, spreading_matrix
 
 __all__ = ["UncodedCode", "LinearCode", "UncodedScheme", "LinearScheme", "linear_power_allocation", "GAIN_MODES"]
 
@@ -542,8 +542,7 @@ class LinearCode(_AnalogCode):
         self.total_variance = float(np.trace(cov))
         self._q = None
         if self.spread:
-            q, r = np.linalg.qr(np.random.default_rng(0).standard_normal((self.slots, self.slots)))
-            self._q = tf.constant(q * np.sign(np.diag(r)), tf.float32)      # slots = t @ Q^T
+            self._q = tf.constant(spreading_matrix(self.slots))            # slots = t @ Q^T
         self._designs = {}
 
     def _design(self, snr_db) -> _LinearDesign:

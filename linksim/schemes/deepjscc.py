@@ -152,7 +152,8 @@ class DeepJSCCScheme(JSCCScheme):
     epochs, learning_rate, steps_per_epoch :
         The training stage (:class:`~linksim.schemes.jscc.TrainingStage`; default 60
         epochs at 1e-3).
-    snr_train_db, batch_size, patience, lr_patience, val_fraction, jit_compile, train_channel, label :
+    snr_train_db, batch_size, patience, lr_patience, val_fraction, jit_compile, train_channel, train_seed, spread,
+    label :
         As :class:`~linksim.schemes.jscc.JSCCScheme`.
 
     Raises

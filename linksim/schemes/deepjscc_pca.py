@@ -518,7 +518,8 @@ class PCADeepJSCCScheme(JSCCScheme):
         The architecture (:class:`PCADeepJSCCArchitecture`).
     epochs, learning_rate, steps_per_epoch :
         The training stage (default 40 epochs at 1e-3).
-    snr_train_db, batch_size, patience, lr_patience, val_fraction, jit_compile, train_channel, train_seed, label :
+    snr_train_db, batch_size, patience, lr_patience, val_fraction, jit_compile, train_channel, train_seed, spread,
+    label :
         As :class:`~linksim.schemes.jscc.JSCCScheme` (``snr_train_db`` defaults to
         10, or ``[0, 20]`` with ``snr_adaptive``).
 

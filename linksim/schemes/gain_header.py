@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = ["HEADER_CLIP", "DEFAULT_HEADER_FRACTION", "log_rms", "header_stats", "encode_with_header",
-           "decode_header"]
+           "decode_header", "spreading_matrix"]
 
 #: ``L``: the standardised log-gain is clipped to [-L, L].
 HEADER_CLIP = 4.0
@@ -101,3 +101,17 @@ def decode_header(y, channel_uses: int, stats, fraction: float = DEFAULT_HEADER_
     r = tf.exp(a + b * ell)
     scale = r * tf.sqrt(float(k) / (float(k) - tf.square(head)))
     return flat[:, :-1] * scale[:, tf.newaxis], scale
+
+
+def spreading_matrix(size: int, seed: int = 0) -> np.ndarray:
+    """A fixed orthogonal ``[size, size]`` matrix: the QR factor of a seeded Gaussian matrix (float32).
+
+    Analog codes put very unequal power on their real slots (the strongest principal
+    component of the linear code carries tens of times the mean slot power), which a
+    relay's quantiser tuned to Gaussian inputs (QF) clips. Multiplying the slot values
+    by ``Q^T`` before the channel and the received ones by ``Q`` after it spreads every
+    slot's power over all of them; over AWGN, AF and DF it changes nothing but the noise
+    realisation (``Q`` keeps the energy, white noise stays white).
+    """
+    q, r = np.linalg.qr(np.random.default_rng(seed).standard_normal((int(size), int(size))))
+    return (q * np.sign(np.diag(r))).astype(np.float32)

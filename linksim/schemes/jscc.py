@@ -66,6 +66,7 @@ from linksim.channels.awgn import AWGNChannel, no_to_snr_db
 from linksim.losses import JSCCLoss, _number, _positive_int
 from linksim.registry import ARCHITECTURES, LOSSES, SCHEMES, check_known_options
 from linksim.schemes.base import BatchResult, Scheme, SchemeContext
+from linksim.schemes.gain_header import spreading_matrix
 from linksim.training import DEFAULT_TRAIN_SEED, TrainConfig, check_train_seed, train_jscc, training_facts
 
 __all__ = ["JSCCArchitecture", "TrainingStage", "WeightedLoss", "JSCCScheme", "TRAIN_CHANNELS", "model_channel",
@@ -300,6 +301,15 @@ class JSCCScheme(Scheme):
     train_channel : {"awgn", "scenario"}
         ``awgn`` (default): train over one AWGN hop; ``scenario``: train end to end
         through the scenario's channel (an AF or QF relay chain).
+    spread : bool
+        Evaluation only (not part of the model): multiply the ``2k`` real slot values
+        by a fixed orthogonal matrix before the channel and undo it after (a DF relay
+        undoes and redoes it), so no slot carries much more than the mean power
+        (:func:`~linksim.schemes.gain_header.spreading_matrix`). Over AWGN, AF and DF
+        the results are those without it up to the noise draw; over a QF relay a
+        model whose slot powers are very unequal (PCA-DeepJSCC) is no longer clipped.
+        Default False; refused with ``train_channel: scenario`` (the chain the model
+        was trained through had no spreading).
     train_seed : int >= 0
         Seeds the training (default 1234, the shipped models'): the initial weights,
         the training/validation split, the batch order and the training noise. It is
@@ -319,12 +329,19 @@ class JSCCScheme(Scheme):
 
     def __init__(self, architecture, stages, snr_train_db=10.0, batch_size: int = 64, patience: int = 8,
                  lr_patience: int = 3, val_fraction: float = 0.1, jit_compile: bool = False,
-                 train_channel: str = "awgn", train_seed: int = DEFAULT_TRAIN_SEED, label: str | None = None):
+                 train_channel: str = "awgn", train_seed: int = DEFAULT_TRAIN_SEED, spread: bool = False,
+                 label: str | None = None):
         super().__init__(label)
         self.train_seed = check_train_seed(train_seed)
         if train_channel not in TRAIN_CHANNELS:
             raise ValueError(f"train_channel must be one of {', '.join(TRAIN_CHANNELS)} (got {train_channel!r})")
         self.train_channel = train_channel
+        if not isinstance(spread, (bool, np.bool_)):
+            raise ValueError(f"spread must be true or false (got {spread!r})")
+        if spread and train_channel == "scenario":
+            raise ValueError("spread applies at evaluation; a model trained through the scenario's chain "
+                             "(train_channel: scenario) saw it without spreading: use one or the other")
+        self.spread = bool(spread)
         if isinstance(architecture, dict):
             arch = dict(architecture)
             if "type" not in arch:
@@ -359,7 +376,8 @@ class JSCCScheme(Scheme):
         self.jit_compile = bool(jit_compile)
         self._options = {"snr_train_db": snr_train_db, "batch_size": batch_size, "patience": patience,
                          "lr_patience": lr_patience, "val_fraction": val_fraction, "jit_compile": self.jit_compile,
-                         "train_channel": train_channel, "train_seed": self.train_seed, "label": self.label}
+                         "train_channel": train_channel, "train_seed": self.train_seed, "spread": self.spread,
+                         "label": self.label}
         self.model = None
         self.entry = None
         self.stage_entries = [None] * len(self.stages)
@@ -561,6 +579,7 @@ class JSCCScheme(Scheme):
             self._encode = tf.function(lambda x: self.model.encoder(x), reduce_retracing=True,
                                        jit_compile=self.jit_compile)
         self._receive = tf.function(self._receive_impl, reduce_retracing=True, jit_compile=self.jit_compile)
+        self._q = tf.constant(spreading_matrix(2 * int(context.channel_uses))) if self.spread else None
         self.channel = context.channel.bind(regenerate=self._regenerate_impl)  # DF relays decode and re-encode
 
     def _regenerate_impl(self, y, no):
@@ -569,16 +588,33 @@ class JSCCScheme(Scheme):
         An SNR-adaptive encoder re-encodes for the SNR of the hop it received from.
         """
         snr = no_to_snr_db(no)
-        images = self.model.decoder(y, snr)
-        return self.model.encoder(images, snr) if self.architecture.encoder_uses_snr else self.model.encoder(images)
+        images = self.model.decoder(self._despread(y), snr)
+        x = self.model.encoder(images, snr) if self.architecture.encoder_uses_snr else self.model.encoder(images)
+        return self._spread(x)
+
+    def _spread(self, x):
+        """``x`` with its ``2k`` real slots multiplied by ``Q^T`` (``spread``), else ``x``."""
+        if self._q is None:
+            return x
+        k = int(self.context.channel_uses)
+        t = tf.matmul(tf.concat([tf.math.real(x), tf.math.imag(x)], axis=1), self._q, transpose_b=True)
+        return tf.complex(t[:, :k], t[:, k:])
+
+    def _despread(self, y):
+        """The inverse of :meth:`_spread` (``Q`` is orthogonal)."""
+        if self._q is None:
+            return y
+        k = int(self.context.channel_uses)
+        t = tf.matmul(tf.concat([tf.math.real(y), tf.math.imag(y)], axis=1), self._q)
+        return tf.complex(t[:, :k], t[:, k:])
 
     def _receive_impl(self, symbols, snr_db):
         if self.architecture.encoder_uses_snr:
             # ``symbols`` are the images: the transmitter adapts to the SNR (per-hop SNRs: the weakest hop's)
             symbols = self.model.encoder(symbols, tf.reduce_min(snr_db))
-        out = self.channel(symbols, snr_db)
+        out = self.channel(self._spread(symbols), snr_db)
         # the decoder's SNR side information is the SNR the channel reports (a chain: destination-equivalent)
-        return self.model.decoder(out["y"], out["snr_db"])
+        return self.model.decoder(self._despread(out["y"]), out["snr_db"])
 
     def describe(self) -> dict:
         d = super().describe()

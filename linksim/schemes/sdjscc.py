@@ -99,7 +99,7 @@ class SDJSCCScheme(JSCCScheme):
     Parameters
     ----------
     snr_train_db, filters, kernel_size, snr_side_info, epochs, batch_size, learning_rate, patience,
-    lr_patience, val_fraction, steps_per_epoch, jit_compile, train_channel, label :
+    lr_patience, val_fraction, steps_per_epoch, jit_compile, train_channel, train_seed, spread, label :
         As :class:`~linksim.schemes.deepjscc.DeepJSCCScheme`; they define stage 1
         (and the SNR, batch size, validation split and patience of stage 2).
     feature_layer, tau, r, weights_from, classes, calibration_size, mse_weight :
