@@ -775,11 +775,8 @@ class LinearScheme(_AnalogScheme):
     spread : bool
         Spread the slot values with a fixed orthogonal matrix (default False; use it
         over QF relays, see :mod:`linksim.schemes.analog`).
-    gain : {"header", "genie", "unknown"}
-        How the receiver learns every image's normalisation gain: from a header slot
-        sent in band (default), told without error or cost (a genie), or not at all
-        (see :mod:`linksim.schemes.analog`).
-    label : str or None
+    gain, label :
+        As :class:`UncodedScheme`.
 
     Raises
     ------
