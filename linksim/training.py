@@ -634,7 +634,8 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
         return order[:n_batches * bs].reshape(n_batches, bs).astype(np.int32), snrs
 
     history = fit(model, opt, train_step=train_step, epoch_batches=epoch_batches, n_batches=n_batches,
-                  val_step=val_step, val_data=(x_val,) if hi == lo else (x_val, val_snr), val_batch_size=256, epochs=config.epochs,
+                  val_step=val_step, val_data=(x_val,) if hi == lo else (x_val, val_snr), val_batch_size=256,
+                  epochs=config.epochs,
                   seed=config.seed, monitor="val_loss", mode="min", min_delta=1e-7, patience=config.patience,
                   lr_patience=config.lr_patience, min_lr=config.learning_rate / 64,
                   checkpoint_dir=checkpoint_dir, log_dir=log_dir, progress=progress, callbacks=callbacks,

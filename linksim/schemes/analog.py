@@ -139,9 +139,11 @@ import tensorflow as tf
 
 from linksim.registry import SCHEMES
 from linksim.schemes.base import BatchResult, Scheme, SchemeContext
+from linksim.schemes.deepjscc_layers import to_slots, to_symbols
 from linksim.schemes.gain_header import decode_header, encode_with_header, header_stats, spreading_matrix
 
-__all__ = ["UncodedCode", "LinearCode", "UncodedScheme", "LinearScheme", "linear_power_allocation", "GAIN_MODES"]
+__all__ = ["UncodedCode", "LinearCode", "UncodedScheme", "LinearScheme", "linear_power_allocation",
+           "principal_components", "GAIN_MODES"]
 
 #: Allowed values of the ``gain`` option: how the receiver learns each image's normalisation gain.
 GAIN_MODES = ("header", "genie", "unknown")
@@ -182,18 +184,6 @@ def _check_fit_inputs(train_images, channel_uses) -> tuple[np.ndarray, tuple, in
     return x.reshape(len(x), -1).astype(np.float64), tuple(int(d) for d in x.shape[1:]), int(channel_uses)
 
 
-def _to_slots(y) -> tf.Tensor:
-    """``[batch, k]`` complex -> ``[batch, 2k]`` float32 (real parts, then imaginary parts)."""
-    y = tf.convert_to_tensor(y)
-    return tf.concat([tf.math.real(y), tf.math.imag(y)], axis=1)
-
-
-def _to_symbols(s, k: int) -> tf.Tensor:
-    """``[batch, 2k]`` float -> ``[batch, k]`` complex64 (slot ``j`` real part, ``k + j`` imaginary part)."""
-    s = tf.cast(s, tf.float32)
-    return tf.complex(s[:, :k], s[:, k:])
-
-
 def _normalise(t, k: int):
     """Per-image normalisation of slot values ``t`` ([batch, 2k]) to energy ``k``; zeros stay zeros."""
     energy = tf.reduce_sum(tf.square(t), axis=1, keepdims=True)
@@ -217,13 +207,13 @@ def _transmit(t, k: int, header) -> tf.Tensor:
     or plain per-image normalisation (``P = 2k``)."""
     if header is not None:
         return encode_with_header(tf.cast(t, tf.float32), k, header)
-    return _to_symbols(_normalise(t, k), k)
+    return to_symbols(_normalise(t, k), k)
 
 
 def _received(y, k: int, header, mode: str, gain):
     """``(payload slots [B, P], gain or None)`` of received symbols: the gain estimated from the
     header, told (``genie``, required), or None (``unknown``)."""
-    ys = _to_slots(y)
+    ys = to_slots(y)
     if mode == "header":
         _, scale = decode_header(y, k, header)
         return ys[:, :-1], 1.0 / scale
@@ -232,6 +222,23 @@ def _received(y, k: int, header, mode: str, gain):
             raise ValueError("gain='genie' needs every image's gain: decode(..., gain=code.gains(images))")
         return ys, gain
     return ys, None
+
+
+def principal_components(x0) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (decreasing, clipped at 0) and eigenvectors of the covariance of zero-mean rows ``x0``.
+
+    Input
+    -----
+    x0 : [N, n] float, rows with the mean removed
+
+    Output
+    ------
+    (eigenvalues [n], eigenvectors [n, n]) float64; column ``i`` belongs to eigenvalue ``i``.
+    """
+    x0 = np.asarray(x0, np.float64)
+    lam, u = np.linalg.eigh(x0.T @ x0 / len(x0))
+    order = np.argsort(-lam, kind="stable")
+    return np.maximum(lam[order], 0.0), u[:, order]
 
 
 def linear_power_allocation(variances, budget: float, noise_var: float) -> np.ndarray:
@@ -535,11 +542,8 @@ class LinearCode(_AnalogCode):
     def _fit(self, x0) -> None:
         """Principal components (the designs are fitted lazily, per design SNR)."""
         self.m = min(self.n, self.slots)
-        cov = x0.T @ x0 / len(x0)
-        lam, u = np.linalg.eigh(cov)
-        order = np.argsort(-lam, kind="stable")
-        self.eigenvalues, self.eigenvectors = np.maximum(lam[order], 0.0), u[:, order]
-        self.total_variance = float(np.trace(cov))
+        self.eigenvalues, self.eigenvectors = principal_components(x0)
+        self.total_variance = float(np.sum(x0 * x0) / len(x0))
         self._q = None
         if self.spread:
             self._q = tf.constant(spreading_matrix(self.slots))            # slots = t @ Q^T

@@ -23,8 +23,8 @@ import tensorflow as tf
 
 from linksim.registry import ARCHITECTURES, SCHEMES
 from linksim.schemes.deepjscc_layers import QUANTIZERS, DeepJSCCDecoder, DeepJSCCEncoder
-from linksim.schemes.jscc import (SCHEME_OPTIONS, JSCCArchitecture, JSCCScheme, TrainingStage, model_channel,
-                                  preset_signature, split_preset_options)
+from linksim.schemes.jscc import (JSCCArchitecture, JSCCScheme, TrainingStage, model_channel, one_stage_preset,
+                                  preset_signature)
 
 __all__ = ["DeepJSCC", "DeepJSCCArchitecture", "DeepJSCCScheme"]
 
@@ -131,8 +131,7 @@ class DeepJSCCArchitecture(JSCCArchitecture):
         return 2 * int(channel_uses) if self._config["quantizer"] == "binary" else None
 
 
-#: The options of the first stage as flat preset options, with their defaults.
-FIRST_STAGE_OPTIONS = ("epochs", "learning_rate", "steps_per_epoch")
+#: Defaults of the first stage's flat preset options (:data:`~linksim.schemes.jscc.FIRST_STAGE_OPTIONS`).
 _FIRST_STAGE_DEFAULTS = {"epochs": 60, "learning_rate": 1e-3}
 
 
@@ -167,8 +166,4 @@ class DeepJSCCScheme(JSCCScheme):
                                      (TrainingStage, ("losses", "name"), "", _FIRST_STAGE_DEFAULTS))
 
     def __init__(self, **options):
-        g = split_preset_options("deepjscc", options, {"scheme": SCHEME_OPTIONS,
-                                                       "architecture": ARCHITECTURES.options("deepjscc"),
-                                                       "stage": FIRST_STAGE_OPTIONS})
-        stage = {**_FIRST_STAGE_DEFAULTS, **g["stage"], "losses": [{"type": "mse"}]}
-        super().__init__(architecture={"type": "deepjscc", **g["architecture"]}, stages=[stage], **g["scheme"])
+        super().__init__(**one_stage_preset("deepjscc", options, _FIRST_STAGE_DEFAULTS, "mse"))

@@ -39,7 +39,7 @@ import keras
 import tensorflow as tf
 
 __all__ = ["PowerNormalization", "BinaryQuantizer", "DeepJSCCEncoder", "DeepJSCCDecoder", "latent_channels",
-           "check_layer_options"]
+           "check_layer_options", "to_slots", "to_symbols"]
 
 QUANTIZERS = (None, "binary")
 
@@ -48,6 +48,18 @@ def latent_channels(image_shape, channel_uses: int, stride: int = 4) -> int:
     """Channels of the encoder's last convolution for ``channel_uses`` complex symbols."""
     h, w = int(image_shape[0]) // stride, int(image_shape[1]) // stride
     return max(1, math.ceil(2 * int(channel_uses) / (h * w)))
+
+
+def to_slots(y) -> tf.Tensor:
+    """``[batch, k]`` complex symbols -> ``[batch, 2k]`` float real slots: real parts, then imaginary parts."""
+    y = tf.convert_to_tensor(y)
+    return tf.concat([tf.math.real(y), tf.math.imag(y)], axis=1)
+
+
+def to_symbols(slots, k: int) -> tf.Tensor:
+    """``[batch, 2k]`` real slots -> ``[batch, k]`` complex64 symbols (the inverse of :func:`to_slots`)."""
+    slots = tf.cast(slots, tf.float32)
+    return tf.complex(slots[:, :k], slots[:, k:])
 
 
 def check_layer_options(image_shape, channel_uses, filters) -> None:
@@ -114,7 +126,7 @@ class PowerNormalization(keras.layers.Layer):
             energy = tf.reduce_sum(tf.square(flat), axis=1, keepdims=True) / n
         flat = flat * tf.math.rsqrt(tf.maximum(energy, 1e-12))
         # scale the real parts before forming complex values: no complex->real cast in the gradient
-        return tf.complex(flat[:, :k], flat[:, k:])
+        return to_symbols(flat, k)
 
     def get_config(self):
         return {**super().get_config(), "channel_uses": self.channel_uses}
@@ -152,7 +164,7 @@ class BinaryQuantizer(keras.layers.Layer):
     def call(self, z):
         k = self.channel_uses
         s = (2.0 * self.bits(z) - 1.0) / math.sqrt(2.0)
-        return tf.complex(s[:, :k], s[:, k:])
+        return to_symbols(s, k)
 
     def get_config(self):
         return {**super().get_config(), "channel_uses": self.channel_uses}
@@ -275,7 +287,7 @@ class DeepJSCCDecoder(keras.layers.Layer):
         k = self.channel_uses
         hh, ww, cc = self.grid
         b = tf.shape(y)[0]
-        flat = tf.concat([tf.math.real(y), tf.math.imag(y)], axis=1)         # [B, 2k]
+        flat = to_slots(y)                                                  # [B, 2k]
         flat = tf.pad(flat, [[0, 0], [0, hh * ww * cc - 2 * k]])
         z = tf.reshape(flat, [b, hh, ww, cc])
         if self.snr_side_info:

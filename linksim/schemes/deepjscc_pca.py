@@ -14,7 +14,7 @@ Encoder
     (every image's ``k`` symbols have mean energy 1). ``W`` (``n x n``, ``n = H W C``)
     starts as the principal directions of the training images, ``mu`` is their mean,
     ``g`` the per-component amplitude of the MSE-optimal linear power allocation
-    (:func:`linear_power_allocation`); component ``i`` goes to real channel slot
+    (:func:`linear_allocation_gains`); component ``i`` goes to real channel slot
     ``i`` (real parts of the ``k`` symbols first, then imaginary parts). Only the
     ``min(n, 2k)`` strongest components fit; spare slots carry only what the CNN
     puts there. ``E_cnn`` is DeepJSCC's convolutional encoder whose last layer starts
@@ -52,19 +52,24 @@ import numpy as np
 import tensorflow as tf
 
 from linksim.registry import ARCHITECTURES, SCHEMES
+from linksim.schemes.analog import principal_components
 from linksim.schemes.deepjscc_layers import check_layer_options, latent_channels
 from linksim.schemes.gain_header import decode_header, encode_with_header, header_stats
-from linksim.schemes.jscc import (SCHEME_OPTIONS, JSCCArchitecture, JSCCScheme, TrainingStage, model_channel,
-                                  preset_signature, split_preset_options)
+from linksim.schemes.jscc import (JSCCArchitecture, JSCCScheme, TrainingStage, model_channel, one_stage_preset,
+                                  preset_signature)
 
-__all__ = ["linear_power_allocation", "pca_statistics", "SNRAttention", "PCADeepJSCCEncoder",
+__all__ = ["linear_allocation_gains", "pca_statistics", "SNRAttention", "PCADeepJSCCEncoder",
            "PCADeepJSCCDecoder", "PCADeepJSCC", "PCADeepJSCCArchitecture", "PCADeepJSCCScheme"]
 
 
 # --------------------------------------------------------------------------- closed forms
 
-def linear_power_allocation(variances, snr_db, channel_uses: int):
-    """MSE-optimal linear power allocation over components of decreasing variance.
+def linear_allocation_gains(variances, snr_db, channel_uses: int):
+    """MSE-optimal linear power allocation over components of decreasing variance, in the graph.
+
+    The TensorFlow twin of :func:`~linksim.schemes.analog.linear_power_allocation`
+    (numpy, float64, for fits): this one takes one SNR per image and runs inside the
+    model, where the SNR-adaptive encoder and decoder need it.
 
     Minimises ``sum_i lam_i s2 / (p_i + s2)`` (the LMMSE error of component ``i`` sent
     with energy ``p_i`` over a real slot with noise variance ``s2 = no / 2``) subject
@@ -98,7 +103,7 @@ def linear_power_allocation(variances, snr_db, channel_uses: int):
 
 
 def pca_statistics(images, max_components: int | None = None):
-    """Mean, principal directions and variances of ``images`` (float64 eigendecomposition).
+    """Mean, principal directions and variances of ``images`` (:func:`~linksim.schemes.analog.principal_components`).
 
     Input
     -----
@@ -111,10 +116,7 @@ def pca_statistics(images, max_components: int | None = None):
     """
     x = np.asarray(images, np.float64).reshape(len(images), -1)
     mu = x.mean(axis=0)
-    cov = np.cov(x - mu, rowvar=False, bias=True)
-    lam, vec = np.linalg.eigh(cov)
-    order = np.argsort(lam)[::-1]
-    lam, vec = np.clip(lam[order], 0.0, None), vec[:, order]
+    lam, vec = principal_components(x - mu)
     if max_components is not None:
         lam, vec = lam[:max_components], vec[:, :max_components]
     return mu.astype(np.float32), vec.astype(np.float32), lam.astype(np.float32)
@@ -238,7 +240,7 @@ class _PCABase(keras.layers.Layer):
         """(amplitudes, LMMSE gains at unit scale, noise per real slot): [B or 1, m], [B or 1, m], [B, 1]."""
         if self.snr_adaptive:
             snr = _batch_snr(snr_db, b)
-            gain, _ = linear_power_allocation(self.code.variances, snr, self.channel_uses)
+            gain, _ = linear_allocation_gains(self.code.variances, snr, self.channel_uses)
         else:
             snr = _batch_snr(self.design_snr_db, b)
             gain = self.gain[tf.newaxis, :]
@@ -423,7 +425,7 @@ class PCADeepJSCC(keras.Model):
     def initialize(self, train_images, snr_db) -> None:
         """Set the linear path to the linear code of ``train_images`` at ``snr_db`` (before training)."""
         mu, vec, lam = pca_statistics(train_images, self.encoder.m)
-        gain, _ = linear_power_allocation(lam, float(snr_db), self.channel_uses)
+        gain, _ = linear_allocation_gains(lam, float(snr_db), self.channel_uses)
         self.code.mean.assign(mu)
         self.code.variances.assign(lam)
         self.code.basis.assign(vec)
@@ -499,7 +501,6 @@ class PCADeepJSCCArchitecture(JSCCArchitecture):
         return isinstance(model, PCADeepJSCC) and super().fits(model, image_shape, channel_uses)
 
 
-_STAGE_OPTIONS = ("epochs", "learning_rate", "steps_per_epoch")
 _STAGE_DEFAULTS = {"epochs": 40, "learning_rate": 1e-3}
 
 
@@ -534,10 +535,6 @@ class PCADeepJSCCScheme(JSCCScheme):
                                      (TrainingStage, ("losses", "name"), "", _STAGE_DEFAULTS))
 
     def __init__(self, **options):
-        g = split_preset_options("deepjscc_pca", options, {"scheme": SCHEME_OPTIONS,
-                                                           "architecture": ARCHITECTURES.options("deepjscc_pca"),
-                                                           "stage": _STAGE_OPTIONS})
-        if g["architecture"].get("snr_adaptive") is True:
-            g["scheme"].setdefault("snr_train_db", [0, 20])
-        stage = {**_STAGE_DEFAULTS, **g["stage"], "losses": [{"type": "log_mse"}]}
-        super().__init__(architecture={"type": "deepjscc_pca", **g["architecture"]}, stages=[stage], **g["scheme"])
+        if options.get("snr_adaptive") is True:
+            options = {"snr_train_db": [0, 20], **options}
+        super().__init__(**one_stage_preset("deepjscc_pca", options, _STAGE_DEFAULTS, "log_mse"))

@@ -30,6 +30,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from linksim.schemes.deepjscc_layers import to_slots, to_symbols
+
 __all__ = ["HEADER_CLIP", "DEFAULT_HEADER_FRACTION", "log_rms", "header_stats", "encode_with_header",
            "decode_header", "spreading_matrix"]
 
@@ -73,8 +75,7 @@ def encode_with_header(payload, channel_uses: int, stats, fraction: float = DEFA
     head = amp * ell                                                               # [B]
     norm = tf.sqrt(tf.maximum(tf.reduce_sum(tf.square(payload), axis=1), 1e-20))
     scale = tf.sqrt(float(k) - tf.square(head)) / norm
-    flat = tf.concat([payload * scale[:, tf.newaxis], head[:, tf.newaxis]], axis=1)  # [B, 2k]
-    return tf.complex(flat[:, :k], flat[:, k:])
+    return to_symbols(tf.concat([payload * scale[:, tf.newaxis], head[:, tf.newaxis]], axis=1), k)
 
 
 def decode_header(y, channel_uses: int, stats, fraction: float = DEFAULT_HEADER_FRACTION):
@@ -95,7 +96,7 @@ def decode_header(y, channel_uses: int, stats, fraction: float = DEFAULT_HEADER_
     k = int(channel_uses)
     a, b = stats
     amp = tf.sqrt(fraction * float(k))
-    flat = tf.concat([tf.math.real(y), tf.math.imag(y)], axis=1)
+    flat = to_slots(y)
     ell = tf.clip_by_value(flat[:, -1] / amp, -HEADER_CLIP, HEADER_CLIP)
     head = amp * ell
     r = tf.exp(a + b * ell)

@@ -66,11 +66,12 @@ from linksim.channels.awgn import AWGNChannel, no_to_snr_db
 from linksim.losses import JSCCLoss, _number, _positive_int
 from linksim.registry import ARCHITECTURES, LOSSES, SCHEMES, check_known_options
 from linksim.schemes.base import BatchResult, Scheme, SchemeContext
+from linksim.schemes.deepjscc_layers import to_slots, to_symbols
 from linksim.schemes.gain_header import spreading_matrix
 from linksim.training import DEFAULT_TRAIN_SEED, TrainConfig, check_train_seed, train_jscc, training_facts
 
 __all__ = ["JSCCArchitecture", "TrainingStage", "WeightedLoss", "JSCCScheme", "TRAIN_CHANNELS", "model_channel",
-           "SCHEME_OPTIONS", "STAGE_OPTIONS", "split_preset_options"]
+           "SCHEME_OPTIONS", "STAGE_OPTIONS", "FIRST_STAGE_OPTIONS", "split_preset_options", "one_stage_preset"]
 
 #: Allowed values of ``train_channel``.
 TRAIN_CHANNELS = ("awgn", "scenario")
@@ -594,19 +595,16 @@ class JSCCScheme(Scheme):
 
     def _spread(self, x):
         """``x`` with its ``2k`` real slots multiplied by ``Q^T`` (``spread``), else ``x``."""
-        if self._q is None:
-            return x
-        k = int(self.context.channel_uses)
-        t = tf.matmul(tf.concat([tf.math.real(x), tf.math.imag(x)], axis=1), self._q, transpose_b=True)
-        return tf.complex(t[:, :k], t[:, k:])
+        return self._rotate(x, transpose=True)
 
     def _despread(self, y):
         """The inverse of :meth:`_spread` (``Q`` is orthogonal)."""
+        return self._rotate(y, transpose=False)
+
+    def _rotate(self, x, transpose: bool):
         if self._q is None:
-            return y
-        k = int(self.context.channel_uses)
-        t = tf.matmul(tf.concat([tf.math.real(y), tf.math.imag(y)], axis=1), self._q)
-        return tf.complex(t[:, :k], t[:, k:])
+            return x
+        return to_symbols(tf.matmul(to_slots(x), self._q, transpose_b=transpose), int(self.context.channel_uses))
 
     def _receive_impl(self, symbols, snr_db):
         if self.architecture.encoder_uses_snr:
@@ -671,6 +669,39 @@ def split_preset_options(preset: str, options: dict, groups: dict) -> dict:
     """
     check_known_options(f"scheme '{preset}'", options, [n for names in groups.values() for n in names])
     return {g: {n: options[n] for n in names if n in options} for g, names in groups.items()}
+
+
+#: The first stage's options that one-stage presets (and SD-JSCC's stage 1) take flat.
+FIRST_STAGE_OPTIONS = ("epochs", "learning_rate", "steps_per_epoch")
+
+
+def one_stage_preset(preset: str, options: dict, stage_defaults: dict, loss: str) -> dict:
+    """:class:`JSCCScheme` arguments of a preset that is the architecture ``preset`` trained in one stage.
+
+    Parameters
+    ----------
+    preset : str
+        The preset's scheme name, also its architecture's registered name.
+    options : dict
+        The flat options given (scheme, architecture and first-stage options).
+    stage_defaults : dict
+        Defaults of the stage options (``epochs``, ``learning_rate``).
+    loss : str
+        The stage's one loss (a :data:`~linksim.registry.LOSSES` name).
+
+    Output
+    ------
+    dict: ``architecture``, ``stages`` and the scheme options.
+
+    Raises
+    ------
+    ValueError
+        For an option in no group; the message names the allowed ones.
+    """
+    g = split_preset_options(preset, options, {"scheme": SCHEME_OPTIONS, "architecture": ARCHITECTURES.options(preset),
+                                               "stage": FIRST_STAGE_OPTIONS})
+    stage = {**stage_defaults, **g["stage"], "losses": [{"type": loss}]}
+    return {"architecture": {"type": preset, **g["architecture"]}, "stages": [stage], **g["scheme"]}
 
 
 def preset_signature(*parts) -> inspect.Signature:

@@ -80,8 +80,9 @@ from __future__ import annotations
 
 from linksim.losses import SDJSCCSemanticLoss, _number, _positive_int
 from linksim.registry import ARCHITECTURES, LOSSES, SCHEMES
-from linksim.schemes.deepjscc import _FIRST_STAGE_DEFAULTS, FIRST_STAGE_OPTIONS, DeepJSCCScheme
-from linksim.schemes.jscc import SCHEME_OPTIONS, JSCCScheme, TrainingStage, preset_signature, split_preset_options
+from linksim.schemes.deepjscc import _FIRST_STAGE_DEFAULTS, DeepJSCCScheme
+from linksim.schemes.jscc import (FIRST_STAGE_OPTIONS, SCHEME_OPTIONS, JSCCScheme, TrainingStage, preset_signature,
+                                  split_preset_options)
 
 __all__ = ["SDJSCCScheme", "SDJSCCNoGSWScheme"]
 

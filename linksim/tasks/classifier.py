@@ -551,8 +551,7 @@ def train_classifier(model, x, y, *, epochs: int = DEFAULT_TRAINING["epochs"],
         raise ValueError(f"learning_rate must be > 0 (got {learning_rate!r})")
     if not (isinstance(val_fraction, (int, float)) and 0 < val_fraction < 0.5):
         raise ValueError(f"val_fraction must be in (0, 0.5) (got {val_fraction!r})")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer (got {seed!r})")
+    check_train_seed(seed, "seed")
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"x must be images [N, H, W, C] (got shape {x.shape})")

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from linksim.schemes.deepjscc_pca import (PCADeepJSCC, PCADeepJSCCArchitecture, PCADeepJSCCScheme,
-                                          linear_power_allocation, pca_statistics)
+                                          linear_allocation_gains)
 from linksim.schemes.gain_header import decode_header, encode_with_header, header_stats
 
 
@@ -23,10 +23,10 @@ def _allocation_numpy(lam, snr_db, k):
 
 
 @pytest.mark.parametrize("snr_db", [0.0, 10.0, 20.0])
-def test_linear_power_allocation_meets_the_budget_and_matches_an_independent_bisection(snr_db):
+def test_linear_allocation_gains_meets_the_budget_and_matches_an_independent_bisection(snr_db):
     lam = np.sort(np.random.default_rng(0).exponential(size=200) ** 3)[::-1].astype(np.float32)
     k = 60
-    gain, lmmse = linear_power_allocation(lam, snr_db, k)
+    gain, lmmse = linear_allocation_gains(lam, snr_db, k)
     p = (gain.numpy()[0] ** 2) * lam
     ref, s2 = _allocation_numpy(lam.astype(np.float64), snr_db, k)
     assert p.sum() == pytest.approx(k, rel=1e-4)
@@ -36,9 +36,9 @@ def test_linear_power_allocation_meets_the_budget_and_matches_an_independent_bis
     np.testing.assert_allclose(lmmse.numpy()[0][act], (gain.numpy()[0] * lam / (p + s2))[act], rtol=1e-5)
 
 
-def test_linear_power_allocation_takes_one_snr_per_image():
+def test_linear_allocation_gains_takes_one_snr_per_image():
     lam = np.array([4.0, 2.0, 1.0, 0.1], np.float32)
-    gain, _ = linear_power_allocation(lam, tf.constant([0.0, 30.0]), 2)
+    gain, _ = linear_allocation_gains(lam, tf.constant([0.0, 30.0]), 2)
     g = gain.numpy()
     assert g.shape == (2, 4)
     # at low SNR the weak components are switched off, at high SNR all are on
