@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from linksim.registry import ARCHITECTURES, SCHEMES
-from linksim.schemes.deepjscc_layers import QUANTIZERS, DeepJSCCDecoder, DeepJSCCEncoder
+from linksim.schemes.deepjscc_layers import DIGITAL_QUANTIZERS, QUANTIZERS, DeepJSCCDecoder, DeepJSCCEncoder
 from linksim.schemes.jscc import (JSCCArchitecture, JSCCScheme, TrainingStage, model_channel, one_stage_preset,
                                   preset_signature)
 
@@ -91,8 +91,9 @@ class DeepJSCCArchitecture(JSCCArchitecture):
     filters : list of 4 int
         Default the paper's 16, 32, 32, 32.
     kernel_size : int
-    quantizer : {null, "binary"}
-        "binary": the SD-JSCC paper's eq. 14 (latent bits sent as QPSK).
+    quantizer : {null, "binary", "onoff"}
+        "binary": the SD-JSCC paper's eq. 14 (latent bits sent as QPSK); "onoff":
+        the same bits on-off keyed, as the paper's Algorithm 1 sends them.
     snr_side_info : bool
         Tell the decoder the channel SNR.
 
@@ -127,8 +128,8 @@ class DeepJSCCArchitecture(JSCCArchitecture):
         return isinstance(model, DeepJSCC) and super().fits(model, image_shape, channel_uses)
 
     def latent_bits_per_image(self, channel_uses: int) -> int | None:
-        """2k with the binary quantizer (k QPSK symbols); None for analog symbols."""
-        return 2 * int(channel_uses) if self._config["quantizer"] == "binary" else None
+        """2k with a binary quantizer (``binary`` or ``onoff``); None for analog symbols."""
+        return 2 * int(channel_uses) if self._config["quantizer"] in DIGITAL_QUANTIZERS else None
 
 
 #: Defaults of the first stage's flat preset options (:data:`~linksim.schemes.jscc.FIRST_STAGE_OPTIONS`).

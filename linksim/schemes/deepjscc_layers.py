@@ -29,6 +29,15 @@ to bits (straight-through gradient in training), and the ``2k`` bits are sent as
 ``k`` QPSK symbols ``((2 b_re - 1) + j (2 b_im - 1)) / sqrt(2)``: BPSK on each real
 dimension, unit energy per complex symbol. The latent rate is ``2k`` bits per
 image.
+
+With ``quantizer="onoff"`` the same bits go out as on-off keying, the SD-JSCC
+paper's Algorithm 1 (the channel noise is added to ``q`` in {0, 1}): level ``b``
+on each real dimension, symbol ``b_re + j b_im``. Its energy per complex symbol is
+``b_re + b_im``, on average 1 when the bits are balanced (the same average energy
+as the antipodal map) but twice the fraction of ones in general; the distance
+between the two levels is 1 against sqrt(2) for the antipodal map: 3 dB worse at
+equal average energy. :meth:`BinaryQuantizer.bits` gives the bits, so the energy
+actually spent can be measured.
 """
 
 from __future__ import annotations
@@ -38,10 +47,12 @@ import math
 import keras
 import tensorflow as tf
 
-__all__ = ["PowerNormalization", "BinaryQuantizer", "DeepJSCCEncoder", "DeepJSCCDecoder", "latent_channels",
+__all__ = ["PowerNormalization", "BinaryQuantizer", "DIGITAL_QUANTIZERS", "DeepJSCCEncoder", "DeepJSCCDecoder", "latent_channels",
            "check_layer_options", "to_slots", "to_symbols"]
 
-QUANTIZERS = (None, "binary")
+QUANTIZERS = (None, "binary", "onoff")
+#: The quantizers whose latent is bits (2k per image).
+DIGITAL_QUANTIZERS = ("binary", "onoff")
 
 
 def latent_channels(image_shape, channel_uses: int, stride: int = 4) -> int:
@@ -140,6 +151,9 @@ class BinaryQuantizer(keras.layers.Layer):
     ----------
     channel_uses : int
         k; ``2k`` bits are sent per image.
+    keying : {"antipodal", "onoff"}
+        ``antipodal`` (default): ``(2b - 1) / sqrt(2)`` per real dimension (QPSK);
+        ``onoff``: ``b`` per real dimension (the paper's Algorithm 1).
 
     Input
     -----
@@ -147,12 +161,18 @@ class BinaryQuantizer(keras.layers.Layer):
 
     Output
     ------
-    [batch, k], tf.complex64, symbols in ``{(+-1 +- j) / sqrt(2)}``
+    [batch, k], tf.complex64, symbols in ``{(+-1 +- j) / sqrt(2)}`` (antipodal) or
+    ``{0, 1, j, 1 + j}`` (on-off)
     """
 
-    def __init__(self, channel_uses: int, **kwargs):
+    KEYINGS = ("antipodal", "onoff")
+
+    def __init__(self, channel_uses: int, keying: str = "antipodal", **kwargs):
         super().__init__(**kwargs)
+        if keying not in self.KEYINGS:
+            raise ValueError(f"keying must be one of {', '.join(self.KEYINGS)} (got {keying!r})")
         self.channel_uses = int(channel_uses)
+        self.keying = keying
 
     def bits(self, z):
         """The ``2k`` latent bits of every image, [batch, 2k] tf.float32 in {0, 1} (straight-through)."""
@@ -162,12 +182,12 @@ class BinaryQuantizer(keras.layers.Layer):
         return p + tf.stop_gradient(hard - p)
 
     def call(self, z):
-        k = self.channel_uses
-        s = (2.0 * self.bits(z) - 1.0) / math.sqrt(2.0)
-        return to_symbols(s, k)
+        b = self.bits(z)
+        s = b if self.keying == "onoff" else (2.0 * b - 1.0) / math.sqrt(2.0)
+        return to_symbols(s, self.channel_uses)
 
     def get_config(self):
-        return {**super().get_config(), "channel_uses": self.channel_uses}
+        return {**super().get_config(), "channel_uses": self.channel_uses, "keying": self.keying}
 
 
 @keras.saving.register_keras_serializable(package="linksim")
@@ -184,8 +204,9 @@ class DeepJSCCEncoder(keras.layers.Layer):
         Output channels of the first four convolutions (default the paper's 16, 32, 32, 32).
     kernel_size : int
         Default 5.
-    quantizer : {None, "binary"}
-        None: analog symbols (power normalisation); "binary": eq. 14 of Sun et al.
+    quantizer : {None, "binary", "onoff"}
+        None: analog symbols (power normalisation); "binary": eq. 14 of Sun et al.,
+        bits as antipodal (QPSK) symbols; "onoff": the same bits on-off keyed.
 
     Input
     -----
@@ -206,7 +227,7 @@ class DeepJSCCEncoder(keras.layers.Layer):
         super().__init__(**kwargs)
         check_layer_options(image_shape, channel_uses, filters)
         if quantizer not in QUANTIZERS:
-            raise ValueError(f"quantizer must be one of null, binary (got {quantizer!r})")
+            raise ValueError(f"quantizer must be one of null, {', '.join(DIGITAL_QUANTIZERS)} (got {quantizer!r})")
         self.image_shape = tuple(int(s) for s in image_shape)
         self.channel_uses = int(channel_uses)
         self.filters = [int(f) for f in filters]
@@ -220,7 +241,8 @@ class DeepJSCCEncoder(keras.layers.Layer):
             self.convs.append(keras.layers.Conv2D(f, self.kernel_size, strides=s, padding="same", name=f"conv{i}"))
             # the last convolution is linear (see the module docstring)
             self.acts.append(keras.layers.PReLU(shared_axes=[1, 2], name=f"prelu{i}") if i < 4 else None)
-        self.to_symbols = (BinaryQuantizer(self.channel_uses, name="binary_quantizer") if quantizer == "binary"
+        self.to_symbols = (BinaryQuantizer(self.channel_uses, keying="onoff" if quantizer == "onoff" else "antipodal",
+                                           name="binary_quantizer") if quantizer in DIGITAL_QUANTIZERS
                            else PowerNormalization(self.channel_uses, name="power_norm"))
 
     def latent(self, images):

@@ -54,8 +54,10 @@ def test_encoder_spends_exactly_k_channel_uses_for_any_size_divisible_by_4(shape
 def test_encoder_rejects_a_size_the_strides_do_not_divide():
     with pytest.raises(ValueError, match="divisible by the encoder's stride 4"):
         DeepJSCCEncoder((30, 30, 1), 100)
-    with pytest.raises(ValueError, match="quantizer must be one of null, binary"):
+    with pytest.raises(ValueError, match="quantizer must be one of null, binary, onoff"):
         DeepJSCCEncoder((28, 28, 1), 100, quantizer="ternary")
+    with pytest.raises(ValueError, match="keying must be one of antipodal, onoff"):
+        BinaryQuantizer(10, keying="ask")
 
 
 def test_binary_quantizer_sends_qpsk_symbols_with_a_straight_through_gradient():
@@ -74,6 +76,24 @@ def test_binary_quantizer_sends_qpsk_symbols_with_a_straight_through_gradient():
     np.testing.assert_array_equal(q.bits(z).numpy(), (z.numpy() > 0).astype(np.float32))
 
 
+def test_onoff_keying_sends_the_same_bits_as_levels_0_and_1():
+    """Algorithm 1 of the SD-JSCC paper: q in {0, 1} goes on the channel; same bits as the antipodal map."""
+    z = tf.random.normal([64, 200], seed=5)
+    antipodal, onoff = BinaryQuantizer(100), BinaryQuantizer(100, keying="onoff")
+    x = onoff(z)
+    re, im = tf.math.real(x).numpy(), tf.math.imag(x).numpy()
+    bits = onoff.bits(z).numpy()
+    np.testing.assert_array_equal(np.concatenate([re, im], axis=1), bits)
+    np.testing.assert_array_equal(bits, antipodal.bits(z).numpy())
+    # energy per complex symbol = b_re + b_im: twice the fraction of ones (about 1 for balanced bits)
+    np.testing.assert_allclose(np.mean(np.abs(x.numpy()) ** 2), 2 * bits.mean(), rtol=1e-6)
+    # half the distance between levels of the antipodal map (sqrt 2 vs 1): 3 dB at equal average energy
+    a = tf.math.real(antipodal(z)).numpy()
+    assert np.isclose(np.ptp(a), np.sqrt(2)) and np.isclose(np.ptp(re), 1.0)
+    encoder = DeepJSCCEncoder((28, 28, 1), 49, [4, 4, 4, 4], 3, "onoff")
+    assert encoder.to_symbols.keying == "onoff"
+
+
 def test_decoder_with_snr_side_info_uses_the_snr():
     dec = DeepJSCCDecoder((28, 28, 1), 100, snr_side_info=True)
     y = tf.complex(tf.random.normal([2, 100], seed=4), tf.random.normal([2, 100], seed=5))
@@ -83,7 +103,7 @@ def test_decoder_with_snr_side_info_uses_the_snr():
         dec(y)
 
 
-@pytest.mark.parametrize("layer", [PowerNormalization(10), BinaryQuantizer(10),
+@pytest.mark.parametrize("layer", [PowerNormalization(10), BinaryQuantizer(10), BinaryQuantizer(10, keying="onoff"),
                                    DeepJSCCEncoder((28, 28, 1), 97, [8, 8, 8, 8], 3, "binary"),
                                    DeepJSCCDecoder((32, 32, 3), 97, [8, 8, 8, 8], 3, True)])
 def test_layer_config_round_trips(layer):

@@ -117,12 +117,12 @@ def test_the_generic_form_of_sdjscc_is_the_same_store_key():
     generic = JSCCScheme(architecture={"type": "deepjscc", "quantizer": "binary"}, snr_train_db=5,
                          stages=[{"losses": [{"type": "mse"}], "epochs": 20},
                                  {"name": "sdjscc", "losses": [{"type": "semantic", "tau": 1e4}], "epochs": 5,
-                                  "steps_per_epoch": 40}])
+                                  "steps_per_epoch": 40, "learning_rate": 1e-5}])
     assert generic.store_spec(ctx) == flat.store_spec(ctx)
     nogsw = JSCCScheme(architecture={"type": "deepjscc", "quantizer": "binary"}, snr_train_db=5,
                        stages=[{"losses": [{"type": "mse"}], "epochs": 20},
                                {"name": "sdjscc_nogsw", "losses": [{"type": "semantic", "gsw": False}],
-                                "epochs": 5, "steps_per_epoch": 40}])
+                                "epochs": 5, "steps_per_epoch": 40, "learning_rate": 1e-5}])
     flat_nogsw = SDJSCCNoGSWScheme(snr_train_db=5, epochs=20, finetune_epochs=5, finetune_steps_per_epoch=40)
     assert nogsw.store_spec(ctx) == flat_nogsw.store_spec(ctx)
 
@@ -142,8 +142,9 @@ def test_unknown_names_and_options_are_explained_with_the_allowed_values():
         JSCCScheme(architecture={"type": "deepjscc"}, stages=[{"losses": [{"type": "mse"}], "lr": 1}])
     with pytest.raises(ValueError, match=r"scheme 'deepjscc' has no option\(s\) lr \(allowed: snr_train_db, "):
         DeepJSCCScheme(lr=1e-3)
-    with pytest.raises(ValueError, match="quantizer must be one of null, binary"):
+    with pytest.raises(ValueError, match="quantizer must be one of null, binary, onoff"):
         DeepJSCCArchitecture(quantizer="ternary")
+    assert DeepJSCCArchitecture(quantizer="onoff").latent_bits_per_image(49) == 98
     with pytest.raises(ValueError, match="train_channel must be one of awgn, scenario"):
         DeepJSCCScheme(train_channel="fading")
     with pytest.raises(ValueError, match="weight must be a number >= 0"):
@@ -239,3 +240,16 @@ def test_every_shipped_model_serves_a_shipped_scenario():
             used.add(store.find(scheme.stage_name(stage), scheme.stage_spec(ctx, stage)).path.name)
     jscc = {p.name for p in SHIPPED_DIR.iterdir() if (p / "card.json").exists() and not p.name.startswith("classifier")}
     assert jscc <= used, sorted(jscc - used)
+
+
+def test_sdjscc_with_onoff_keying_fine_tunes_the_onoff_deepjscc():
+    """quantizer: onoff (the paper's Algorithm 1) reaches stage 1, whose key is the onoff DeepJSCC's."""
+    labels = np.arange(300) % 10
+    ctx = SchemeContext(image_shape=(28, 28, 1), channel_uses=49, train_images=np.zeros((300, 28, 28, 1)),
+                        channel=AWGNChannel(), seed=3, dataset_spec={"name": "embedded"},
+                        extra={"train_labels": labels, "task": {}, "num_classes": 10})
+    sd = SDJSCCScheme(snr_train_db=20, epochs=20, quantizer="onoff")
+    spec = sd.store_spec(ctx)
+    assert spec["stage1"]["model"]["quantizer"] == "onoff"
+    assert spec["stage1"] == DeepJSCCScheme(snr_train_db=20, epochs=20, quantizer="onoff").store_spec(ctx)
+    assert spec != SDJSCCScheme(snr_train_db=20, epochs=20).store_spec(ctx)

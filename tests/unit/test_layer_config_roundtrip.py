@@ -123,7 +123,7 @@ CASES: dict[str, Case] = {
                                     lambda: (_complex(2, 64), tf.constant(10.0))),
     # --------------------------------------------------------------- JSCC layers
     "linksim>PowerNormalization": Case(dict(channel_uses=24, name="pn_rt"), lambda: (_real(3, 60),)),
-    "linksim>BinaryQuantizer": Case(dict(channel_uses=24, name="bq_rt"), lambda: (_real(3, 60),)),
+    "linksim>BinaryQuantizer": Case(dict(channel_uses=24, keying="onoff", name="bq_rt"), lambda: (_real(3, 60),)),
     "linksim>DeepJSCCEncoder": Case(dict(image_shape=(16, 16, 3), channel_uses=96, filters=(8, 8, 8, 8),
                                          kernel_size=3, quantizer="binary", name="enc_rt"),
                                     lambda: (_images(2, (16, 16, 3)),)),

@@ -279,7 +279,7 @@ def test_both_schemes_are_registered_and_the_ablation_is_sdjscc_without_gsw():
 
 
 def test_scheme_options_outside_their_allowed_values_are_explained():
-    with pytest.raises(ValueError, match="quantizer must be binary"):
+    with pytest.raises(ValueError, match="quantizer must be one of binary, onoff"):
         SDJSCCScheme(quantizer=None)
     with pytest.raises(ValueError, match="weights_from must be one of calibration, batch"):
         SDJSCCScheme(weights_from="each_step")
