@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from linksim.registry import ARCHITECTURES, SCHEMES
-from linksim.schemes.deepjscc_layers import DIGITAL_QUANTIZERS, QUANTIZERS, DeepJSCCDecoder, DeepJSCCEncoder
+from linksim.schemes.deepjscc_layers import DIGITAL_QUANTIZERS, DeepJSCCDecoder, DeepJSCCEncoder, check_quantizer
 from linksim.schemes.jscc import (JSCCArchitecture, JSCCScheme, TrainingStage, model_channel, one_stage_preset,
                                   preset_signature)
 
@@ -107,9 +107,7 @@ class DeepJSCCArchitecture(JSCCArchitecture):
 
     def __init__(self, filters=(16, 32, 32, 32), kernel_size: int = 5, quantizer: str | None = None,
                  snr_side_info: bool = False):
-        if quantizer not in QUANTIZERS:
-            raise ValueError(f"quantizer must be one of {', '.join('null' if q is None else q for q in QUANTIZERS)} "
-                             f"(got {quantizer!r})")
+        check_quantizer(quantizer)
         if not isinstance(filters, (list, tuple)) or len(filters) != 4 \
                 or not all(isinstance(f, (int, np.integer)) and f > 0 for f in filters):
             raise ValueError(f"filters must be a list of four positive integers (got {filters!r})")

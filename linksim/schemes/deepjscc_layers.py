@@ -47,12 +47,14 @@ import math
 import keras
 import tensorflow as tf
 
-__all__ = ["PowerNormalization", "BinaryQuantizer", "DIGITAL_QUANTIZERS", "DeepJSCCEncoder", "DeepJSCCDecoder", "latent_channels",
-           "check_layer_options", "to_slots", "to_symbols"]
+__all__ = ["PowerNormalization", "BinaryQuantizer", "DIGITAL_QUANTIZERS", "QUANTIZERS", "DeepJSCCEncoder",
+           "DeepJSCCDecoder", "latent_channels", "check_layer_options", "check_quantizer", "to_slots", "to_symbols"]
 
-QUANTIZERS = (None, "binary", "onoff")
-#: The quantizers whose latent is bits (2k per image).
-DIGITAL_QUANTIZERS = ("binary", "onoff")
+#: The quantizers whose latent is bits (2k per image), and the keying of :class:`BinaryQuantizer` each uses.
+QUANTIZER_KEYING = {"binary": "antipodal", "onoff": "onoff"}
+DIGITAL_QUANTIZERS = tuple(QUANTIZER_KEYING)
+#: Every quantizer: None (analog symbols) or a digital one.
+QUANTIZERS = (None, *DIGITAL_QUANTIZERS)
 
 
 def latent_channels(image_shape, channel_uses: int, stride: int = 4) -> int:
@@ -87,6 +89,12 @@ def check_layer_options(image_shape, channel_uses, filters) -> None:
         raise ValueError(f"channel_uses must be >= 1 (got {channel_uses!r})")
     if len(filters) != 4 or any(int(f) < 1 for f in filters):
         raise ValueError(f"filters must be four positive integers (got {filters!r})")
+
+
+def check_quantizer(quantizer) -> None:
+    """Raise ValueError, naming the allowed values, for a quantizer not in :data:`QUANTIZERS`."""
+    if quantizer not in QUANTIZERS:
+        raise ValueError(f"quantizer must be one of null, {', '.join(DIGITAL_QUANTIZERS)} (got {quantizer!r})")
 
 
 def _check_image_shape(image_shape, stride=4):
@@ -226,8 +234,7 @@ class DeepJSCCEncoder(keras.layers.Layer):
                  quantizer: str | None = None, **kwargs):
         super().__init__(**kwargs)
         check_layer_options(image_shape, channel_uses, filters)
-        if quantizer not in QUANTIZERS:
-            raise ValueError(f"quantizer must be one of null, {', '.join(DIGITAL_QUANTIZERS)} (got {quantizer!r})")
+        check_quantizer(quantizer)
         self.image_shape = tuple(int(s) for s in image_shape)
         self.channel_uses = int(channel_uses)
         self.filters = [int(f) for f in filters]
@@ -241,8 +248,8 @@ class DeepJSCCEncoder(keras.layers.Layer):
             self.convs.append(keras.layers.Conv2D(f, self.kernel_size, strides=s, padding="same", name=f"conv{i}"))
             # the last convolution is linear (see the module docstring)
             self.acts.append(keras.layers.PReLU(shared_axes=[1, 2], name=f"prelu{i}") if i < 4 else None)
-        self.to_symbols = (BinaryQuantizer(self.channel_uses, keying="onoff" if quantizer == "onoff" else "antipodal",
-                                           name="binary_quantizer") if quantizer in DIGITAL_QUANTIZERS
+        self.to_symbols = (BinaryQuantizer(self.channel_uses, keying=QUANTIZER_KEYING[quantizer],
+                                           name="binary_quantizer") if quantizer in QUANTIZER_KEYING
                            else PowerNormalization(self.channel_uses, name="power_norm"))
 
     def latent(self, images):

@@ -142,7 +142,7 @@ class SDJSCCScheme(JSCCScheme):
         Adam's learning rate in stage 2 (default 1e-5, the paper's). None: stage 1's
         ``learning_rate``. Measured on the Table I setting (docs/sdjscc.md), 1e-5
         over 1,890 steps gives the accuracy of 1e-3 over 200 steps and keeps
-        0.4-0.5 dB more PSNR.
+        0.4-0.6 dB more PSNR.
     finetune_steps_per_epoch : int, optional
         Cap on batches per stage-2 epoch (default: all).
 
