@@ -32,7 +32,7 @@ __all__ = ["Spec", "CATALOG", "METRIC_TASKS", "builtin_names", "check_params", "
 
 #: The largest seed linksim accepts: numpy's ``default_rng`` and ``RandomState`` take
 #: seeds below 2**32; TensorFlow's op seeds are int64.
-MAX_SEED = 2**32 - 1
+from linksim.limits import MAX_SEED  # noqa: E402 - one definition
 
 Check = Callable[[Any], Optional[str]]
 Problem = tuple[tuple, str]   # (path relative to the component's mapping, message)
