@@ -254,11 +254,6 @@ def _check_registry_names(data: dict, err, channel_uses: list | None = None) -> 
     ds = data["dataset"]
     if not _known(registry.DATASETS, ds["name"]):
         raise err(("dataset", "name"), _unknown(registry.DATASETS, ds["name"]))
-    params = ds.get("params", {})
-    if _builtin(registry.DATASETS, ds["name"]):
-        _raise_first(catalog.check_dataset(ds["name"], params), err, ("dataset", "params"))
-    else:
-        _plugin_options(registry.DATASETS, ds["name"], params, err, ("dataset", "params"))
     ch = data["channel"]
     if not _known(registry.CHANNELS, ch["type"]):
         raise err(("channel", "type"), _unknown(registry.CHANNELS, ch["type"]))
@@ -272,11 +267,6 @@ def _check_registry_names(data: dict, err, channel_uses: list | None = None) -> 
         if isinstance(h, dict) and not _known(registry.CHANNELS, h.get("type")):
             raise err(("channel", "hop") + ((j,) if isinstance(hop, list) else ()) + ("type",),
                       _unknown(registry.CHANNELS, h.get("type")))
-    if _builtin(registry.CHANNELS, ch["type"]):
-        _raise_first(catalog.check_channel(ch), err, ("channel",))
-    else:
-        _plugin_options(registry.CHANNELS, ch["type"],
-                        {k: v for k, v in ch.items() if k not in ("type", "hop_snr_db")}, err, ("channel",))
     for i, s in enumerate(data["schemes"]):
         if not _known(registry.SCHEMES, s["type"]):
             raise err(("schemes", i, "type"), _unknown(registry.SCHEMES, s["type"]))
@@ -290,9 +280,6 @@ def _check_registry_names(data: dict, err, channel_uses: list | None = None) -> 
                 if isinstance(loss, dict) and "type" in loss and not _known(registry.LOSSES, loss["type"]):
                     raise err(("schemes", i, "stages", j, "losses", m, "type"),
                               _unknown(registry.LOSSES, loss["type"]))
-        if _builtin(registry.SCHEMES, s["type"]):
-            _raise_first(catalog.check_scheme(s["type"], {k: v for k, v in s.items() if k != "type"},
-                                              channel_uses), err, ("schemes", i))
     for i, m in enumerate(data["metrics"]):
         if not _known(registry.METRICS, m):
             raise err(("metrics", i), _unknown(registry.METRICS, m))
@@ -301,6 +288,28 @@ def _check_registry_names(data: dict, err, channel_uses: list | None = None) -> 
         if not _known(registry.PLOTS, p) and option_plot(p, data) is None:
             raise err(("plots", i), _unknown(registry.PLOTS, p) +
                       " Or <metric>_vs_<scheme option> (e.g. accuracy_vs_tau) for an option the schemes set.")
+    _check_options(data, err, channel_uses)
+
+
+def _check_options(data: dict, err, channel_uses: list | None) -> None:
+    """Pass 3b: every option of every component (once every name is known to be registered)."""
+    ds = data["dataset"]
+    params = ds.get("params", {})
+    if _builtin(registry.DATASETS, ds["name"]):
+        _raise_first(catalog.check_dataset(ds["name"], params), err, ("dataset", "params"))
+    else:
+        _plugin_options(registry.DATASETS, ds["name"], params, err, ("dataset", "params"))
+    ch = data["channel"]
+    if _builtin(registry.CHANNELS, ch["type"]):
+        _raise_first(catalog.check_channel(ch), err, ("channel",))
+    else:
+        _plugin_options(registry.CHANNELS, ch["type"],
+                        {k: v for k, v in ch.items() if k not in ("type", "hop_snr_db")}, err, ("channel",))
+    for i, s in enumerate(data["schemes"]):
+        if _builtin(registry.SCHEMES, s["type"]):
+            _raise_first(catalog.check_scheme(s["type"], {k: v for k, v in s.items() if k != "type"},
+                                              channel_uses), err, ("schemes", i))
+    _raise_first(catalog.check_task(data.get("task") or {}), err, ("task",))
 
 
 def option_plot(name: str, data: dict) -> tuple[str, str] | None:
@@ -345,7 +354,6 @@ def _check_tasks(data: dict, err) -> None:
         if key not in taken:
             raise err(("task", key), f"no registered task takes the option '{key}' "
                                      f"(allowed: {', '.join(sorted(taken)) or 'none'})")
-    _raise_first(catalog.check_task(data.get("task") or {}), err, ("task",))
 
 
 def _check_values(data: dict, err) -> None:
