@@ -112,18 +112,23 @@ def check_yaml_expansion(text: str) -> None:
         return
     root = yaml.compose(text, Loader=yaml.SafeLoader)
     sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
 
     def size(node) -> int:
         key = id(node)
+        if key in open_nodes:
+            raise LimitError("a YAML alias refers to a list or mapping that contains it (a recursive structure)",
+                             line=node.start_mark.line + 1)
         if key in sizes:
             return sizes[key]
-        sizes[key] = 1   # a cycle counts once (safe_load refuses recursive structures anyway)
+        open_nodes.add(key)
         total = 1
         if isinstance(node, yaml.SequenceNode):
             total += sum(size(n) for n in node.value)
         elif isinstance(node, yaml.MappingNode):
             total += sum(size(k) + size(v) for k, v in node.value)
         sizes[key] = total
+        open_nodes.discard(key)
         if total > MAX_YAML_NODES:
             raise LimitError(f"the YAML aliases expand to more than {MAX_YAML_NODES:,} values (an alias bomb?)",
                              line=node.start_mark.line + 1)
