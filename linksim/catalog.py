@@ -666,7 +666,8 @@ def check_dataset(name: str, params: dict) -> Iterator[Problem]:
                                   "or of class sub-folders of images)")
                 return
             try:
-                empty = next(iter(os.scandir(p)), None) is None
+                with os.scandir(p) as entries:
+                    empty = next(iter(entries), None) is None
             except OSError as exc:
                 yield ("path",), f"cannot read the folder {path}: {exc.strerror}"
                 return
