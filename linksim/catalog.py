@@ -268,7 +268,7 @@ def _jscc_cross(p: dict) -> Iterator[Problem]:
 
 def _nogsw_cross(p: dict) -> Iterator[Problem]:
     yield from _jscc_cross(p)
-    odd = sorted(k for k, v in p.items() if k in GSW_DEFAULTS and v != GSW_DEFAULTS[k])
+    odd = sorted(str(k) for k, v in p.items() if k in GSW_DEFAULTS and v != GSW_DEFAULTS[k])
     if odd:
         yield (odd[0],), (f"SD-JSCC without the GSW module (every semantic weight 1): option(s) "
                           f"{', '.join(odd)} do not apply")
@@ -423,7 +423,7 @@ def check_params(title: str, name: str, params: dict, what: str | None = None) -
     if not isinstance(params, dict):
         yield (), f"{what}: options must be a mapping (got {params!r})"
         return
-    unknown = sorted(set(params) - set(spec.options))
+    unknown = sorted(set(params) - set(spec.options), key=str)
     if unknown and not spec.open:
         yield (unknown[0],), (f"{what} has no option(s) {', '.join(map(str, unknown))} "
                               f"(allowed: {_allowed(spec.options)})")
@@ -521,7 +521,7 @@ def _check_jscc(p: dict) -> Iterator[Problem]:
         if not isinstance(st, dict):
             yield path, f"stage {i + 1} must be a mapping {{losses: [...], epochs: ...}} (got {st!r})"
             continue
-        unknown = sorted(set(st) - set(stage_opts))
+        unknown = sorted(set(st) - set(stage_opts), key=str)
         if unknown:
             yield path + (unknown[0],), (f"stage {i + 1} has no option(s) {', '.join(map(str, unknown))} "
                                          f"(allowed: {_allowed(stage_opts)})")
@@ -570,7 +570,7 @@ def check_relays(relay, relay_params, hops: int) -> Iterator[Problem]:
     relay_names = set(CATALOG["relays"])
     keyed = any(k in relay_names for k in p)
     if keyed:
-        stray = sorted(k for k in p if k not in relay_names)
+        stray = sorted((str(k) for k in p if k not in relay_names))
         if stray:
             yield ("relay_params",), (f"relay_params mixes relay names and options ({', '.join(stray)}); use "
                                       f"either options for every relay or a dict keyed by "
@@ -694,7 +694,7 @@ def check_task(task: dict) -> Iterator[Problem]:
     if not isinstance(clf, dict):
         yield ("classifier",), f"must be a mapping of classifier options (got {clf!r})"
         return
-    unknown = sorted(set(clf) - set(CLASSIFIER_OPTIONS))
+    unknown = sorted(set(clf) - set(CLASSIFIER_OPTIONS), key=str)
     if unknown:
         yield ("classifier", unknown[0]), (f"unknown classifier option(s) {', '.join(map(str, unknown))} "
                                            f"(allowed: {_allowed(CLASSIFIER_OPTIONS)})")

@@ -171,9 +171,9 @@ def check_known_options(what: str, params, allowed, ignore=()) -> None:
     The one unknown-option check of linksim (:meth:`Registry.check_options`, a JSCC
     stage's options, a preset's flat options).
     """
-    unknown = sorted(set(params) - set(allowed) - set(ignore))
+    unknown = sorted(set(params) - set(allowed) - set(ignore), key=str)
     if unknown:
-        raise ValueError(f"{what} has no option(s) {', '.join(unknown)} "
+        raise ValueError(f"{what} has no option(s) {', '.join(map(str, unknown))} "
                          f"(allowed: {', '.join(a for a in allowed if a not in ignore) or 'none'})")
 
 

@@ -193,7 +193,7 @@ def _schema_error_message(err: jsonschema.ValidationError) -> str:
         return f"missing required field(s): {', '.join(missing)}"
     if v == "additionalProperties":
         allowed = sorted(err.schema.get("properties", {}))
-        extra = sorted(set(err.instance) - set(allowed))
+        extra = sorted(map(str, set(err.instance) - set(allowed)))
         return f"unknown field(s) {', '.join(extra)} (allowed: {', '.join(allowed)})"
     if v == "type":
         t = err.validator_value

@@ -142,3 +142,15 @@ def test_a_file_that_cannot_be_read_is_named(tmp_path, capsys):
         pytest.skip("running as root")
     rc, err = validate(capsys, p)
     assert rc == 2 and str(p) in err and "cannot read" in err
+
+
+@pytest.mark.parametrize("text, field", [
+    (GOOD + "1: x\n", None),
+    (GOOD.replace("rate: {channel_uses: 486}", "rate: {channel_uses: 486, 7: 1}"), "rate"),
+    (GOOD.replace("{type: separation, codec: {type: webp}}", "{type: deepjscc, 1: 2, bogus: 3}"), "schemes[0]"),
+])
+def test_keys_that_are_not_strings_are_reported_not_traced(tmp_path, capsys, text, field):
+    rc, err = validate(capsys, write(tmp_path, text))
+    assert rc == 2 and "s.yaml:" in err and "unknown field" in err or "no option(s)" in err
+    if field:
+        assert f"field '{field}" in err
