@@ -151,6 +151,6 @@ def test_a_file_that_cannot_be_read_is_named(tmp_path, capsys):
 ])
 def test_keys_that_are_not_strings_are_reported_not_traced(tmp_path, capsys, text, field):
     rc, err = validate(capsys, write(tmp_path, text))
-    assert rc == 2 and "s.yaml:" in err and "unknown field" in err or "no option(s)" in err
+    assert rc == 2 and "s.yaml:" in err and ("unknown field" in err or "no option(s)" in err)
     if field:
         assert f"field '{field}" in err
