@@ -493,6 +493,7 @@ def check_scheme(name: str, params: dict, channel_uses: list[int] | None = None)
         code = code or {"type": "ldpc_80211n"}
         mod = mod if isinstance(mod, dict) else {"type": "qam", "num_bits_per_symbol": 4}
         m = mod.get("num_bits_per_symbol", 4) if mod.get("type") == "qam" else None
+        m = m if _is_int(m) and m > 0 else None
         n_c = code_length(code if isinstance(code, dict) else None)
         for k in channel_uses or []:
             if m and n_c and k * m < n_c:
