@@ -3,12 +3,19 @@
 A thin layer over :mod:`linksim.scenario`, :mod:`linksim.run` and
 :mod:`linksim.plotting`.  ``--plugin FILE.py`` (repeatable, on every command)
 imports a user module that registers components before anything is validated
-(:func:`linksim.registry.load_plugin`; ``docs/extending.md``).  ``main(argv)`` returns the exit code:
+(:func:`linksim.registry.load_plugin`; ``docs/extending.md``).  ``main(argv)`` returns
+the exit code (:mod:`linksim.errors`, ``docs/errors.md``):
 
 - 0 success;
-- 1 the run failed (an unexpected error: its traceback is printed);
-- 2 bad input (scenario file, data set, output directory): a one-paragraph
-  message naming the file, the line, the field and the allowed values, no traceback.
+- 1 the run failed (an unexpected error): one line naming it; ``--debug`` prints the traceback;
+- 2 bad input (scenario file, data set, model store, output directory, command line): a
+  one-paragraph message naming the file, the line, the field and the allowed values, no
+  traceback (with ``--debug``, the traceback too);
+- 130 interrupted.
+
+``linksim validate`` imports no TensorFlow (built-in components are checked against
+:mod:`linksim.catalog`); the other commands import it with its start-up notices kept off
+the terminal (:func:`linksim.console.import_tensorflow_quietly`).
 """
 
 from __future__ import annotations
@@ -22,20 +29,24 @@ __all__ = ["main"]
 
 
 def _quiet_tensorflow() -> None:
-    import logging
+    """Keep TensorFlow's start-up notices off the terminal, whenever it is imported."""
+    from linksim import registry
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. tf.function retracing notices
+    registry.QUIET_STARTUP = True   # _load_builtin_components imports TensorFlow quietly
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="linksim", description="End-to-end link simulator for semantic image communication.")
     p.add_argument("--version", action="store_true", help="print the version and exit")
+    p.add_argument("--debug", action="store_true", help="print the traceback of an error")
     sub = p.add_subparsers(dest="command")
 
     def plugin_flag(sp):
         sp.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                         help="import a Python file that registers components (repeatable)")
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="print the traceback of an error")
 
     r = sub.add_parser("run", help="run a scenario and write results, metadata and plots")
     r.add_argument("scenario", help="scenario YAML file")
@@ -54,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     plugin_flag(t)
 
-    v = sub.add_parser("validate", help="check a scenario file")
+    v = sub.add_parser("validate", help="check scenario files without running them (no TensorFlow; each "
+                                        "file is reported)")
     v.add_argument("scenario", nargs="+")
     plugin_flag(v)
 
@@ -104,23 +116,51 @@ def _cmd_list() -> int:
     return 0
 
 
-def _cmd_validate(paths) -> int:
+def _cmd_validate(paths, debug: bool = False) -> int:
+    """Check each file; report each (``FILE: ok (...)`` on stdout, an error on stderr); 2 if any is bad."""
+    from linksim.errors import is_user_error
     from linksim.scenario import load_scenario
 
     bad = 0
     for path in paths:
-        scen = load_scenario(path)
-        _build_all(scen)
+        try:
+            scen = load_scenario(path)
+            _build_plugin_schemes(scen)
+        except Exception as exc:  # noqa: BLE001 - each file is reported, whatever its error
+            if not is_user_error(exc):
+                raise
+            if debug:
+                import traceback
+
+                traceback.print_exc()
+            print(f"error: {exc}", file=sys.stderr)
+            bad += 1
+            continue
         print(f"{path}: ok ({len(scen.schemes)} scheme(s), {len(scen.snr_db)} SNR point(s))")
+    if len(paths) > 1 and bad:
+        print(f"{bad} of {len(paths)} file(s) invalid", file=sys.stderr)
     return 2 if bad else 0
 
 
 def _build_all(scen) -> None:
-    """Construct every scheme once, so bad scheme options fail at validation."""
+    """Construct every scheme once, so bad scheme options fail before a run starts."""
     from linksim.run.setup import build_scheme
 
     for i in range(len(scen.schemes)):
         build_scheme(scen, i)
+
+
+def _build_plugin_schemes(scen) -> None:
+    """Construct the schemes a plug-in registers (the built-in ones are checked without TensorFlow)."""
+    from linksim import catalog
+
+    if all(s["type"] in catalog.CATALOG["schemes"] for s in scen.schemes):
+        return
+    from linksim.run.setup import build_scheme
+
+    for i, s in enumerate(scen.schemes):
+        if s["type"] not in catalog.CATALOG["schemes"]:
+            build_scheme(scen, i)
 
 
 def _cmd_run(args) -> int:
@@ -172,10 +212,16 @@ def _cmd_plot(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``linksim`` command; returns the exit code."""
+    """Entry point of the ``linksim`` command; returns the exit code (``docs/errors.md``)."""
+    from linksim.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USER_ERROR, is_user_error
+
     _quiet_tensorflow()
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:   # argparse: --help (0) or a usage error (2), its message already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
+    debug = getattr(args, "debug", False)
     if args.version:
         from linksim import __version__
 
@@ -183,33 +229,49 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.command:
         parser.print_help()
-        return 2
-    from linksim.registry import PluginError, UnknownNameError, load_plugins
-    from linksim.run.directory import RunError
-    from linksim.scenario import ScenarioError
+        return EXIT_USER_ERROR
+    from linksim.registry import load_plugins
 
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("default", module="linksim")
+            if args.command != "validate" or getattr(args, "plugin", []):
+                _import_tensorflow()
             load_plugins(getattr(args, "plugin", []))
             if args.command == "list":
                 return _cmd_list()
             if args.command == "validate":
-                return _cmd_validate(args.scenario)
+                return _cmd_validate(args.scenario, debug)
             if args.command == "run":
                 return _cmd_run(args)
             if args.command == "train":
                 return _cmd_train(args)
             if args.command == "plot":
                 return _cmd_plot(args)
-    except (ScenarioError, RunError, UnknownNameError, PluginError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted: finished points are saved; run the same command again to resume", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
+        user = is_user_error(exc)
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        if user:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        print(f"error: linksim failed: {type(exc).__name__}: {exc}" + ("" if debug else
+              " (run again with --debug for the traceback; please report it if the input looks right)"),
+              file=sys.stderr)
+        return EXIT_FAILURE
     parser.error(f"unknown command {args.command}")
-    return 2
+    return EXIT_USER_ERROR
+
+
+def _import_tensorflow() -> None:
+    from linksim.console import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
 
 
 if __name__ == "__main__":  # pragma: no cover

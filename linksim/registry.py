@@ -30,6 +30,8 @@ def _plural(kind: str) -> str:
 class UnknownNameError(KeyError):
     """A name that no class is registered under; the message lists the valid names."""
 
+    user_error = True   # exit status 2 (linksim.errors)
+
     def __init__(self, kind: str, name: str, valid: list[str]):
         self.kind, self.name, self.valid = kind, name, valid
         close = difflib.get_close_matches(str(name), valid, n=1)
@@ -132,6 +134,16 @@ class Registry:
         if allowed is not None:
             check_known_options(f"{self.kind} '{name}'", params, allowed, ignore)
 
+    def loaded_names(self) -> list[str]:
+        """The names registered so far, without importing the built-in components.
+
+        Built-in names appear only once :meth:`names` (or :meth:`get`) has imported the
+        component modules; a plug-in's appear as soon as it is imported.  The scenario
+        validator uses this with :mod:`linksim.catalog` so that ``linksim validate``
+        does not import TensorFlow.
+        """
+        return sorted(self._entries)
+
     def names(self) -> list[str]:
         """The registered names, sorted."""
         _load_builtin_components()
@@ -159,9 +171,9 @@ def check_known_options(what: str, params, allowed, ignore=()) -> None:
     The one unknown-option check of linksim (:meth:`Registry.check_options`, a JSCC
     stage's options, a preset's flat options).
     """
-    unknown = sorted(set(params) - set(allowed) - set(ignore))
+    unknown = sorted(set(params) - set(allowed) - set(ignore), key=str)
     if unknown:
-        raise ValueError(f"{what} has no option(s) {', '.join(unknown)} "
+        raise ValueError(f"{what} has no option(s) {', '.join(map(str, unknown))} "
                          f"(allowed: {', '.join(a for a in allowed if a not in ignore) or 'none'})")
 
 
@@ -196,6 +208,9 @@ ALL = {
 }
 
 _LOADED = False
+#: Set by the ``linksim`` command: import TensorFlow without its start-up notices
+#: (:func:`linksim.console.import_tensorflow_quietly`) before the built-in components.
+QUIET_STARTUP = False
 
 
 #: Packages every module of which is imported before a registry is read: a new component
@@ -216,6 +231,11 @@ def _load_builtin_components() -> None:
     import importlib
     import pkgutil
 
+    if QUIET_STARTUP:
+        from linksim.console import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+
     for name in _COMPONENT_PACKAGES:
         package = importlib.import_module(name)
         for module in pkgutil.iter_modules(package.__path__):
@@ -226,6 +246,8 @@ def _load_builtin_components() -> None:
 
 class PluginError(ValueError):
     """A plug-in file that is missing or fails to import; the message names the file."""
+
+    user_error = True   # exit status 2 (linksim.errors)
 
 
 _PLUGINS: dict = {}

@@ -33,13 +33,13 @@ from typing import Any, Iterable
 import jsonschema
 import yaml
 
-from linksim import registry
+from linksim import catalog, limits, registry
 
 __all__ = ["Scenario", "ScenarioError", "load_scenario", "validate_scenario_dict", "option_plot"]
 
 
 class ScenarioError(ValueError):
-    """An invalid scenario file.
+    """An invalid scenario file (a user error: exit status 2, :mod:`linksim.errors`).
 
     The message reads ``FILE:LINE: field 'a.b[2].c': what is wrong (allowed: ...)``.
     """
@@ -52,6 +52,8 @@ class ScenarioError(ValueError):
             where += f":{line}"
         what = f"field '{field}': " if field else ""
         super().__init__(f"{where}: {what}{message}")
+
+    user_error = True
 
 
 def _schema() -> dict:
@@ -162,10 +164,20 @@ class Scenario:
         return yaml.safe_dump(self.data, sort_keys=False)
 
 
+def _range_points(spec: dict) -> int:
+    """How many points ``{start, stop, step}`` holds (0 when stop < start)."""
+    start, stop, step = float(spec["start"]), float(spec["stop"]), float(spec["step"])
+    if stop < start:
+        return 0
+    return int(math.floor((stop - start) / step + 1e-9)) + 1
+
+
 def _expand_snr(spec) -> list[float]:
     if isinstance(spec, dict):
-        start, stop, step = float(spec["start"]), float(spec["stop"]), float(spec["step"])
-        n = int(math.floor((stop - start) / step + 1e-9)) + 1
+        start, step = float(spec["start"]), float(spec["step"])
+        n = _range_points(spec)
+        if n > limits.MAX_SNR_POINTS:   # validation refuses these; never build a huge list
+            raise ValueError(f"{n} SNR points exceed the limit of {limits.MAX_SNR_POINTS}")
         return [round(start + i * step, 6) for i in range(n)]
     return [[float(u) for u in v] if isinstance(v, list) else float(v) for v in spec]
 
@@ -181,7 +193,7 @@ def _schema_error_message(err: jsonschema.ValidationError) -> str:
         return f"missing required field(s): {', '.join(missing)}"
     if v == "additionalProperties":
         allowed = sorted(err.schema.get("properties", {}))
-        extra = sorted(set(err.instance) - set(allowed))
+        extra = sorted(map(str, set(err.instance) - set(allowed)))
         return f"unknown field(s) {', '.join(extra)} (allowed: {', '.join(allowed)})"
     if v == "type":
         t = err.validator_value
@@ -198,48 +210,106 @@ def _schema_error_message(err: jsonschema.ValidationError) -> str:
     return err.message
 
 
+def _title(reg: registry.Registry) -> str:
+    return next(t for t, r in registry.ALL.items() if r is reg)
+
+
+def _names(reg: registry.Registry) -> list[str]:
+    """Built-in names (from :mod:`linksim.catalog`, no TensorFlow) and those registered so far (plug-ins)."""
+    return sorted(set(catalog.CATALOG[_title(reg)]) | set(reg.loaded_names()))
+
+
+def _known(reg: registry.Registry, name) -> bool:
+    return isinstance(name, str) and (name in catalog.CATALOG[_title(reg)] or name in reg.loaded_names())
+
+
+def _builtin(reg: registry.Registry, name) -> bool:
+    """A built-in component the catalogue checks (a plug-in may not replace a built-in name)."""
+    return isinstance(name, str) and name in catalog.CATALOG[_title(reg)]
+
+
 def _unknown(reg: registry.Registry, name) -> str:
-    return str(registry.UnknownNameError(reg.kind, name, reg.names()))
+    return str(registry.UnknownNameError(reg.kind, name, _names(reg)))
 
 
-def _check_registry_names(data: dict, err) -> None:
-    """Pass 3a: every `type:` / name must be registered (the allowed values come from the registries)."""
-    ds = data["dataset"]
-    if ds["name"] not in registry.DATASETS:
-        raise err(("dataset", "name"), _unknown(registry.DATASETS, ds["name"]))
+def _raise_first(problems, err, prefix: tuple) -> None:
+    for sub, msg in problems:
+        raise err(prefix + tuple(sub), msg)
+
+
+def _plugin_options(reg: registry.Registry, name: str, params, err, path: tuple) -> None:
+    """Unknown options of a plug-in's component (its registry knows them; this imports the built-ins)."""
     try:
-        registry.DATASETS.check_options(ds["name"], ds.get("params", {}))
+        reg.check_options(name, params)
     except ValueError as exc:
-        raise err(("dataset", "params"), str(exc)) from None
+        raise err(path, str(exc)) from None
+
+
+def _check_registry_names(data: dict, err, channel_uses: list | None = None) -> None:
+    """Pass 3a: every `type:` / name is registered, and every option of every component is valid.
+
+    Built-in components are checked against :mod:`linksim.catalog` (no TensorFlow);
+    a plug-in's against its registry.
+    """
+    ds = data["dataset"]
+    if not _known(registry.DATASETS, ds["name"]):
+        raise err(("dataset", "name"), _unknown(registry.DATASETS, ds["name"]))
     ch = data["channel"]
-    if ch["type"] not in registry.CHANNELS:
+    if not _known(registry.CHANNELS, ch["type"]):
         raise err(("channel", "type"), _unknown(registry.CHANNELS, ch["type"]))
     relays = ch.get("relay")
     for j, name in enumerate(relays if isinstance(relays, list) else [relays] if relays is not None else []):
-        if name not in registry.RELAYS:
+        if not _known(registry.RELAYS, name):
             raise err(("channel", "relay") + ((j,) if isinstance(relays, list) else ()),
                       _unknown(registry.RELAYS, name))
     hop = ch.get("hop")
     for j, h in enumerate(hop if isinstance(hop, list) else [hop]):
-        if isinstance(h, dict) and h.get("type") not in registry.CHANNELS:
+        if isinstance(h, dict) and not _known(registry.CHANNELS, h.get("type")):
             raise err(("channel", "hop") + ((j,) if isinstance(hop, list) else ()) + ("type",),
                       _unknown(registry.CHANNELS, h.get("type")))
     for i, s in enumerate(data["schemes"]):
-        if s["type"] not in registry.SCHEMES:
+        if not _known(registry.SCHEMES, s["type"]):
             raise err(("schemes", i, "type"), _unknown(registry.SCHEMES, s["type"]))
         for key, reg in (("codec", registry.CODECS), ("channel_code", registry.CHANNEL_CODES),
-                         ("modulation", registry.MODULATIONS)):
+                         ("modulation", registry.MODULATIONS), ("architecture", registry.ARCHITECTURES)):
             sub = s.get(key)
-            if isinstance(sub, dict) and sub.get("type") not in reg:
+            if isinstance(sub, dict) and not _known(reg, sub.get("type")):
                 raise err(("schemes", i, key, "type"), _unknown(reg, sub.get("type")))
+        for j, st in enumerate(s.get("stages") or []):
+            for m, loss in enumerate(st.get("losses") or [] if isinstance(st, dict) else []):
+                if isinstance(loss, dict) and "type" in loss and not _known(registry.LOSSES, loss["type"]):
+                    raise err(("schemes", i, "stages", j, "losses", m, "type"),
+                              _unknown(registry.LOSSES, loss["type"]))
     for i, m in enumerate(data["metrics"]):
-        if m not in registry.METRICS:
+        if not _known(registry.METRICS, m):
             raise err(("metrics", i), _unknown(registry.METRICS, m))
     _check_tasks(data, err)
     for i, p in enumerate(data["plots"]):
-        if p not in registry.PLOTS and option_plot(p, data) is None:
+        if not _known(registry.PLOTS, p) and option_plot(p, data) is None:
             raise err(("plots", i), _unknown(registry.PLOTS, p) +
                       " Or <metric>_vs_<scheme option> (e.g. accuracy_vs_tau) for an option the schemes set.")
+    _check_options(data, err, channel_uses)
+
+
+def _check_options(data: dict, err, channel_uses: list | None) -> None:
+    """Pass 3b: every option of every component (once every name is known to be registered)."""
+    ds = data["dataset"]
+    params = ds.get("params", {})
+    if _builtin(registry.DATASETS, ds["name"]):
+        _raise_first(catalog.check_dataset(ds["name"], params), err, ("dataset", "params"))
+    else:
+        _plugin_options(registry.DATASETS, ds["name"], params, err, ("dataset", "params"))
+    ch = data["channel"]
+    if _builtin(registry.CHANNELS, ch["type"]):
+        _raise_first(catalog.check_channel(ch), err, ("channel",))
+    else:
+        _plugin_options(registry.CHANNELS, ch["type"],
+                        {k: v for k, v in ch.items() if k not in ("type", "hop_snr_db")}, err, ("channel",))
+    for i, s in enumerate(data["schemes"]):
+        if _builtin(registry.SCHEMES, s["type"]):
+            _raise_first(catalog.check_scheme(s["type"], {k: v for k, v in s.items() if k != "type"},
+                                              channel_uses), err, ("schemes", i))
+    _raise_first(catalog.check_task(data.get("task") or {}), err, ("task",))
 
 
 def option_plot(name: str, data: dict) -> tuple[str, str] | None:
@@ -250,23 +320,32 @@ def option_plot(name: str, data: dict) -> tuple[str, str] | None:
     ``psnr_vs_snr_train_db``).
     """
     metric, sep, option = name.partition("_vs_")
-    if not sep or not option or metric not in registry.METRICS:
+    if not sep or not option or not _known(registry.METRICS, metric):
         return None
     if any(option in sch for sch in data.get("schemes", [])):
         return metric, option
     return None
 
 
+def _metric_task(name: str) -> str | None:
+    """The task a metric needs (None for other metrics), without importing TensorFlow for built-ins."""
+    if name in catalog.CATALOG["metrics"]:
+        return catalog.METRIC_TASKS.get(name)
+    metric = registry.METRICS.get(name)
+    return metric.task if getattr(metric, "kind", None) == "task" else None
+
+
 def _check_tasks(data: dict, err) -> None:
     """The tasks the task metrics name are registered; every ``task:`` field is some task's option."""
-    from linksim.metrics import get_metric
-
     for i, m in enumerate(data["metrics"]):
-        metric = get_metric(m)
-        if metric.kind == "task" and metric.task not in registry.TASKS:
-            raise err(("metrics", i), f"metric '{m}' needs task '{metric.task}': " + _unknown(registry.TASKS, metric.task))
+        task = _metric_task(m)
+        if task is not None and not _known(registry.TASKS, task):
+            raise err(("metrics", i), f"metric '{m}' needs task '{task}': " + _unknown(registry.TASKS, task))
     taken = set()
-    for name in registry.TASKS.names():
+    for name in _names(registry.TASKS):
+        if name in catalog.CATALOG["tasks"]:
+            taken.update(catalog.CATALOG["tasks"][name].options)
+            continue
         opts = registry.TASKS.options(name)
         if opts is None:
             return
@@ -285,6 +364,19 @@ def _check_values(data: dict, err) -> None:
             raise err(("snr_db", "step"), f"must be > 0 (got {spec['step']})")
         if spec["stop"] < spec["start"]:
             raise err(("snr_db", "stop"), f"must be >= start ({spec['start']}) (got {spec['stop']})")
+    n_snr = _range_points(spec) if isinstance(spec, dict) else len(spec)
+    if n_snr > limits.MAX_SNR_POINTS:
+        raise err(("snr_db",), f"{n_snr:,} SNR points exceed the limit of {limits.MAX_SNR_POINTS:,} "
+                               f"(use a coarser step)")
+    q = data.get("quick") or {}
+    qspec = q.get("snr_db")
+    if isinstance(qspec, dict):
+        if qspec["stop"] < qspec["start"]:
+            raise err(("quick", "snr_db", "stop"), f"must be >= start ({qspec['start']}) (got {qspec['stop']}): "
+                                                   f"the quick grid would be empty")
+        if _range_points(qspec) > limits.MAX_SNR_POINTS:
+            raise err(("quick", "snr_db"), f"{_range_points(qspec):,} SNR points exceed the limit of "
+                                           f"{limits.MAX_SNR_POINTS:,}")
     ch = data["channel"]
     hops = ch.get("hops", 2 if ch["type"] == "multihop" else 1)
     if "hop_snr_db" in ch:
@@ -303,9 +395,25 @@ def _check_values(data: dict, err) -> None:
     rate = data["rate"]
     if ("channel_uses" in rate) == ("bandwidth_ratio" in rate):
         raise err(("rate",), "give exactly one of channel_uses, bandwidth_ratio")
+    key = "channel_uses" if "channel_uses" in rate else "bandwidth_ratio"
+    n_rates = len(rate[key]) if isinstance(rate[key], list) else 1
+    grid = n_snr * n_rates * len(data["schemes"])
+    if grid > limits.MAX_GRID_POINTS:
+        raise err(("snr_db",), f"the grid has {grid:,} points ({n_snr} SNR x {n_rates} rate x "
+                               f"{len(data['schemes'])} scheme(s)), more than the limit of {limits.MAX_GRID_POINTS:,}")
+    for k, path in _channel_uses(data):
+        if k > limits.MAX_CHANNEL_USES:
+            raise err(path, f"{k:,} channel uses per image exceed the limit of {limits.MAX_CHANNEL_USES:,}")
+        batch = min(data["evaluation"]["batch_size"], data["dataset"]["test_size"])
+        need = limits.batch_memory_bytes(k, batch, hops)
+        have = limits.available_memory_bytes()
+        if have is not None and need > have:
+            raise err(path, f"{k:,} channel uses per image need at least {need / 2**30:.1f} GiB for one batch of "
+                            f"{batch} images; the machine has {have / 2**30:.1f} GiB available (lower the rate "
+                            f"or evaluation.batch_size)")
     ds = data["dataset"]
     path = ds.get("params", {}).get("path")
-    if path is not None and not Path(os.path.expanduser(str(path))).exists():
+    if isinstance(path, str) and path and not Path(os.path.expanduser(path)).exists():
         raise err(("dataset", "params", "path"), f"path does not exist: {path}")
     labels = [s.get("label") for s in data["schemes"]]
     seen = set()
@@ -313,6 +421,30 @@ def _check_values(data: dict, err) -> None:
         if lab in seen:
             raise err(("schemes", i, "label"), f"duplicate scheme label {lab!r}; labels must be unique")
         seen.add(lab)
+
+
+def _channel_uses(data: dict) -> list[tuple[int, tuple]]:
+    """``[(k, path)]``: the rate points as channel uses per image, where known without loading the data."""
+    rate = data["rate"]
+    if "channel_uses" in rate:
+        v = rate["channel_uses"]
+        return [(int(x), ("rate", "channel_uses") + ((i,) if isinstance(v, list) else ()))
+                for i, x in enumerate(v if isinstance(v, list) else [v])]
+    ds = data["dataset"]
+    shape = catalog.dataset_image_shape(ds["name"], ds.get("params") or {}) \
+        if _builtin(registry.DATASETS, ds["name"]) and _plain_size_params(ds.get("params") or {}) else None
+    if shape is None:
+        return []
+    n = shape[0] * shape[1] * shape[2]
+    v = rate["bandwidth_ratio"]
+    return [(max(1, int(round(float(x) * n))), ("rate", "bandwidth_ratio") + ((i,) if isinstance(v, list) else ()))
+            for i, x in enumerate(v if isinstance(v, list) else [v])]
+
+
+def _plain_size_params(params: dict) -> bool:
+    """The size options hold valid values (else the catalogue reports them; no shape here)."""
+    return all(catalog.size_pair(params.get(k)) is None for k in ("image_size", "pad_to")) \
+        and params.get("channels") in (None, 1, 3)
 
 
 def _fill_defaults(data: dict, schema: dict) -> dict:
@@ -375,6 +507,9 @@ def validate_scenario_dict(raw: Any, source: str = "<scenario>", lines: dict | N
     if not isinstance(raw, dict):
         raise ScenarioError("the document must be a mapping of fields (name, dataset, snr_db, ...)",
                             file=source, line=1)
+    for path, value in limits.non_finite_numbers(raw):
+        raise err(path, f"must be a finite number (got {value}): NaN and infinity are not allowed anywhere "
+                        f"in a scenario")
     schema = _schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(raw), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
@@ -387,7 +522,7 @@ def validate_scenario_dict(raw: Any, source: str = "<scenario>", lines: dict | N
     _load_scenario_plugins(raw.get("plugins") or [], source, err)
     data = _fill_defaults(raw, schema)
     _check_values(data, err)
-    _check_registry_names(data, err)
+    _check_registry_names(data, err, [k for k, _ in _channel_uses(data)])
     data["snr_db"] = _expand_snr(data["snr_db"])
     data["snr_db_spec"] = raw["snr_db"]
     return Scenario(data, source, lines)
@@ -406,23 +541,39 @@ def _load_scenario_plugins(paths: list, source: str, err) -> None:
 def load_scenario(path: str | os.PathLike) -> Scenario:
     """Read, validate and resolve a scenario file.
 
+    The file is read with a size cap and must be UTF-8 text; YAML aliases and nesting
+    are bounded before the document is built (:mod:`linksim.limits`).  Nothing here
+    imports TensorFlow: built-in components are checked against :mod:`linksim.catalog`.
+
     Raises
     ------
     ScenarioError
-        If the file is missing, is not valid YAML, or does not follow the schema.
+        If the file is missing, unreadable, too large, not UTF-8 text, not valid YAML,
+        breaks a limit, or does not follow the schema; the message names the file, the
+        line, the field and the allowed values.
     """
     path = str(path)
     try:
-        text = Path(path).read_text()
+        text = limits.read_text_capped(path)
+    except limits.LimitError as exc:
+        raise ScenarioError(str(exc), file=path, line=exc.line) from None
     except FileNotFoundError:
         raise ScenarioError("file not found", file=path) from None
+    except IsADirectoryError:
+        raise ScenarioError("is a folder, not a scenario file", file=path) from None
     except OSError as exc:
-        raise ScenarioError(f"cannot read file: {exc.strerror}", file=path) from None
+        raise ScenarioError(f"cannot read file: {exc.strerror or exc}", file=path) from None
     try:
+        limits.check_yaml_expansion(text)
         raw = yaml.safe_load(text)
+    except limits.LimitError as exc:
+        raise ScenarioError(str(exc), file=path, line=exc.line) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ScenarioError(f"YAML syntax error: {problem}", file=path,
                             line=(mark.line + 1) if mark else None) from None
+    except RecursionError:
+        raise ScenarioError(f"lists and mappings nested too deeply (limit {limits.MAX_YAML_DEPTH})",
+                            file=path) from None
     return validate_scenario_dict(raw, source=path, lines=_line_map(text))

@@ -104,7 +104,7 @@ def test_the_evaluation_builds_the_tasks_its_metrics_name_with_their_options(mon
     metric = Metric("bright", "bright", "task", "Share of bright images.", task="count")
     monkeypatch.setitem(METRICS._entries, "bright", type("bright", (), {"metric": metric}))
     raw = {"name": "t", "dataset": {"name": "embedded", "test_size": 4}, "snr_db": [0],
-           "rate": {"channel_uses": 98}, "schemes": [{"type": "separation", "codec": {"type": "webp"}}],
+           "rate": {"channel_uses": 486}, "schemes": [{"type": "separation", "codec": {"type": "webp"}}],
            "metrics": ["psnr", "bright"], "plots": [], "task": {"threshold": 0.25}}
     scen = validate_scenario_dict(raw)
     x = np.random.default_rng(0).random((4, 2, 2, 1))

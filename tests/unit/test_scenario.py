@@ -118,7 +118,7 @@ def test_missing_file_is_reported(tmp_path):
         load_scenario(tmp_path / "nope.yaml")
 
 
-MULTIHOP = GOOD + "channel: {type: multihop, hops: 3, relay: [af, qf]}\n"
+MULTIHOP = GOOD + "channel: {type: multihop, hops: 3, relay_params: {qf: {bits: 4}}, relay: [af, qf]}\n"  # qf needs bits
 
 
 def test_relay_names_come_from_the_relay_registry(tmp_path, monkeypatch):
