@@ -287,6 +287,9 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
             continue
         bar.set_postfix_str(f"{where}: source coding")
         states = [scheme.encode(x_test[j:j + batch]) for j in range(0, len(x_test), batch)]
+        check = getattr(scheme, "check_source_coding", None)  # e.g. a separation codec that never fits
+        if check is not None:
+            check(states)
         for snr in todo:
             cols = hop_snr.columns(snr)
             bar.set_postfix_str(f"{where} @ {cols['hop_snr_db']} dB")
