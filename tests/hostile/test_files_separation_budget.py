@@ -31,10 +31,15 @@ def test_the_issues_case_jpeg_full_headers_on_32x32_at_one_sixth_warns(tmp_path)
         run(tmp_path / "run", scen, plots=False)
 
 
-def test_jpeg_with_full_headers_at_one_sixth_warns_with_its_smallest_size_and_the_options(tmp_path):
+@pytest.fixture(scope="module")
+def full_headers(tmp_path_factory):
     with pytest.warns(UserWarning, match="no image fits the bit budget") as rec:
-        df = run(tmp_path / "run", jpeg_scenario("full"), plots=False)
-    msg = next(str(w.message) for w in rec if "no image fits" in str(w.message))
+        df = run(tmp_path_factory.mktemp("full") / "run", jpeg_scenario("full"), plots=False)
+    return next(str(w.message) for w in rec if "no image fits" in str(w.message)), df
+
+
+def test_jpeg_with_full_headers_warns_with_its_smallest_size_and_the_options(full_headers):
+    msg, df = full_headers
     assert "JPEG+LDPC" in msg and "headers: abbreviated" in msg and "channel uses per image" in msg
     smallest = int(msg.split("is ")[1].split(" bits")[0])
     budget = int(msg.split("budget of ")[1].split(" bits")[0])
@@ -49,10 +54,8 @@ def test_a_codec_that_fits_gives_no_budget_warning(tmp_path):
     assert not [w for w in rec if "no image fits" in str(w.message)]
 
 
-def test_the_rate_the_warning_names_does_fit(tmp_path):
-    with pytest.warns(UserWarning, match="no image fits") as rec:
-        run(tmp_path / "a", jpeg_scenario("full"), plots=False)
-    msg = next(str(w.message) for w in rec if "no image fits" in str(w.message))
+def test_the_rate_the_warning_names_does_fit(tmp_path, full_headers):
+    msg = full_headers[0]
     k = int(msg.split("rate.channel_uses: ")[1].split(",")[0])
     scen = scenario(rate={"channel_uses": k}, snr_db=[20], schemes=[JPEG])
     with warnings.catch_warnings(record=True) as rec2:
