@@ -329,7 +329,7 @@ class RunDirectory:
         meta = self._meta()
         if meta is not None and meta.get(MARKER):
             return True
-        if (self.path / META).exists() and (meta is None or "versions" not in meta):
+        if meta is not None and "versions" not in meta:  # somebody else's meta.json
             return False
         try:
             old = yaml.safe_load((self.path / SCENARIO).read_text())

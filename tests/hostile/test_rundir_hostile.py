@@ -116,6 +116,21 @@ def test_a_scenario_name_that_would_leave_runs_is_refused(tmp_path, name):
     assert not (tmp_path / "escape").exists()
 
 
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/linksim_hostile_abs_name", "sub/dir"])
+def test_a_run_without_out_refuses_a_name_that_leaves_runs(tmp_path, monkeypatch, capsys, name):
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    scen = work / "s.yaml"
+    scen.write_text(YAML.format(name=f'"{name}"'))
+    assert main(["run", str(scen), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "name" in err
+    assert not (tmp_path / "a" / "escaped").exists() and not (work / "runs" / "sub").exists()
+    assert not __import__("os").path.exists("/tmp/linksim_hostile_abs_name")
+
+
 def test_plain_scenario_names_map_under_runs(tmp_path):
     assert default_run_dir("awgn_sscc", root="runs").as_posix() == "runs/awgn_sscc"
     assert default_run_dir("a..b v2", quick=True, root="runs").as_posix() == "runs/a..b v2_quick"
