@@ -427,6 +427,9 @@ class RunDirectory:
             return rows
         if overwrite and self.results_file.exists():
             self.results_file.unlink()
+        elif any(r.get("scheme") != REFERENCE for r in self._read_rows()):
+            raise RunError(f"{out} holds results ({RESULTS}) but no {SCENARIO}, so which scenario they belong to "
+                           "is unknown; nothing was changed. Use another --out, or --overwrite to replace them")
         existing.write_text(scenario_yaml)
         self._mark(scenario_data)
         return []

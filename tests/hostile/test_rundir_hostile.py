@@ -181,3 +181,13 @@ def test_the_cli_refuses_a_foreign_out_with_exit_2_and_no_traceback(tmp_path, ca
     err = capsys.readouterr().err
     assert "did not write" in err and "Traceback" not in err
     assert (out / "results.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_results_without_their_scenario_yaml_are_not_overwritten(tmp_path):
+    out = tmp_path / "lost_yaml"
+    run(out)
+    (out / "scenario.yaml").unlink()
+    before = (out / RESULTS).read_text()
+    with pytest.raises(RunError, match="no scenario.yaml"):
+        run(out)
+    assert (out / RESULTS).read_text() == before
