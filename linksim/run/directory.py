@@ -62,6 +62,8 @@ MARKER = "linksim_run_dir"
 OWN_FILES = (RESULTS, META, SCENARIO)
 #: Columns without which a results table cannot be resumed or plotted.
 REQUIRED_COLUMNS = ("scheme", "snr_db")
+#: Largest ``results.csv`` read (bytes); a real one holds a few hundred rows.
+MAX_RESULTS_BYTES = 256 * 2 ** 20
 _CONFLICT = ("<<<<<<<", "=======", ">>>>>>>", "|||||||")
 
 #: The ``scheme`` of the reference row (a task on the original test images: the ceiling
@@ -221,11 +223,17 @@ def read_results(path, *, keep_damaged: bool = False) -> tuple[pd.DataFrame, lis
     Raises
     ------
     RunError
-        The file cannot be read, holds a merge-conflict marker, or its header lacks
+        The file cannot be read, is not a regular file, is larger than
+        :data:`MAX_RESULTS_BYTES`, holds a merge-conflict marker, or its header lacks
         ``scheme`` or ``snr_db`` (the message names the file, the line and the columns).
     """
     path = Path(path)
     try:
+        if not path.is_file():
+            raise RunError(f"{path} is not a regular file (a folder, device or pipe); delete or move it")
+        if path.stat().st_size > MAX_RESULTS_BYTES:
+            raise RunError(f"{path} is {path.stat().st_size:,} bytes, more than the {MAX_RESULTS_BYTES:,}-byte "
+                           "limit of a results table; is it a linksim results file?")
         raw = path.read_bytes()
     except OSError as exc:
         raise RunError(f"{path}: cannot read the results ({exc.strerror or exc})") from None

@@ -124,3 +124,20 @@ def test_the_cli_reports_a_conflicted_results_file_with_exit_2(finished, tmp_pat
     assert main(["run", str(scen), "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "merge-conflict" in err and "Traceback" not in err
+
+
+def test_a_results_file_that_is_a_device_is_a_clean_error(finished, tmp_path):
+    out, _ = copy_run(finished, tmp_path)
+    (out / RESULTS).unlink()
+    (out / RESULTS).symlink_to("/dev/zero")
+    with pytest.raises(RunError, match="not a regular file"):
+        run(out)
+
+
+def test_a_results_file_over_the_size_limit_is_a_clean_error(finished, tmp_path, monkeypatch):
+    import linksim.run.directory as d
+
+    out, _ = copy_run(finished, tmp_path)
+    monkeypatch.setattr(d, "MAX_RESULTS_BYTES", 10)
+    with pytest.raises(RunError, match="more than the 10-byte limit"):
+        read_results(out / RESULTS)
