@@ -20,12 +20,15 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from linksim.registry import PLOTS  # noqa: E402
-from linksim.run.directory import REFERENCE, example_path, is_reference  # noqa: E402
+from linksim.run.directory import REFERENCE, RunError, example_path, is_reference, read_results  # noqa: E402
 from linksim.scenario import option_plot  # noqa: E402
 
 __all__ = ["PLOTS", "draw_plots", "plot_function"]
 
 _MARKERS = "osD^v<>ph*"
+
+#: The results columns each registered plot draws (besides ``scheme`` and ``snr_db``).
+PLOT_COLUMNS: dict[str, tuple[str, ...]] = {"accuracy_vs_snr": ("accuracy",)}
 
 
 def _split_reference(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -108,6 +111,7 @@ def _simple(name: str, column: str, ylabel: str, log: bool = False, note: str | 
         return path
 
     draw.__doc__ = f"{ylabel} against SNR, one line per scheme."
+    PLOT_COLUMNS[name] = (column,)
     PLOTS.register(name)(draw)
     return draw
 
@@ -186,6 +190,7 @@ def _vs_rate(name: str, column: str, ylabel: str):
         return path
 
     draw.__doc__ = f"{ylabel} against the bandwidth ratio k/n at low, middle and high SNR (rate sweeps)."
+    PLOT_COLUMNS[name] = (column, "channel_uses")
     PLOTS.register(name)(draw)
     return draw
 
@@ -209,7 +214,9 @@ def plot_function(name: str, scenario: dict):
     from linksim.metrics import get_metric
 
     column = get_metric(found[0]).column
-    return lambda df, scen, run_dir: _draw_vs_option(df, scen, run_dir, name, column, found[1])
+    draw = lambda df, scen, run_dir: _draw_vs_option(df, scen, run_dir, name, column, found[1])  # noqa: E731
+    draw.columns = (column, "scheme_type")
+    return draw
 
 
 def _draw_vs_option(df: pd.DataFrame, scenario: dict, run_dir: Path, name: str, column: str, option: str):
@@ -344,7 +351,8 @@ def draw_plots(run_dir, names: list[str] | None = None) -> list[Path]:
     run_dir : path
         A run directory with ``results.csv`` and ``scenario.yaml``.
     names : list of str, optional
-        Plot names; default the scenario's ``plots`` list.
+        Plot names; default the scenario's ``plots`` list (a plot whose columns
+        the results lack is then left out; named here, it is an error).
 
     Output
     ------
@@ -352,24 +360,57 @@ def draw_plots(run_dir, names: list[str] | None = None) -> list[Path]:
 
     Raises
     ------
-    FileNotFoundError
-        If ``run_dir`` has no ``results.csv``.
+    RunError
+        ``run_dir`` is not a folder or has no ``results.csv``; the results hold no
+        rows, lack ``scheme`` or ``snr_db``, or lack the columns of a plot named in
+        ``names`` (the message names the missing columns); ``scenario.yaml`` is not
+        YAML; a plot name is unknown (the message lists the allowed names).  Damaged
+        rows of ``results.csv`` are left out with a warning.
     """
+    import warnings
+
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir} is not a folder (give a run directory, e.g. runs/<scenario name>)")
     res = run_dir / "results.csv"
-    if not res.exists():
-        raise FileNotFoundError(f"{run_dir} has no results.csv (is it a linksim run directory?)")
-    df = pd.read_csv(res)
+    if not res.is_file():
+        raise RunError(f"{run_dir} has no results.csv (is it a linksim run directory? a run writes it after its "
+                       "first point)")
+    df, problems = read_results(res)
+    if problems:
+        warnings.warn(f"{res}: left out {len(problems)} damaged row(s) ({'; '.join(problems[:5])})", stacklevel=2)
+    if df.empty:
+        raise RunError(f"{res} holds no results rows (the run computed no point yet); nothing to plot")
     scen_file = run_dir / "scenario.yaml"
-    scenario = yaml.safe_load(scen_file.read_text()) if scen_file.exists() else {}
+    try:
+        scenario = yaml.safe_load(scen_file.read_text()) if scen_file.exists() else {}
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise RunError(f"{scen_file}: cannot be read as YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(scenario, dict):
+        raise RunError(f"{scen_file} is not a scenario (a mapping of fields); is it a linksim run directory?")
+    asked = bool(names)
     names = names or scenario.get("plots") or PLOTS.names()
-    written = []
+    plots = []
     for n in names:
-        fn = plot_function(n, scenario)
+        fn = plot_function(n, scenario) if isinstance(n, str) else None
         if fn is None:
-            raise ValueError(f"unknown plot {n!r} (allowed: {', '.join(PLOTS.names())}, or "
-                             f"<metric>_vs_<scheme option> such as accuracy_vs_tau)")
-        p = fn(df, scenario, run_dir)
+            raise RunError(f"unknown plot {n!r} (allowed: {', '.join(PLOTS.names())}, or "
+                           f"<metric>_vs_<scheme option> such as accuracy_vs_tau)")
+        plots.append((n, fn))
+    written = []
+    for n, fn in plots:
+        need = PLOT_COLUMNS.get(n) or getattr(fn, "columns", ())
+        missing = [c for c in need if c not in df.columns]
+        if missing:
+            if asked:
+                raise RunError(f"{res} lacks the column(s) {', '.join(missing)} that plot {n!r} draws (it has "
+                               f"{', '.join(df.columns)})")
+            continue
+        try:
+            p = fn(df, scenario, run_dir)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise RunError(f"plot {n!r} cannot be drawn from {res} ({type(exc).__name__}: {exc}); are the "
+                           "results complete?") from exc
         if p is not None:
             written.append(p)
     return written

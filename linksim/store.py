@@ -17,9 +17,13 @@ what determines the weights gives a new key.
 
 Stores are searched in order: the user store (``$LINKSIM_MODEL_STORE`` or
 ``~/.cache/linksim/models``), then the weights that ship with linksim
-(``linksim/weights/``). New models are written to the first (writable) store.
-A stored model that cannot be loaded, or whose card does not match its key, is
-reported with a warning and trained again rather than used.
+(``linksim/weights/``). New models are written to the first store, which must be a
+folder linksim can create and write (else a :class:`~linksim.run.directory.RunError`
+before any training).  A store folder that is a file or cannot be read is skipped
+with a warning.  A stored model that cannot be loaded (a corrupted ``model.keras``,
+a card that is not a JSON object or does not match its key) is reported with a
+warning naming the real cause; the next store holding a valid copy is used, and
+when none does the model is trained again.
 """
 
 from __future__ import annotations
@@ -29,12 +33,13 @@ import json
 import os
 import shutil
 import warnings
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 from linksim import __version__
 
-__all__ = ["ModelStore", "StoredModel", "spec_key", "default_store", "SHIPPED_DIR"]
+__all__ = ["ModelStore", "StoredModel", "spec_key", "default_store", "model_file_problem", "SHIPPED_DIR"]
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -73,10 +78,46 @@ class StoredModel:
         return self.path / "logs"
 
     def card(self) -> dict:
-        return json.loads(self.card_file.read_text())
+        """The card as a dict.
+
+        Raises
+        ------
+        OSError
+            The file cannot be read.
+        ValueError
+            It is not JSON, or not a JSON object.
+        """
+        card = json.loads(self.card_file.read_text())
+        if not isinstance(card, dict):
+            raise ValueError(f"card.json holds a JSON {type(card).__name__}, not an object")
+        return card
 
     def complete(self) -> bool:
-        return self.model_file.exists() and self.card_file.exists()
+        try:
+            return self.model_file.is_file() and self.card_file.is_file()
+        except OSError:  # an unreadable folder
+            return False
+
+
+def model_file_problem(path) -> str | None:
+    """Why ``path`` is not a loadable ``.keras`` file (empty, not a zip archive, ...), or None."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return "the file is empty (0 bytes)"
+        if not zipfile.is_zipfile(path):
+            return f"the file ({size} bytes) is not a .keras zip archive: it is truncated or corrupted"
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+            names = set(z.namelist())
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+        return f"the .keras zip archive is damaged ({exc})"
+    if bad is not None:
+        return f"the .keras zip archive is damaged (member {bad} fails its checksum)"
+    if "config.json" not in names:
+        return "the .keras zip archive has no config.json (not a Keras model file)"
+    return None
 
 
 class ModelStore:
@@ -97,52 +138,110 @@ class ModelStore:
     def write_root(self) -> Path:
         return self.roots[0]
 
+    def check_writable(self) -> Path:
+        """The write root, created if missing.
+
+        Raises
+        ------
+        RunError
+            It is a file, or cannot be created or written (the message names it).
+        """
+        from linksim.run.directory import RunError
+
+        root = self.write_root
+        how = ("set LINKSIM_MODEL_STORE (or give --store) to a folder you can write; the first store is "
+               "--store DIR, else $LINKSIM_MODEL_STORE, else ~/.cache/linksim/models")
+        if root.exists() and not root.is_dir():
+            raise RunError(f"model store {root} is a file, not a folder; {how}")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe = root / f".linksim-write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise RunError(f"model store {root} cannot be written ({exc.strerror or exc}); {how}") from None
+        return root
+
+    def _readable(self, root: Path) -> bool:
+        """Whether ``root`` can be searched; a store that is a file or unreadable is skipped with a warning."""
+        try:
+            if not root.exists():
+                return False
+            if not root.is_dir():
+                warnings.warn(f"model store {root} is a file, not a folder; it is skipped", stacklevel=3)
+                return False
+            os.listdir(root)
+        except OSError as exc:
+            warnings.warn(f"model store {root} cannot be read ({exc.strerror or exc}); it is skipped",
+                          stacklevel=3)
+            return False
+        return True
+
     def folder_name(self, name: str, key: str) -> str:
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:60]
         return f"{safe}-{key}"
 
     def entry(self, name: str, spec: dict) -> StoredModel:
-        """Where a model of ``spec`` is written (in the write root)."""
-        return StoredModel(self.write_root / self.folder_name(name, spec_key(spec)))
+        """Where a model of ``spec`` is written (in the write root, checked by :meth:`check_writable`)."""
+        return StoredModel(self.check_writable() / self.folder_name(name, spec_key(spec)))
 
-    def find(self, name: str, spec: dict) -> StoredModel | None:
-        """The first complete stored model for ``spec`` whose card matches, or None."""
+    def candidates(self, name: str, spec: dict):
+        """Every complete stored model for ``spec`` whose card matches, store by store (a generator).
+
+        A card that cannot be read, is not a JSON object or describes another model is
+        skipped with a warning.
+        """
         key = spec_key(spec)
         for root in self.roots:
+            if not self._readable(root):
+                continue
             e = StoredModel(root / self.folder_name(name, key))
             if not e.complete():
                 continue
             try:
                 card = e.card()
             except (OSError, ValueError) as exc:
-                warnings.warn(f"stored model {e.path} has an unreadable card ({exc}); it will be retrained",
-                              stacklevel=2)
+                warnings.warn(f"stored model {e.path} has an unreadable card ({exc}); it is not used",
+                              stacklevel=3)
                 continue
             if card.get("key") != key or card.get("spec") != json.loads(json.dumps(spec, default=str)):
                 warnings.warn(f"stored model {e.path} does not match its key (its card describes another "
-                              f"model); it will be retrained", stacklevel=2)
+                              f"model); it is not used", stacklevel=3)
                 continue
-            return e
-        return None
+            yield e
+
+    def find(self, name: str, spec: dict) -> StoredModel | None:
+        """The first complete stored model for ``spec`` whose card matches, or None."""
+        return next(self.candidates(name, spec), None)
 
     def load(self, name: str, spec: dict):
         """The Keras model stored for ``spec`` and its entry, or ``(None, None)``.
 
-        A model file that fails to load gives a warning and ``(None, None)``,
-        so the caller trains it again.
+        Stores are tried in order: a model file that fails to load gives a warning
+        naming the real cause (empty, truncated, not a ``.keras`` archive, ...) and the
+        next store's copy is tried; ``(None, None)`` when no copy loads, so the caller
+        trains it again.
         """
         import keras
 
-        e = self.find(name, spec)
-        if e is None:
-            return None, None
-        try:
-            model = keras.saving.load_model(e.model_file, compile=False)
-        except Exception as exc:  # corrupted or incompatible file: retrain rather than use it
-            warnings.warn(f"stored model {e.model_file} cannot be loaded ({type(exc).__name__}: {exc}); "
-                          f"it will be retrained", stacklevel=2)
-            return None, None
-        return model, e
+        failed = []
+        for e in self.candidates(name, spec):
+            problem = model_file_problem(e.model_file)
+            model = None
+            if problem is None:
+                try:
+                    model = keras.saving.load_model(e.model_file, compile=False)
+                except Exception as exc:  # incompatible or damaged inside: try the next copy
+                    problem = f"{type(exc).__name__}: {exc}"
+            if model is None:
+                failed.append(e.model_file)
+                warnings.warn(f"stored model {e.model_file} cannot be loaded ({problem}); "
+                              "trying the next store's copy, else it will be retrained", stacklevel=2)
+                continue
+            if failed:
+                warnings.warn(f"using the valid copy {e.model_file} of the damaged {failed[0]}", stacklevel=2)
+            return model, e
+        return None, None
 
     def save(self, name: str, spec: dict, model, history: dict, facts: dict) -> StoredModel:
         """Write ``model`` with its card and history (atomically: a folder is complete or absent)."""
@@ -164,7 +263,7 @@ class ModelStore:
         """Cards of every complete stored model, with ``path`` added."""
         out = []
         for root in self.roots:
-            if not root.is_dir():
+            if not self._readable(root):
                 continue
             for d in sorted(root.iterdir()):
                 e = StoredModel(d)

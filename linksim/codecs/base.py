@@ -168,6 +168,22 @@ class ImageCodec:
         """``{"type": name, **constructor arguments}``; ``CODECS.create(**cfg)`` rebuilds the codec."""
         raise NotImplementedError
 
+    def smaller_options(self) -> list[str]:
+        """Codec options (as a scenario writes them) that would make its smallest payload smaller.
+
+        Named by the warning of a separation scheme whose bit budget no image fits;
+        the default names ``headers: abbreviated`` for a codec sending full headers.
+        """
+        return ["headers: abbreviated"] if getattr(self, "headers", None) == "full" else []
+
+    def smallest_payload_bits(self, image: np.ndarray) -> int:
+        """Bits of ``image``'s payload at the lowest quality (the first of :attr:`qualities`)."""
+        q = self.qualities[0]
+        memo = self._memo_for(image)
+        if memo.get(q) is None:
+            memo[q] = bytes(self.encode(image, q))
+        return 8 * len(memo[q])
+
     def safe_decode(self, payload, shape) -> Optional[np.ndarray]:
         """Decode whatever bytes arrive; never raises.
 

@@ -9,6 +9,13 @@ Layouts understood (``path`` is the folder)::
 Labels come from class sub-folders (sorted names -> 0, 1, ...); images directly in
 a folder are unlabelled (label ``-1``, ``num_classes`` 0). Files and folders whose
 names start with ``.`` are skipped; class sub-folders are searched recursively.
+
+Bad files are an error, never skipped: a file named like an image (by its
+extension) that is empty, truncated, not an image, or larger than
+:data:`MAX_IMAGE_PIXELS` (a decompression bomb) stops the run with a
+:class:`~linksim.data.base.DatasetError` naming the file, so the test set is never
+silently smaller than asked.  Sizes are checked from the file headers before any
+image is decoded.
 """
 
 from __future__ import annotations
@@ -25,7 +32,11 @@ from PIL import Image, UnidentifiedImageError
 from linksim.data.base import SPLITS, Dataset, DatasetError, stratified_order
 from linksim.registry import DATASETS
 
-__all__ = ["ImageFolder", "IMAGE_EXTENSIONS", "read_image"]
+__all__ = ["ImageFolder", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "read_image"]
+
+#: Largest image read, in pixels (H * W): Pillow's own decompression-bomb limit
+#: (89,478,485, about 9459 x 9459); a larger file is an error naming it.
+MAX_IMAGE_PIXELS = 89_478_485
 
 
 def _readable_extensions() -> frozenset[str]:
@@ -44,6 +55,50 @@ def _is_image(p: Path) -> bool:
     return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
 
 
+def _unreadable(path, exc: BaseException) -> DatasetError:
+    """The error of an image file Pillow cannot read, naming the file and the likely cause."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = None
+    if size == 0:
+        why = "the file is empty (0 bytes)"
+    elif isinstance(exc, UnidentifiedImageError):
+        why = "it is not an image file Pillow can read (only its name looks like one)"
+    elif isinstance(exc, Image.DecompressionBombError):
+        why = f"it is larger than the {MAX_IMAGE_PIXELS:,}-pixel limit (a decompression bomb?)"
+    elif "truncat" in str(exc).lower() or isinstance(exc, EOFError):
+        why = f"the file is truncated ({exc})"
+    else:
+        why = f"{type(exc).__name__}: {exc}"
+    return DatasetError(f"cannot read image {path}: {why}; remove or replace the file")
+
+
+def _check_pixels(path, im) -> None:
+    if im.width * im.height > MAX_IMAGE_PIXELS:
+        raise DatasetError(f"image {path} is {im.width}x{im.height} = {im.width * im.height:,} pixels, more than "
+                           f"the limit of {MAX_IMAGE_PIXELS:,} pixels (a decompression bomb?); remove the file or "
+                           "use smaller images")
+
+
+def _open(path):
+    """``Image.open`` with Pillow's decompression-bomb warning silenced (linksim checks the size itself)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            return Image.open(path)
+        except Image.DecompressionBombError:
+            # read only the header again, without Pillow's check, to name the size
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                im = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+            with im:
+                _check_pixels(path, im)
+            raise
+
+
 def read_image(path, channels: int) -> np.ndarray:
     """Read one image file as uint8 ``[H, W, channels]`` (alpha dropped, 16-bit scaled to 8).
 
@@ -60,17 +115,21 @@ def read_image(path, channels: int) -> np.ndarray:
     Raises
     ------
     DatasetError
-        If Pillow cannot read the file (the message names it).
+        If Pillow cannot read the file (empty, truncated, not an image), or it has more than
+        :data:`MAX_IMAGE_PIXELS` pixels (the message names the file).
     """
     try:
-        with Image.open(path) as im:
+        with _open(path) as im:
+            _check_pixels(path, im)
             if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
                 a = np.asarray(im, dtype=np.float64)
                 scale = 257.0 if a.max(initial=0) > 255 else 1.0
                 im = Image.fromarray(np.clip(np.rint(a / scale), 0, 255).astype(np.uint8), mode="L")
             out = np.asarray(im.convert("L" if channels == 1 else "RGB"))
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise DatasetError(f"cannot read image {path}: {exc}") from None
+    except DatasetError:
+        raise
+    except Exception as exc:  # Pillow's plugins raise many kinds (OSError, SyntaxError, struct.error, ...)
+        raise _unreadable(path, exc) from None
     return out[..., None] if channels == 1 else out
 
 
@@ -198,11 +257,14 @@ class ImageFolder(Dataset):
         for s in SPLITS:
             for p in self._index[s][0]:
                 try:
-                    with Image.open(p) as im:
+                    with _open(p) as im:
+                        _check_pixels(p, im)
                         hw = (im.height, im.width)
                         colour = colour or im.mode not in _GREY_MODES
-                except (OSError, UnidentifiedImageError) as exc:
-                    raise DatasetError(f"cannot read image {p}: {exc}") from None
+                except DatasetError:
+                    raise
+                except Exception as exc:  # Pillow's plugins raise many kinds
+                    raise _unreadable(p, exc) from None
                 sizes[hw] += 1
                 example.setdefault(hw, p)
         return sizes, colour, example

@@ -20,7 +20,7 @@ import importlib
 
 _WHERE = {
     "REFERENCE": "directory", "RESULTS": "directory", "RunDirectory": "directory", "RunError": "directory",
-    "slug": "directory", "versions": "directory",
+    "slug": "directory", "versions": "directory", "default_run_dir": "directory", "read_results": "directory",
     "Aggregate": "evaluation", "make_row": "evaluation", "run_scenario": "evaluation",
     "train_scenario": "evaluation",
     "HopSNR": "setup", "build_scheme": "setup", "channel_uses_for": "setup", "channel_uses_list": "setup",

@@ -13,6 +13,16 @@ A run directory holds
 Resuming: running the same scenario into a directory that already holds some of its
 rows computes only the missing (scheme, SNR) points.  A directory that holds a
 *different* scenario's results is refused, so nothing computed is overwritten.
+A damaged ``results.csv`` (a row cut off, garbage lines) loses only its damaged
+rows, which are computed again (the damaged file is kept aside); a merge-conflict
+marker in it is an error.
+
+Ownership: linksim marks the directories it creates (``"linksim_run_dir": 1`` in
+``meta.json``, written when the directory is opened).  An existing folder that is
+not marked and holds anything is refused unless ``--overwrite``; even then linksim
+never replaces a ``results.csv``, ``meta.json`` or ``scenario.yaml`` that it did not
+write.  A run directory whose run computed nothing (it failed before its first
+point) takes the corrected scenario.
 
 This module imports no other linksim module but the package version, so plotting
 and evaluation can both use it.
@@ -20,12 +30,17 @@ and evaluation can both use it.
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,10 +50,21 @@ import yaml
 
 from linksim import __version__
 
-__all__ = ["RunError", "RunDirectory", "RESULTS", "REFERENCE", "REFERENCE_TYPE", "versions", "slug",
-           "snr_key", "row_snr_key", "example_path", "is_reference"]
+__all__ = ["RunError", "RunDirectory", "RESULTS", "REFERENCE", "REFERENCE_TYPE", "MARKER", "versions", "slug",
+           "snr_key", "row_snr_key", "example_path", "is_reference", "read_results", "default_run_dir"]
 
 RESULTS = "results.csv"
+META = "meta.json"
+SCENARIO = "scenario.yaml"
+#: The key of ``meta.json`` that marks a directory as a linksim run directory.
+MARKER = "linksim_run_dir"
+#: The files linksim writes at the top of a run directory: never replaced in a folder it does not own.
+OWN_FILES = (RESULTS, META, SCENARIO)
+#: Columns without which a results table cannot be resumed or plotted.
+REQUIRED_COLUMNS = ("scheme", "snr_db")
+#: Largest ``results.csv`` read (bytes); a real one holds a few hundred rows.
+MAX_RESULTS_BYTES = 256 * 2 ** 20
+_CONFLICT = ("<<<<<<<", "=======", ">>>>>>>", "|||||||")
 
 #: The ``scheme`` of the reference row (a task on the original test images: the ceiling
 #: of every scheme's task metrics).  The one name of that row: the results table, the
@@ -112,19 +138,169 @@ def is_reference(df: pd.DataFrame) -> pd.Series:
     return df["scheme"] == REFERENCE if "scheme" in df.columns else pd.Series(False, index=df.index)
 
 
+EXAMPLE_INDEX = "labels.json"
+
+
+def _example_stems(run_dir) -> dict:
+    """``examples/labels.json``: scheme label -> file-name stem ({} when absent or unreadable)."""
+    try:
+        stems = json.loads((Path(run_dir) / "examples" / EXAMPLE_INDEX).read_text())
+    except (OSError, ValueError):
+        return {}
+    return stems if isinstance(stems, dict) else {}
+
+
 def example_path(run_dir, scheme_label: str, row: dict) -> Path:
     """Where the example images of a (scheme, SNR point) are stored.
 
     ``row`` is a results row (or its SNR columns ``snr_db``, ``hop_snr_db``,
     ``snr_explicit_per_hop``): a swept point is named by its SNR
     (``<scheme>__snr10.npy``), an explicit per-hop point by its hop SNRs
-    (``<scheme>__snr5_20.npy``).  Writer and example grid both call this.
+    (``<scheme>__snr5_20.npy``).  ``<scheme>`` is :func:`slug` of the label, or,
+    when another label of the run has the same slug (``A+B`` and ``A B``), the
+    stem recorded for it in ``examples/labels.json`` (the slug and a hash of the
+    label).  Writer and example grid both call this.
     """
     if _explicit(row):
         tag = "_".join(f"{float(v):g}" for v in str(row["hop_snr_db"]).split("/"))
     else:
         tag = f"{float(row['snr_db']):g}"
-    return Path(run_dir) / "examples" / f"{slug(scheme_label)}__snr{tag}.npy"
+    stem = _example_stems(run_dir).get(scheme_label)
+    stem = stem if isinstance(stem, str) and stem == slug(stem) else slug(scheme_label)
+    return Path(run_dir) / "examples" / f"{stem}__snr{tag}.npy"
+
+
+def default_run_dir(name: str, quick: bool = False, root="runs") -> Path:
+    """The run directory of a scenario without ``--out``: ``runs/<name>`` (``_quick`` added).
+
+    Raises
+    ------
+    RunError
+        ``name`` is not a single plain file name (it is empty, absolute, holds ``/``, ``\\``
+        or a NUL byte, or is ``.`` or ``..``), so the directory would lie outside ``root``.
+    """
+    text = str(name)
+    bad = (not text.strip() or os.path.isabs(text) or any(ch in text for ch in "/\\\0")
+           or text.strip() in (".", "..") or text.startswith("~"))
+    if not bad:
+        out = Path(root) / (text + ("_quick" if quick else ""))
+        bad = Path(os.path.abspath(out)).parent != Path(os.path.abspath(root))
+    if bad:
+        raise RunError(f"scenario name {text!r} cannot name a folder under {root}/ (it would write outside "
+                       f"{root}/); allowed: a plain name of letters, digits, '-', '_', '.' and spaces "
+                       "without '/' or '\\', not '.' or '..'; or give --out DIR")
+    return out
+
+
+def _cell_is_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def read_results(path, *, keep_damaged: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """Read a ``results.csv``, leaving out damaged rows.
+
+    A row is damaged when it is cut off (the file does not end with a line end),
+    has another number of fields than the header, holds bytes that are not UTF-8,
+    lacks its ``scheme`` or ``snr_db`` (except the reference row), or has text
+    where the rest of its column holds numbers.
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    keep_damaged : bool
+        Copy the file to ``results.damaged-<time>.csv`` beside it when a row is left out.
+
+    Output
+    ------
+    (table, problems): the good rows (read exactly as ``pandas.read_csv`` reads an
+    undamaged file) and one text per damaged row (``"line 7: cut off"``).
+
+    Raises
+    ------
+    RunError
+        The file cannot be read, is not a regular file, is larger than
+        :data:`MAX_RESULTS_BYTES`, holds a merge-conflict marker, or its header lacks
+        ``scheme`` or ``snr_db`` (the message names the file, the line and the columns).
+    """
+    path = Path(path)
+    try:
+        if not path.is_file():
+            raise RunError(f"{path} is not a regular file (a folder, device or pipe); delete or move it")
+        if path.stat().st_size > MAX_RESULTS_BYTES:
+            raise RunError(f"{path} is {path.stat().st_size:,} bytes, more than the {MAX_RESULTS_BYTES:,}-byte "
+                           "limit of a results table; is it a linksim results file?")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise RunError(f"{path}: cannot read the results ({exc.strerror or exc})") from None
+    text = raw.decode("utf-8", errors="replace")
+    if not text.strip():
+        return pd.DataFrame(), []
+    for i, line in enumerate(text.splitlines(), 1):
+        if line.startswith(_CONFLICT):
+            raise RunError(f"{path}, line {i}: a merge-conflict marker ({line[:7]}); the file holds two versions "
+                           "of the results. Resolve the conflict (keep one side's rows), or delete the file to "
+                           "compute every point again")
+    records, ends = [], []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        for rec in reader:
+            records.append(rec)
+            ends.append(reader.line_num)
+    except csv.Error as exc:
+        raise RunError(f"{path}, line {reader.line_num + 1}: not CSV ({exc}); delete the file to compute every "
+                       "point again") from None
+    header = records[0]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing or "\ufffd" in ",".join(header):
+        raise RunError(f"{path}, line 1: the header lacks the column(s) {', '.join(missing) or '(unreadable)'} "
+                       f"(a linksim results table has at least {', '.join(REQUIRED_COLUMNS)}; found: "
+                       f"{', '.join(header[:12]) or 'nothing'}); is it a linksim results file?")
+    problems: dict[int, str] = {}
+    body = list(zip(records[1:], ends[1:]))
+    if not text.endswith(("\n", "\r")) and body:
+        problems[len(body) - 1] = f"line {body[-1][1]}: cut off (no line end)"
+    col = {c: header.index(c) for c in header}
+    for j, (rec, end) in enumerate(body):
+        if j in problems:
+            continue
+        if not rec:  # a blank line: pandas skips it
+            continue
+        if len(rec) != len(header):
+            problems[j] = f"line {end}: {len(rec)} field(s) instead of {len(header)}"
+        elif any("\ufffd" in v for v in rec):
+            problems[j] = f"line {end}: bytes that are not UTF-8 text"
+        elif rec[col["scheme"]] != REFERENCE and (not rec[col["scheme"]] or not rec[col["snr_db"]] or (
+                "channel_uses" in col and not rec[col["channel_uses"]])):
+            problems[j] = f"line {end}: no scheme, snr_db or channel_uses"
+    good = [j for j in range(len(body)) if j not in problems]
+    for c, k in col.items():  # text in a column of numbers
+        cells = [(j, body[j][0][k]) for j in good if body[j][0] and body[j][0][k] != ""]
+        numeric = [j for j, v in cells if _cell_is_number(v)]
+        if c in ("snr_db", "channel_uses") or len(numeric) * 2 > len(cells):
+            for j, v in cells:
+                if not _cell_is_number(v) and not (c == "snr_db" and body[j][0][col["scheme"]] == REFERENCE):
+                    problems.setdefault(j, f"line {body[j][1]}: {c} is not a number ({v[:20]!r})")
+    if not problems:
+        return pd.read_csv(io.StringIO(text)), []
+    lines = text.splitlines(keepends=True)
+    keep_lines = set(range(ends[0]))  # the header's physical lines
+    for j in range(len(body)):
+        if j not in problems:
+            first = ends[j] if j == 0 else body[j - 1][1]
+            keep_lines.update(range(first, body[j][1]))
+    clean = "".join(lines[i] for i in sorted(keep_lines) if i < len(lines))
+    if not clean.endswith("\n"):
+        clean += "\n"
+    listed = [problems[j] for j in sorted(problems)]
+    if keep_damaged:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        shutil.copyfile(path, path.with_name(f"results.damaged-{stamp}.csv"))
+    return pd.read_csv(io.StringIO(clean)), listed
 
 
 def _resolved_for_compare(data: dict) -> str:
@@ -147,6 +323,48 @@ class RunDirectory:
     def results_file(self) -> Path:
         return self.path / RESULTS
 
+    def _meta(self) -> dict | None:
+        """``meta.json`` as a dict, or None when absent or not a JSON object."""
+        try:
+            meta = json.loads((self.path / META).read_text())
+        except (OSError, ValueError):
+            return None
+        return meta if isinstance(meta, dict) else None
+
+    def owned(self) -> bool:
+        """Whether linksim made this directory: ``meta.json`` marked, or (runs of earlier versions,
+        which wrote ``meta.json`` only at the end) a ``scenario.yaml`` that is a resolved scenario."""
+        meta = self._meta()
+        if meta is not None and meta.get(MARKER):
+            return True
+        if meta is not None and "versions" not in meta:  # somebody else's meta.json
+            return False
+        try:
+            old = yaml.safe_load((self.path / SCENARIO).read_text())
+        except (OSError, ValueError, yaml.YAMLError):
+            return False
+        return isinstance(old, dict) and {"name", "schemes", "dataset", "snr_db"} <= set(old)
+
+    def _check_usable(self) -> None:
+        out = self.path
+        if out.exists() and not out.is_dir():
+            raise RunError(f"--out {out} is a file, not a folder; give a folder (it is created if missing)")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise RunError(f"--out {out}: a part of the path is a file, not a folder; give another --out") \
+                from None
+        except OSError as exc:
+            raise RunError(f"--out {out}: cannot create the folder ({exc.strerror or exc}); give a folder you "
+                           "can write to") from None
+        probe = out / f".linksim-write-test-{os.getpid()}"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise RunError(f"--out {out} is not writable ({exc.strerror or exc}); give a folder you can write "
+                           "to") from None
+
     def open(self, scenario_data: dict, scenario_yaml: str, overwrite: bool = False) -> list[dict]:
         """Create the directory; return the rows already there (resume).
 
@@ -161,29 +379,88 @@ class RunDirectory:
 
         Output
         ------
-        list of dict: the stored rows of this scenario (empty for a new directory).
+        list of dict: the stored rows of this scenario (empty for a new directory);
+        damaged rows of ``results.csv`` are left out (with a warning), so they are
+        computed again.
 
         Raises
         ------
         RunError
-            The directory holds a different scenario's results (and not ``overwrite``).
+            The path is a file, cannot be created or written; the directory holds a
+            different scenario's results, or is a folder linksim did not create that
+            holds files (and not ``overwrite``); the folder is not linksim's and holds a
+            ``results.csv``, ``meta.json`` or ``scenario.yaml`` (even with ``overwrite``);
+            ``results.csv`` holds a merge-conflict marker or lacks its columns.
         """
         out = self.path
-        out.mkdir(parents=True, exist_ok=True)
-        existing = out / "scenario.yaml"
-        if existing.exists() and not overwrite:
-            old = yaml.safe_load(existing.read_text())
-            if _resolved_for_compare(old) != _resolved_for_compare(scenario_data):
-                raise RunError(
-                    f"{out} holds the results of a different scenario ({existing}); nothing was changed. "
-                    f"Use another --out, or --overwrite to replace them.")
-            if self.results_file.exists():
-                return pd.read_csv(self.results_file).to_dict("records")
+        self._check_usable()
+        existing = out / SCENARIO
+        if not self.owned():
+            theirs = [f for f in OWN_FILES if (out / f).exists()]
+            if theirs:
+                raise RunError(f"--out {out} holds {', '.join(theirs)} that linksim did not write (its meta.json "
+                               "has no linksim mark); nothing was changed, not even with --overwrite. Give "
+                               "another --out")
+            others = sorted(p.name for p in out.iterdir())
+            if others and not overwrite:
+                raise RunError(f"--out {out} is a folder linksim did not create and it holds "
+                               f"{len(others)} other file(s) ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
+                               "nothing was changed. Give a new or empty folder, or --overwrite to write into it")
+            existing.write_text(scenario_yaml)
+            self._mark(scenario_data)
             return []
+        if existing.exists() and not overwrite:
+            try:
+                old = yaml.safe_load(existing.read_text())
+            except (OSError, ValueError, yaml.YAMLError):
+                old = None
+            rows = self._read_rows()
+            if old is None or _resolved_for_compare(old) != _resolved_for_compare(scenario_data):
+                if any(r.get("scheme") != REFERENCE for r in rows):
+                    raise RunError(
+                        f"{out} holds the results of a different scenario ({existing}); nothing was changed. "
+                        f"Use another --out, or --overwrite to replace them.")
+                # the run there computed no point (it failed early): the corrected scenario takes it
+                if self.results_file.exists():
+                    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+                    os.replace(self.results_file, out / f"results.replaced-{stamp}.csv")
+                existing.write_text(scenario_yaml)
+                self._mark(scenario_data)
+                return []
+            if any(r.get("scheme") != REFERENCE for r in rows) and "channel_uses" not in rows[0]:
+                raise RunError(f"{self.results_file}, line 1: the header lacks the column channel_uses (a "
+                               "linksim results table has scheme, snr_db, channel_uses, ...); delete the file to "
+                               "compute every point again, or use another --out")
+            self._mark(scenario_data)
+            return rows
         if overwrite and self.results_file.exists():
             self.results_file.unlink()
+        elif any(r.get("scheme") != REFERENCE for r in self._read_rows()):
+            raise RunError(f"{out} holds results ({RESULTS}) but no {SCENARIO}, so which scenario they belong to "
+                           "is unknown; nothing was changed. Use another --out, or --overwrite to replace them")
         existing.write_text(scenario_yaml)
+        self._mark(scenario_data)
         return []
+
+    def _read_rows(self) -> list[dict]:
+        if not self.results_file.exists():
+            return []
+        df, problems = read_results(self.results_file, keep_damaged=True)
+        if problems:
+            warnings.warn(f"{self.results_file}: left out {len(problems)} damaged row(s) ("
+                          f"{'; '.join(problems[:5])}{'; ...' if len(problems) > 5 else ''}); their points are "
+                          "computed again (the damaged file is kept as results.damaged-<time>.csv)", stacklevel=3)
+        return df.to_dict("records")
+
+    def _mark(self, scenario_data: dict) -> None:
+        """Mark the directory as linksim's (``meta.json``), keeping a finished run's meta data."""
+        meta = self._meta()
+        if meta is not None and meta.get(MARKER):
+            return
+        meta = meta if meta is not None and "versions" in meta else {}
+        meta.setdefault("scenario", scenario_data.get("name"))
+        meta.setdefault("started", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        self.write_meta(meta)
 
     def write_results(self, rows: list[dict]) -> pd.DataFrame:
         """Write ``rows`` to ``results.csv`` atomically (a new file replaces the old)."""
@@ -194,9 +471,12 @@ class RunDirectory:
         return df
 
     def write_meta(self, meta: dict) -> Path:
-        """Write ``meta.json``."""
-        path = self.path / "meta.json"
-        path.write_text(json.dumps(meta, indent=2, default=str))
+        """Write ``meta.json`` (with the linksim mark, :data:`MARKER`)."""
+        path = self.path / META
+        tmp = self.path / (META + ".tmp")
+        tmp.write_text(json.dumps({MARKER: 1, **{k: v for k, v in meta.items() if k != MARKER}}, indent=2,
+                                  default=str))
+        os.replace(tmp, path)
         return path
 
     def write_original_examples(self, images) -> None:
@@ -205,9 +485,20 @@ class RunDirectory:
         np.save(self.path / "examples" / "original.npy", images)
 
     def write_examples(self, scheme_label: str, row: dict, images) -> Path:
-        """Store the received example images of one (scheme, SNR point)."""
+        """Store the received example images of one (scheme, SNR point).
+
+        Labels whose :func:`slug` is the same (``A+B``, ``A B``) get distinct files: the
+        second gets the slug and a hash of its label, recorded in ``examples/labels.json``.
+        """
+        (self.path / "examples").mkdir(exist_ok=True)
+        stems = _example_stems(self.path)
+        if scheme_label not in stems:
+            stem = slug(scheme_label)
+            if stem in stems.values():
+                stem = f"{stem}_{hashlib.sha1(scheme_label.encode()).hexdigest()[:8]}"
+            stems[scheme_label] = stem
+            (self.path / "examples" / EXAMPLE_INDEX).write_text(json.dumps(stems, indent=1, sort_keys=True))
         path = example_path(self.path, scheme_label, row)
-        path.parent.mkdir(exist_ok=True)
         np.save(path, images)
         return path
 

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from linksim.registry import TASKS
-from linksim.run.directory import (REFERENCE, REFERENCE_TYPE, RunDirectory, finish_meta, new_meta,
-                                   row_snr_key, snr_key)
+from linksim.run.directory import (REFERENCE, REFERENCE_TYPE, RunDirectory, default_run_dir, finish_meta,
+                                   new_meta, row_snr_key, snr_key)
 from linksim.run.setup import (build_scheme, dataset_spec, load_setting, point_seed, prepare_scheme,
                                scheme_context, set_seed, topology)
 from linksim.scenario import Scenario
@@ -235,7 +235,9 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
     ScenarioError
         A field that only fails when used (scheme options, data-set files).
     RunError
-        ``out_dir`` holds a different scenario.
+        ``out_dir`` holds a different scenario, is a file, cannot be written, or is a
+        folder linksim did not create (see :meth:`RunDirectory.open`); ``out_dir`` is
+        ``runs/<scenario name>`` and the name would leave ``runs/`` (``..``, ``/``).
     """
     from tqdm.auto import tqdm
 
@@ -243,6 +245,8 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
     from linksim.store import default_store
 
     t0 = time.time()
+    if os.fspath(out_dir) in (os.path.join("runs", scenario.name), os.path.join("runs", scenario.name + "_quick")):
+        default_run_dir(scenario.name)  # the folder comes from the name: refuse one that leaves runs/
     run_dir = RunDirectory(out_dir)
     rows = run_dir.open(scenario.data, scenario.to_yaml(), overwrite)
     done = {(r["scheme"], int(round(float(r["channel_uses"]))), row_snr_key(r))
@@ -287,6 +291,9 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
             continue
         bar.set_postfix_str(f"{where}: source coding")
         states = [scheme.encode(x_test[j:j + batch]) for j in range(0, len(x_test), batch)]
+        check = getattr(scheme, "check_source_coding", None)  # e.g. a separation codec that never fits
+        if check is not None:
+            check(states)
         for snr in todo:
             cols = hop_snr.columns(snr)
             bar.set_postfix_str(f"{where} @ {cols['hop_snr_db']} dB")

@@ -374,6 +374,35 @@ class SeparationScheme(Scheme):
             return _SourceState(np.asarray(images, np.float32), None)
         return _SourceState(np.asarray(images, np.float32), self.tx(images))
 
+    def check_source_coding(self, states: list) -> str | None:
+        """Warn when no image of ``states`` (every batch :meth:`encode` made) fits the bit budget.
+
+        Every image would then be received as the fallback image at every SNR point.  The
+        warning names the smallest payload the codec reached (its lowest quality), the budget,
+        the codec options that would shrink it and the rate that would fit it.  Returns the
+        warning text, or None (some image fits, or the ideal code, whose budget depends on SNR).
+        """
+        encoded = [e for st in states if st.tx is not None for e in st.tx["encoded"]]
+        if not encoded or any(e.payload for e in encoded):
+            return None
+        u8 = [np.clip(np.rint(np.asarray(st.images, np.float32) * 255.0), 0, 255).astype(np.uint8)
+              for st in states]
+        smallest = min(self.codec.smallest_payload_bits(img) for batch in u8 for img in batch)
+        budget = self.tx.source_budget_bits()
+        m = self.tx.modulation.num_bits_per_symbol
+        codewords = -(-(smallest + FRAME_HEADER_BITS) // self.code.k)
+        k_needed = -(-codewords * self.code.n // m)
+        n_src = int(np.prod(states[0].images.shape[1:]))
+        opts = self.codec.smaller_options()
+        help_ = (f"set codec option {' or '.join(opts)}, or " if opts else "") + \
+            (f"raise the rate to at least {k_needed} channel uses per image (rate.channel_uses: {k_needed}, "
+             f"bandwidth_ratio {k_needed / n_src:.4g})")
+        msg = (f"{self.label}: no image fits the bit budget of {budget} bits per image; the smallest payload "
+               f"the codec reached (its lowest quality) is {smallest} bits, so every image is received as the "
+               f"fallback image at every SNR. To fit, {help_}")
+        warnings.warn(msg, stacklevel=2)
+        return msg
+
     def evaluate(self, state: _SourceState, snr_db: float) -> BatchResult:
         b = len(state.images)
         if self.code.is_ideal:

@@ -1,0 +1,95 @@
+"""Hostile ``linksim plot``: no run directory, missing, empty or partial results, unknown plot names."""
+
+import shutil
+
+import pytest
+from files_helpers import run
+
+from linksim.cli import main
+from linksim.plotting import draw_plots
+from linksim.run.directory import RESULTS, RunError
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("plotrun") / "run"
+    run(out, plots=False)
+    return out
+
+
+@pytest.fixture
+def rundir(finished, tmp_path):
+    dst = tmp_path / "run"
+    shutil.copytree(finished, dst)
+    return dst
+
+
+def cli_plot(capsys, *args):
+    code = main(["plot", *map(str, args)])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+def test_a_missing_folder_is_exit_2(tmp_path, capsys):
+    code, err = cli_plot(capsys, tmp_path / "nope")
+    assert code == 2 and "is not a folder" in err
+
+
+def test_a_folder_without_results_is_exit_2(tmp_path, capsys):
+    code, err = cli_plot(capsys, tmp_path)
+    assert code == 2 and "has no results.csv" in err
+
+
+def test_an_empty_results_file_is_a_clean_error(rundir):
+    (rundir / RESULTS).write_text("")
+    with pytest.raises(RunError, match="holds no results rows"):
+        draw_plots(rundir)
+
+
+def test_a_header_only_results_file_is_a_clean_error(rundir):
+    (rundir / RESULTS).write_text((rundir / RESULTS).read_text().split("\n", 1)[0] + "\n")
+    with pytest.raises(RunError, match="holds no results rows"):
+        draw_plots(rundir)
+
+
+def test_results_without_scheme_or_snr_name_the_missing_columns(rundir, capsys):
+    (rundir / RESULTS).write_text("psnr_db,ssim\n20,0.5\n")
+    code, err = cli_plot(capsys, rundir)
+    assert code == 2 and "lacks the column(s) scheme, snr_db" in err
+
+
+def test_a_plot_asked_for_whose_column_is_missing_names_it(rundir, capsys):
+    code, err = cli_plot(capsys, rundir, "--only", "accuracy_vs_snr", "ber_vs_snr")
+    assert code == 2 and "lacks the column(s) accuracy" in err and "accuracy_vs_snr" in err
+
+
+def test_the_scenarios_own_plots_skip_columns_the_results_lack(rundir):
+    text = (rundir / "scenario.yaml").read_text().replace("- psnr_vs_snr", "- psnr_vs_snr\n- accuracy_vs_snr")
+    (rundir / "scenario.yaml").write_text(text)
+    assert {p.name for p in draw_plots(rundir)} == {"psnr_vs_snr.png", "examples.png"}
+
+
+@pytest.mark.parametrize("name", ["nonsense", "psnr_vs_nothing", "../../etc/passwd", ""])
+def test_an_unknown_plot_name_is_exit_2_listing_the_allowed_names(rundir, capsys, name):
+    code, err = cli_plot(capsys, rundir, "--only", name)
+    assert code == 2 and "unknown plot" in err and "psnr_vs_snr" in err
+
+
+def test_partial_results_of_an_interrupted_run_still_plot(rundir):
+    lines = (rundir / RESULTS).read_text().splitlines(keepends=True)
+    (rundir / RESULTS).write_text("".join(lines[:2]))  # one point only
+    assert {p.name for p in draw_plots(rundir, ["psnr_vs_snr", "table"])} == {"psnr_vs_snr.png", "table.md"}
+
+
+def test_a_damaged_row_is_left_out_of_the_plots_with_a_warning(rundir):
+    with open(rundir / RESULTS, "a") as f:
+        f.write("A+B,garbage\n")
+    with pytest.warns(UserWarning, match="damaged row"):
+        assert draw_plots(rundir, ["psnr_vs_snr"])
+
+
+def test_a_scenario_yaml_that_is_not_yaml_is_a_clean_error(rundir):
+    (rundir / "scenario.yaml").write_text("a: [unclosed\n")
+    with pytest.raises(RunError, match="scenario.yaml: cannot be read as YAML"):
+        draw_plots(rundir)
