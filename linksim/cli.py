@@ -171,8 +171,10 @@ def _cmd_run(args) -> int:
     _build_all(scen)
     if args.quick:
         scen = scen.quick()
-    out = args.out or os.path.join("runs", scen.name + ("_quick" if args.quick else ""))
+    from linksim.run.directory import default_run_dir
     from linksim.store import default_store
+
+    out = args.out or str(default_run_dir(scen.name, args.quick))
 
     df = run_scenario(scen, out, overwrite=args.overwrite, progress=not args.no_progress,
                       store=default_store(args.store))

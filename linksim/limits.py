@@ -13,7 +13,7 @@ import os
 __all__ = ["MAX_SCENARIO_BYTES", "MAX_YAML_ALIASES", "MAX_YAML_NODES", "MAX_YAML_DEPTH", "MAX_SNR_POINTS",
            "MAX_GRID_POINTS", "MAX_CHANNEL_USES", "MAX_SEED", "MAX_HOPS", "MAX_IMAGES", "LimitError",
            "read_text_capped", "check_yaml_expansion", "non_finite_numbers", "available_memory_bytes",
-           "batch_memory_bytes"]
+           "batch_memory_bytes", "unsafe_run_name", "RUN_NAME_ALLOWED"]
 
 #: Largest scenario file read (bytes).  Read with this cap, so ``/dev/zero`` or an
 #: endless pipe is refused at once instead of filling the memory.
@@ -36,6 +36,18 @@ MAX_SEED = 2**32 - 1
 MAX_HOPS = 64
 #: Most images in ``dataset.test_size`` / ``train_size``.
 MAX_IMAGES = 10_000_000
+
+
+#: What a scenario ``name`` may be (it names the run folder ``runs/<name>``).
+RUN_NAME_ALLOWED = ("a plain name of letters, digits, '-', '_', '.' and spaces, without '/' or '\\', "
+                    "not '.', '..' or starting with '~'")
+
+
+def unsafe_run_name(name) -> bool:
+    """True when ``name`` cannot name a folder directly under ``runs/`` (it would write elsewhere)."""
+    text = str(name)
+    return (not text.strip() or os.path.isabs(text) or any(ch in text for ch in "/\\\0")
+            or text.strip() in (".", "..") or text.startswith("~"))
 
 
 class LimitError(ValueError):

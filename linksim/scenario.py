@@ -358,6 +358,9 @@ def _check_tasks(data: dict, err) -> None:
 
 def _check_values(data: dict, err) -> None:
     """Pass 3b: checks that need several values or the file system."""
+    if limits.unsafe_run_name(data["name"]):
+        raise err(("name",), f"{data['name']!r} cannot name the run folder runs/<name> (it would write outside "
+                             f"runs/); allowed: {limits.RUN_NAME_ALLOWED}")
     spec = data["snr_db"]
     if isinstance(spec, dict):
         if spec["step"] <= 0:

@@ -179,16 +179,16 @@ def default_run_dir(name: str, quick: bool = False, root="runs") -> Path:
         ``name`` is not a single plain file name (it is empty, absolute, holds ``/``, ``\\``
         or a NUL byte, or is ``.`` or ``..``), so the directory would lie outside ``root``.
     """
+    from linksim.limits import RUN_NAME_ALLOWED, unsafe_run_name
+
     text = str(name)
-    bad = (not text.strip() or os.path.isabs(text) or any(ch in text for ch in "/\\\0")
-           or text.strip() in (".", "..") or text.startswith("~"))
+    bad = unsafe_run_name(text)
     if not bad:
         out = Path(root) / (text + ("_quick" if quick else ""))
         bad = Path(os.path.abspath(out)).parent != Path(os.path.abspath(root))
     if bad:
         raise RunError(f"scenario name {text!r} cannot name a folder under {root}/ (it would write outside "
-                       f"{root}/); allowed: a plain name of letters, digits, '-', '_', '.' and spaces "
-                       "without '/' or '\\', not '.' or '..'; or give --out DIR")
+                       f"{root}/); allowed: {RUN_NAME_ALLOWED}; or give --out DIR")
     return out
 
 

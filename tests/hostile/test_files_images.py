@@ -1,6 +1,6 @@
 """Hostile image folders: decompression bombs, truncated, empty and non-image files named like images.
 
-linksim's choice (docs/errors_files.md): a bad file is an error naming it, never a silent skip.
+linksim's choice (docs/errors.md): a bad file is an error naming it, never a silent skip.
 """
 
 import io

@@ -97,7 +97,9 @@ CASES = [
     (SEP + "task: {classifier: {dropout: 1.5}}\n", "task.classifier.dropout", ["[0, 1)"]),
     (SEP + "task: {classifer: {}}\n", "task.classifer", ["no registered task takes the option 'classifer'"]),
     (SEP + "metrics: [psnr, acuracy]\n", "metrics[1]", ["unknown metric 'acuracy'", "Did you mean 'accuracy'"]),
-    (SEP + "plots: [psnr_vs_snrr]\n", "plots[0]", ["unknown plot 'psnr_vs_snrr'"]),
+    (SEP + "plots: [psnr_vs_snrr]\n", "plots[0]", ["unknown plot 'psnr_vs_snrr'"]),    (SEP.replace("name: hostile", "name: ../escape"), "name", ["would write outside runs/", "without '/'"]),
+    (SEP.replace("name: hostile", "name: /tmp/abs"), "name", ["would write outside runs/"]),
+    (SEP.replace("name: hostile", "name: ~root"), "name", ["starting with '~'"]),
 ]
 
 
