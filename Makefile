@@ -33,6 +33,7 @@ bench: venv
 	$(BIN)/python benchmarks/codec_rate_control.py
 	$(BIN)/python benchmarks/training_loop.py
 	$(BIN)/python benchmarks/run_times.py
+	$(BIN)/python benchmarks/validate_speed.py
 	$(BIN)/python benchmarks/jscc_quality.py --run-dir runs/awgn_jscc_vs_sscc
 
 clean:

@@ -198,11 +198,40 @@ class EpochCheckpoints:
         ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, **state)
         self.manager = tf.train.CheckpointManager(ckpt, str(self.dir), max_to_keep=1)
         if self.manager.latest_checkpoint:
-            ckpt.restore(self.manager.latest_checkpoint).expect_partial()
-            if (self.dir / "history.json").exists():
-                self.history = json.loads((self.dir / "history.json").read_text())
-            if (self.dir / "best.weights.h5").exists():
-                self.best_weights = self.dir / "best.weights.h5"
+            fresh = [(v, v.numpy()) for v in [*model.weights, *optimizer.variables, *state.values()]]
+            try:
+                self._restore(ckpt)
+            except Exception as exc:  # a damaged checkpoint: any of TF's, h5py's or json's errors
+                for v, value in fresh:
+                    v.assign(value)
+                self._set_aside(exc)
+                self.manager = tf.train.CheckpointManager(ckpt, str(self.dir), max_to_keep=1)
+
+    def _restore(self, ckpt) -> None:
+        """Restore the last epoch; raises when a file of the checkpoint is damaged."""
+        best = self.dir / "best.weights.h5"
+        if best.exists():
+            self.model.load_weights(best)  # read once here, so a damaged file is found before training
+            self.best_weights = best
+        ckpt.restore(self.manager.latest_checkpoint).assert_existing_objects_matched().expect_partial()
+        if (self.dir / "history.json").exists():
+            history = json.loads((self.dir / "history.json").read_text())
+            if not isinstance(history, dict) or not isinstance(history.get("epoch"), list):
+                raise ValueError("history.json is not a training history")
+            self.history = history
+
+    def _set_aside(self, exc: Exception) -> None:
+        """Move a damaged checkpoint folder aside (kept, never deleted) and start afresh."""
+        import warnings
+        from datetime import datetime
+
+        aside = self.dir.with_name(f"{self.dir.name}.damaged-{datetime.now():%Y%m%d-%H%M%S}")
+        self.dir.rename(aside)
+        self.dir.mkdir(parents=True)
+        self.best_weights = None
+        cause = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        warnings.warn(f"the training checkpoint in {self.dir} is damaged ({type(exc).__name__}: {cause}); it was "
+                      f"moved to {aside} and training starts again from the first epoch", stacklevel=3)
 
     def keep_best(self) -> None:
         """Remember the model's current weights as the best so far."""

@@ -240,3 +240,46 @@ def test_a_single_training_snr_is_one_value_per_batch(images):
     finally:
         tf.config.run_functions_eagerly(False)
     assert model.seen and all(s.ndim == 0 and float(s) == 7.0 for _, s in model.seen)
+
+
+# ------------------------------------------------------ a damaged checkpoint
+def _damage(folder, which):
+    """Damage one file of a finished epoch's checkpoint the way a full disk or a killed copy would."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    if which == "data":
+        f = next(folder.glob("ckpt-*.data-*"))
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    elif which == "index":
+        next(folder.glob("ckpt-*.index")).write_bytes(b"\x00garbage" * 10)
+    elif which == "history":
+        (folder / "history.json").write_text('{"epoch": [1], "loss": [0.1')
+    elif which == "best":
+        (folder / "best.weights.h5").write_bytes(b"not an hdf5 file")
+
+
+@pytest.mark.parametrize("which", ["data", "index", "history", "best"])
+def test_a_damaged_checkpoint_is_set_aside_with_a_warning_and_training_starts_again(tmp_path, images, which):
+    cfg = TrainConfig(epochs=2, batch_size=32, learning_rate=3e-3, seed=5, steps_per_epoch=4, patience=10)
+
+    def stop_after_epoch_1(epoch, logs):
+        if epoch == 1:
+            raise _Interrupt
+
+    ckpt = tmp_path / "checkpoint"
+    with pytest.raises(_Interrupt):
+        train_jscc(_tiny_jscc(1), images, cfg, checkpoint_dir=ckpt, progress=False, callbacks=[stop_after_epoch_1])
+    _damage(ckpt, which)
+    damaged = sorted(p.name for p in ckpt.iterdir())
+    epochs_seen = []
+    with pytest.warns(UserWarning, match=r"checkpoint in .*checkpoint is damaged .*moved to .*starts again"):
+        hist = train_jscc(_tiny_jscc(1), images, cfg, checkpoint_dir=ckpt, progress=False,
+                          callbacks=[lambda e, logs: epochs_seen.append(e)])
+    assert epochs_seen == [1, 2] and hist["epoch"] == [1, 2]
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("checkpoint.damaged-")]
+    assert len(aside) == 1 and sorted(p.name for p in aside[0].iterdir()) == damaged  # kept, not deleted
+    # the restarted run equals a run that never had a checkpoint (1e-5: CPU reduction order)
+    whole = _tiny_jscc(1)
+    hist_whole = train_jscc(whole, images, cfg, progress=False)
+    np.testing.assert_allclose(hist["val_loss"], hist_whole["val_loss"], rtol=1e-5)
