@@ -33,3 +33,16 @@ def run(out, scen=None, **kw):
     from linksim.run.evaluation import run_scenario
 
     return run_scenario(scen or scenario(), out, progress=False, **kw)
+
+
+def refuse_writes_in(monkeypatch, folder) -> None:
+    """Make every ``Path.write_bytes`` directly in ``folder`` fail as a read-only folder would (root ignores
+    file modes, so chmod cannot make a folder read-only for the tests)."""
+    real = type(folder).write_bytes
+
+    def refuse(self, data):
+        if self.parent == folder:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, data)
+
+    monkeypatch.setattr(type(folder), "write_bytes", refuse)

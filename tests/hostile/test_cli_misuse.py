@@ -4,29 +4,17 @@
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from linksim import console
-from linksim.cli import main
+from validate_helpers import GOOD, cli
 
 REPO = Path(__file__).resolve().parents[2]
-GOOD = """\
-name: hostile
-dataset: {name: embedded, test_size: 8}
-snr_db: [0, 10]
-rate: {channel_uses: 486}
-schemes:
-  - {type: separation, codec: {type: webp}}
-"""
 
 
-def run(capsys, *argv):
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
+run = cli
 
 
 def test_no_command_prints_help_and_exits_2(capsys):

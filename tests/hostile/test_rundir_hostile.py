@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from files_helpers import YAML, run, scenario
+from files_helpers import YAML, refuse_writes_in, run, scenario
 
 from linksim.cli import main
 from linksim.run.directory import MARKER, RESULTS, RunDirectory, RunError, default_run_dir, example_path
@@ -33,14 +33,7 @@ def test_out_below_a_file_is_a_clean_error(tmp_path):
 def test_out_that_cannot_be_written_is_a_clean_error(tmp_path, monkeypatch):
     out = tmp_path / "ro"
     out.mkdir()
-    real = type(out).write_bytes
-
-    def refuse(self, data):
-        if self.parent == out:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self, data)
-
-    monkeypatch.setattr(type(out), "write_bytes", refuse)
+    refuse_writes_in(monkeypatch, out)
     with pytest.raises(RunError, match=r"is not writable \(Permission denied\)"):
         run(out)
     assert list(out.iterdir()) == []

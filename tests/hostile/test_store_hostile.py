@@ -12,6 +12,8 @@ import pytest
 from linksim.run.directory import RunError
 from linksim.store import ModelStore, model_file_problem
 
+from files_helpers import refuse_writes_in
+
 SPEC = {"what": "tiny", "seed": 1}
 
 
@@ -44,14 +46,7 @@ def test_a_store_under_a_file_is_a_clean_error(tmp_path):
 def test_a_store_that_cannot_be_written_is_a_clean_error(tmp_path, monkeypatch):
     root = tmp_path / "ro"
     root.mkdir()
-    real = type(root).write_bytes
-
-    def refuse(self, data):
-        if self.parent == root:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self, data)
-
-    monkeypatch.setattr(type(root), "write_bytes", refuse)
+    refuse_writes_in(monkeypatch, root)
     with pytest.raises(RunError, match="cannot be written \\(Permission denied\\)"):
         ModelStore([root]).entry("tiny", SPEC)
 

@@ -9,24 +9,10 @@ import time
 import pytest
 
 from linksim import limits
-from linksim.cli import main
-
-GOOD = """\
-name: hostile
-dataset: {name: embedded, test_size: 8}
-snr_db: [0, 10]
-rate: {channel_uses: 486}
-schemes:
-  - {type: separation, codec: {type: webp}}
-"""
+from validate_helpers import GOOD, validate
 
 
-def validate(capsys, *paths):
-    """``(exit code, stderr)`` of ``linksim validate PATHS``; never a traceback."""
-    rc = main(["validate", *map(str, paths)])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return rc, err
+
 
 
 def write(tmp_path, data, name="s.yaml"):

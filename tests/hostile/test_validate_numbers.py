@@ -6,7 +6,7 @@ import time
 import pytest
 
 from linksim import limits
-from linksim.cli import main
+from validate_helpers import validate_text as validate
 
 GOOD = """\
 name: hostile
@@ -20,16 +20,6 @@ schemes:
 
 MULTIHOP = GOOD + "channel: {type: multihop, hops: 2, relay: qf, relay_params: {bits: 3}}\n"
 JSCC = GOOD.replace("{type: separation, codec: {type: webp}}", "{type: deepjscc}")
-
-
-def validate(capsys, tmp_path, text):
-    """``(exit code, stderr)`` of ``linksim validate`` on ``text``; never a traceback."""
-    p = tmp_path / "s.yaml"
-    p.write_text(text)
-    rc = main(["validate", str(p)])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return rc, err
 
 
 @pytest.mark.parametrize("text, field", [

@@ -4,29 +4,14 @@ rate against the scheme's code.  Each: exit 2 and a message naming the field and
 
 import pytest
 
-from linksim.cli import main
+from validate_helpers import BASE, GOOD
+from validate_helpers import validate_text as validate
 
-BASE = """\
-name: hostile
-dataset: {name: embedded, test_size: 8}
-snr_db: [0, 10]
-rate: {channel_uses: 486}
-"""
-SEP = BASE + "schemes:\n  - {type: separation, codec: {type: webp}}\n"
+SEP = GOOD
 
 
 def scheme(body: str) -> str:
     return BASE + f"schemes:\n  - {body}\n"
-
-
-def validate(capsys, tmp_path, text):
-    """``(exit code, stderr)`` of ``linksim validate`` on ``text``; never a traceback."""
-    p = tmp_path / "s.yaml"
-    p.write_text(text)
-    rc = main(["validate", str(p)])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return rc, err
 
 
 CASES = [
@@ -112,29 +97,25 @@ def test_an_invalid_option_is_refused_naming_its_field_and_the_allowed_values(tm
         assert w in err, err
 
 
-def test_an_image_folder_path_that_is_a_file_is_refused(tmp_path, capsys):
-    f = tmp_path / "img.png"
-    f.write_bytes(b"x")
-    rc, err = validate(capsys, tmp_path, SEP.replace("{name: embedded, test_size: 8}",
-                                                     f"{{name: image_folder, test_size: 8, params: {{path: {f}}}}}"))
-    assert rc == 2 and "field 'dataset.params.path'" in err and "not a folder" in err
+def _folder_dataset(path) -> str:
+    return SEP.replace("{name: embedded, test_size: 8}", f"{{name: image_folder, test_size: 8, params: {{path: {path}}}}}")
 
 
-def test_an_empty_image_folder_is_refused(tmp_path, capsys):
-    d = tmp_path / "images"
-    d.mkdir()
-    rc, err = validate(capsys, tmp_path, SEP.replace("{name: embedded, test_size: 8}",
-                                                     f"{{name: image_folder, test_size: 8, params: {{path: {d}}}}}"))
-    assert rc == 2 and "field 'dataset.params.path'" in err and "is empty" in err
-
-
-def test_an_image_folder_without_images_is_refused_by_the_data_set_itself(tmp_path, capsys):
-    d = tmp_path / "images"
-    d.mkdir()
-    (d / "notes.txt").write_text("no images here")
-    rc, err = validate(capsys, tmp_path, SEP.replace("{name: embedded, test_size: 8}",
-                                                     f"{{name: image_folder, test_size: 8, params: {{path: {d}}}}}"))
-    assert rc == 2 and "field 'dataset.params'" in err and str(d) in err
+@pytest.mark.parametrize("content, field, words", [
+    ("file", "dataset.params.path", "not a folder"),
+    ("empty", "dataset.params.path", "is empty"),
+    ("no images", "dataset.params", "images"),  # refused by the data set itself, naming the folder
+])
+def test_an_image_folder_that_is_a_file_empty_or_without_images_is_refused(tmp_path, capsys, content, field, words):
+    path = tmp_path / "images"
+    if content == "file":
+        path.write_bytes(b"x")
+    else:
+        path.mkdir()
+        if content == "no images":
+            (path / "notes.txt").write_text("no images here")
+    rc, err = validate(capsys, tmp_path, _folder_dataset(path))
+    assert rc == 2 and f"field '{field}'" in err and words in err and str(path) in err, err
 
 
 def test_a_published_data_set_path_without_its_files_is_refused(tmp_path, capsys):
