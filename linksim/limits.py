@@ -11,7 +11,7 @@ import math
 import os
 
 __all__ = ["MAX_SCENARIO_BYTES", "MAX_YAML_ALIASES", "MAX_YAML_NODES", "MAX_YAML_DEPTH", "MAX_SNR_POINTS",
-           "MAX_GRID_POINTS", "MAX_CHANNEL_USES", "MAX_SEED", "MAX_HOPS", "MAX_IMAGES", "LimitError",
+           "MAX_ABS_SNR_DB", "MAX_GRID_POINTS", "MAX_CHANNEL_USES", "MAX_SEED", "MAX_HOPS", "MAX_IMAGES", "LimitError",
            "read_text_capped", "check_yaml_expansion", "non_finite_numbers", "available_memory_bytes",
            "batch_memory_bytes", "unsafe_run_name", "RUN_NAME_ALLOWED"]
 
@@ -24,6 +24,8 @@ MAX_YAML_ALIASES = 100
 MAX_YAML_NODES = 100_000
 #: Deepest nesting of YAML lists and mappings.
 MAX_YAML_DEPTH = 50
+#: Largest |SNR| in dB anywhere an SNR goes: 10^(SNR/10) then stays a normal float32 (1e-30 .. 1e30).
+MAX_ABS_SNR_DB = 300.0
 #: Most SNR points in ``snr_db`` (and ``quick.snr_db``).
 MAX_SNR_POINTS = 10_000
 #: Most points of the whole grid: SNR points x rate points x schemes.
@@ -71,7 +73,11 @@ def read_text_capped(path: str, limit: int = MAX_SCENARIO_BYTES) -> str:
     """
     if os.path.isdir(path):
         raise IsADirectoryError(21, "is a folder, not a scenario file", path)
-    with open(path, "rb") as fh:
+    # A named pipe blocks open() until a writer comes: open it without blocking, then read as usual
+    # (a pipe with no writer reads as empty; process substitution, <(...), still works).
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "rb") as fh:
         data = fh.read(limit + 1)
     if len(data) > limit:
         raise LimitError(f"file is larger than the {limit:,}-byte limit for scenario files "
@@ -120,9 +126,10 @@ def check_yaml_expansion(text: str) -> None:
                                  line=event.start_mark.line + 1)
         elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
             depth -= 1
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    _check_duplicate_keys(root)
     if aliases == 0:
         return
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
     sizes: dict[int, int] = {}
     open_nodes: set[int] = set()
 
@@ -148,6 +155,31 @@ def check_yaml_expansion(text: str) -> None:
 
     if root is not None:
         size(root)
+
+
+def _check_duplicate_keys(root) -> None:
+    """Refuse a mapping that gives the same key twice (YAML parsers keep the last one silently)."""
+    import yaml
+
+    seen_nodes: set[int] = set()
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                    if k.value in first:
+                        raise LimitError(f"the key {k.value!r} appears twice in one mapping (first on line "
+                                         f"{first[k.value]}); YAML would silently keep only the last one",
+                                         line=k.start_mark.line + 1)
+                    first[k.value] = k.start_mark.line + 1
+                stack.extend((k, v))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
 
 
 def non_finite_numbers(obj, path=()):

@@ -25,6 +25,7 @@ import copy
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -180,6 +181,21 @@ def _expand_snr(spec) -> list[float]:
             raise ValueError(f"{n} SNR points exceed the limit of {limits.MAX_SNR_POINTS}")
         return [round(start + i * step, 6) for i in range(n)]
     return [[float(u) for u in v] if isinstance(v, list) else float(v) for v in spec]
+
+
+class ScenarioLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads ``1e-3`` and ``1E5`` as numbers.
+
+    PyYAML follows YAML 1.1, whose floats need a dot (``1.0e-3``), so a learning rate
+    written ``1e-3`` would be the text "1e-3"; YAML 1.2 and every other tool read it
+    as a number.
+    """
+
+
+ScenarioLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _first in "-+0123456789":
+    ScenarioLoader.yaml_implicit_resolvers.setdefault(_first, []).insert(
+        0, ("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")))
 
 
 # --------------------------------------------------------------------------- validation
@@ -356,6 +372,37 @@ def _check_tasks(data: dict, err) -> None:
                                      f"(allowed: {', '.join(sorted(taken)) or 'none'})")
 
 
+def _snr_fields(data: dict):
+    """``(path, value)`` of every SNR in dB a user gives for the sweep (lists, ranges, per-hop values)."""
+    for base in (("snr_db",), ("quick", "snr_db")):
+        spec = data.get(base[0]) if len(base) == 1 else (data.get("quick") or {}).get("snr_db")
+        if isinstance(spec, dict):
+            yield from ((base + (k,), spec[k]) for k in ("start", "stop"))
+        elif isinstance(spec, list):
+            for i, v in enumerate(spec):
+                yield from (((*base, i, j), u) for j, u in enumerate(v)) if isinstance(v, list) else [(base + (i,), v)]
+    for i, v in enumerate(data["channel"].get("hop_snr_db") or []):
+        if not isinstance(v, str):
+            yield ("channel", "hop_snr_db", i), v
+
+
+def _check_snr_values(data: dict, err) -> None:
+    """SNRs within +-MAX_ABS_SNR_DB, and no SNR point listed twice (a results row is keyed by its SNR)."""
+    for path, v in _snr_fields(data):
+        if isinstance(v, (int, float)) and abs(v) > limits.MAX_ABS_SNR_DB:
+            raise err(path, f"{v!r} dB is outside the allowed range -{limits.MAX_ABS_SNR_DB:g} .. "
+                            f"{limits.MAX_ABS_SNR_DB:g} dB (the noise variance 10^(-SNR/10) must stay a float32)")
+    for base, spec in ((("snr_db",), data["snr_db"]), (("quick", "snr_db"), (data.get("quick") or {}).get("snr_db"))):
+        if isinstance(spec, list):
+            seen: dict = {}
+            for i, v in enumerate(spec):
+                key = tuple(float(u) for u in v) if isinstance(v, list) else float(v)
+                if key in seen:
+                    raise err(base + (i,), f"the SNR point {v!r} is listed twice (items {seen[key]} and {i}); "
+                                           f"each point is computed once, list it once")
+                seen[key] = i
+
+
 def _check_values(data: dict, err) -> None:
     """Pass 3b: checks that need several values or the file system."""
     if limits.unsafe_run_name(data["name"]):
@@ -395,6 +442,7 @@ def _check_values(data: dict, err) -> None:
                 raise err(("snr_db", i), f"a per-hop list needs one Es/N0 per hop ({hops}), got {len(v)}")
             if isinstance(v, list) and "hop_snr_db" in ch:
                 raise err(("snr_db", i), "give per-hop lists in snr_db or channel.hop_snr_db, not both")
+    _check_snr_values(data, err)
     rate = data["rate"]
     if ("channel_uses" in rate) == ("bandwidth_ratio" in rate):
         raise err(("rate",), "give exactly one of channel_uses, bandwidth_ratio")
@@ -507,6 +555,9 @@ def validate_scenario_dict(raw: Any, source: str = "<scenario>", lines: dict | N
             q = q[:-1]
         return ScenarioError(msg, file=source, line=lines.get(q), field=_path_str(p) or None)
 
+    if raw is None:
+        raise ScenarioError("the file is empty (or holds only comments); a scenario is a mapping of fields "
+                            "(name, dataset, snr_db, ...)", file=source, line=1)
     if not isinstance(raw, dict):
         raise ScenarioError("the document must be a mapping of fields (name, dataset, snr_db, ...)",
                             file=source, line=1)
@@ -568,7 +619,7 @@ def load_scenario(path: str | os.PathLike) -> Scenario:
         raise ScenarioError(f"cannot read file: {exc.strerror or exc}", file=path) from None
     try:
         limits.check_yaml_expansion(text)
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=ScenarioLoader)
     except limits.LimitError as exc:
         raise ScenarioError(str(exc), file=path, line=exc.line) from None
     except yaml.YAMLError as exc:

@@ -12,9 +12,6 @@ from linksim import limits
 from validate_helpers import GOOD, validate
 
 
-
-
-
 def write(tmp_path, data, name="s.yaml"):
     p = tmp_path / name
     (p.write_bytes if isinstance(data, bytes) else p.write_text)(data)
@@ -84,12 +81,6 @@ def test_nesting_deeper_than_the_limit_is_refused(tmp_path, capsys):
     assert rc == 2 and str(p) in err and "nested deeper" in err
 
 
-def test_an_empty_file_says_the_document_must_be_a_mapping(tmp_path, capsys):
-    p = write(tmp_path, "")
-    rc, err = validate(capsys, p)
-    assert rc == 2 and f"{p}:1" in err and "must be a mapping" in err
-
-
 def test_a_top_level_list_says_the_document_must_be_a_mapping(tmp_path, capsys):
     rc, err = validate(capsys, write(tmp_path, "- a\n- b\n"))
     assert rc == 2 and "must be a mapping" in err
@@ -140,3 +131,42 @@ def test_keys_that_are_not_strings_are_reported_not_traced(tmp_path, capsys, tex
     assert rc == 2 and "s.yaml:" in err and ("unknown field" in err or "no option(s)" in err)
     if field:
         assert f"field '{field}" in err
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path, capsys):
+    # YAML parsers silently keep the last value; the user meant one of them
+    rc, err = validate(capsys, write(tmp_path, GOOD + "name: again\n"))
+    assert rc == 2 and "s.yaml:7" in err and "'name' appears twice" in err and "first on line 1" in err
+    rc, err = validate(capsys, write(tmp_path, GOOD.replace("{type: webp}", "{type: webp, type: jpeg}")))
+    assert rc == 2 and "s.yaml:6" in err and "'type' appears twice" in err
+
+
+def test_a_key_a_merge_overrides_is_not_a_duplicate(tmp_path, capsys):
+    text = GOOD.replace("  - {type: separation, codec: {type: webp}}",
+                        "  - &s {type: separation, codec: {type: webp}}\n  - {<<: *s, label: other, codec: {type: jpeg}}")
+    assert validate(capsys, write(tmp_path, text))[0] == 0
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "\n\n"])
+def test_an_empty_file_says_it_is_empty(tmp_path, capsys, text):
+    rc, err = validate(capsys, write(tmp_path, text))
+    assert rc == 2 and "s.yaml:1" in err and "the file is empty" in err
+
+
+def test_a_named_pipe_without_a_writer_does_not_hang(tmp_path, capsys):
+    import os
+
+    fifo = tmp_path / "s.yaml"
+    os.mkfifo(fifo)
+    t = time.time()
+    rc, err = validate(capsys, fifo)
+    assert rc == 2 and "the file is empty" in err and time.time() - t < 5
+
+
+def test_a_number_written_1e_minus_3_is_a_number_as_in_yaml_1_2(tmp_path, capsys):
+    # PyYAML (YAML 1.1) alone reads 1e-3 as the text "1e-3"
+    from linksim.scenario import load_scenario
+
+    p = write(tmp_path, GOOD.replace("{type: separation, codec: {type: webp}}", "{type: deepjscc, learning_rate: 1e-3}"))
+    assert validate(capsys, p)[0] == 0
+    assert load_scenario(p).schemes[0]["learning_rate"] == 0.001

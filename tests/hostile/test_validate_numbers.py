@@ -49,7 +49,7 @@ def test_an_snr_range_of_billions_of_points_is_refused_at_once(tmp_path, capsys)
 
 
 def test_a_grid_of_snr_points_times_rates_times_schemes_beyond_the_limit_is_refused(tmp_path, capsys):
-    text = GOOD.replace("[0, 10]", "{start: 0, stop: 9999, step: 1}").replace(
+    text = GOOD.replace("[0, 10]", "{start: -150, stop: 162.46875, step: 0.03125}").replace(  # 10,000 points
         "channel_uses: 486", "channel_uses: [" + ", ".join(["486"] * 11) + "]")
     rc, err = validate(capsys, tmp_path, text)
     assert rc == 2 and "the grid has 110,000 points" in err and f"{limits.MAX_GRID_POINTS:,}" in err
@@ -105,3 +105,24 @@ def test_a_quick_grid_with_a_zero_step_is_refused(tmp_path, capsys):
 def test_a_relay_chain_of_a_million_hops_is_refused(tmp_path, capsys):
     rc, err = validate(capsys, tmp_path, MULTIHOP.replace("hops: 2", "hops: 1000000"))
     assert rc == 2 and "field 'channel.hops'" in err
+
+
+@pytest.mark.parametrize("snr, field", [("[0, 10, 0]", "snr_db[2]"), ("[0, -0.0]", "snr_db[1]"),
+                                        ("[[1, 2], [1.0, 2.0]]", "snr_db[1]")])
+def test_an_snr_point_listed_twice_is_refused(tmp_path, capsys, snr, field):
+    text = GOOD.replace("snr_db: [0, 10]", f"snr_db: {snr}")
+    if snr.startswith("[["):
+        text = text.replace("schemes:", "channel: {type: multihop, hops: 2, relay: df}\nschemes:")
+    rc, err = validate(capsys, tmp_path, text)
+    assert rc == 2 and f"field '{field}'" in err and "listed twice" in err, err
+
+
+@pytest.mark.parametrize("snr, field", [("[0, 100000000000000000000000]", "snr_db[1]"), ("[-301, 0]", "snr_db[0]"),
+                                        ("{start: 0, stop: 1.0e+300, step: 1.0e+299}", "snr_db.stop")])
+def test_an_snr_no_float32_noise_variance_can_hold_is_refused(tmp_path, capsys, snr, field):
+    rc, err = validate(capsys, tmp_path, GOOD.replace("snr_db: [0, 10]", f"snr_db: {snr}"))
+    assert rc == 2 and f"field '{field}'" in err and "-300 .. 300 dB" in err, err
+
+
+def test_the_largest_allowed_snr_is_accepted(tmp_path, capsys):
+    assert validate(capsys, tmp_path, GOOD.replace("snr_db: [0, 10]", "snr_db: [-300, 300]"))[0] == 0
