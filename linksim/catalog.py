@@ -32,7 +32,7 @@ __all__ = ["Spec", "CATALOG", "METRIC_TASKS", "builtin_names", "check_params", "
 
 #: The largest seed linksim accepts: numpy's ``default_rng`` and ``RandomState`` take
 #: seeds below 2**32; TensorFlow's op seeds are int64.
-from linksim.limits import MAX_SEED  # noqa: E402 - one definition
+from linksim.limits import MAX_EPOCHS, MAX_SEED  # noqa: E402 - one definition
 
 Check = Callable[[Any], Optional[str]]
 Problem = tuple[tuple, str]   # (path relative to the component's mapping, message)
@@ -241,7 +241,9 @@ SCHEME_OPTIONS = {
     "val_fraction": number(what="a number in (0, 0.5)", positive=True, below=0.5), "jit_compile": boolean(),
     "train_channel": choice(*TRAIN_CHANNELS), "train_seed": seed, "spread": boolean(), "label": string(),
 }
-FIRST_STAGE = {"epochs": integer(1), "learning_rate": number(positive=True, allow_none=True),
+#: Training epochs: at most limits.MAX_EPOCHS (a typo guard).
+EPOCHS = integer(1, MAX_EPOCHS)
+FIRST_STAGE = {"epochs": EPOCHS, "learning_rate": number(positive=True, allow_none=True),
                "steps_per_epoch": integer(1, allow_none=True)}
 DEEPJSCC_ARCH = {"filters": int_list(4), "kernel_size": integer(1), "quantizer": choice(*QUANTIZERS),
                  "snr_side_info": boolean()}
@@ -249,7 +251,7 @@ PCA_ARCH = {"filters": int_list(4), "kernel_size": integer(1), "snr_adaptive": b
 SEMANTIC = {"feature_layer": choice(*FEATURE_LAYERS), "tau": number(positive=True),
             "r": number(positive=True, allow_none=True), "weights_from": choice(*WEIGHTS_FROM),
             "classes": choice(*CLASS_AVERAGING), "calibration_size": integer(1), "mse_weight": number(minimum=0)}
-FINETUNE = {"finetune_epochs": integer(1), "finetune_learning_rate": number(positive=True, allow_none=True),
+FINETUNE = {"finetune_epochs": EPOCHS, "finetune_learning_rate": number(positive=True, allow_none=True),
             "finetune_steps_per_epoch": integer(1, allow_none=True)}
 SDJSCC = {**SCHEME_OPTIONS, **{**DEEPJSCC_ARCH, "quantizer": choice(*DIGITAL_QUANTIZERS)}, **FIRST_STAGE,
           **SEMANTIC, **FINETUNE}
@@ -392,7 +394,7 @@ METRIC_TASKS = {n: s.task for n, s in CATALOG["metrics"].items() if s.task}
 #: Options of ``task.classifier`` (:func:`linksim.tasks.classifier._resolve_config`).
 CLASSIFIER_OPTIONS = {
     "width": integer(1), "dropout": number(minimum=0, below=1, what="a number in [0, 1)"), "batch_norm": boolean(),
-    "epochs": integer(1), "batch_size": integer(1), "learning_rate": number(positive=True),
+    "epochs": EPOCHS, "batch_size": integer(1), "learning_rate": number(positive=True),
     "val_fraction": number(positive=True, below=0.5, what="a number in (0, 0.5)"), "patience": integer(1),
     "augment": boolean(), "hflip": boolean(), "train_seed": seed,
 }
@@ -515,7 +517,7 @@ def _check_jscc(p: dict) -> Iterator[Problem]:
     if not isinstance(stages, list) or not stages:
         yield ("stages",), "stages must be a non-empty list of {losses: [...], epochs: ...}"
         return
-    stage_opts = {"losses": anything, "epochs": integer(1), "learning_rate": number(positive=True, allow_none=True),
+    stage_opts = {"losses": anything, "epochs": EPOCHS, "learning_rate": number(positive=True, allow_none=True),
                   "steps_per_epoch": integer(1, allow_none=True), "name": stage_name}
     for i, st in enumerate(stages):
         path = ("stages", i)
@@ -601,6 +603,11 @@ def check_channel(spec: dict) -> Iterator[Problem]:
     if name != "multihop":
         return
     hops = params.get("hops", 2)
+    if hops == 1 and ("relay" in params or "relay_params" in params):
+        key = "relay" if "relay" in params else "relay_params"
+        yield (key,), (f"a one-hop chain has no relay, so {key} does not apply; use hops >= 2 for a relay "
+                       "chain, or leave it out")
+        return
     yield from check_relays(params.get("relay", "af"), params.get("relay_params"), hops)
     hop = params.get("hop")
     if hop is None:
@@ -685,6 +692,29 @@ def check_dataset(name: str, params: dict) -> Iterator[Problem]:
         DATASETS._entries[name](**params)
     except (DatasetError, ValueError, TypeError, OSError) as exc:
         yield (), str(exc)
+
+
+def dataset_counts(name: str, params: dict) -> dict:
+    """``{split: images}`` of a built-in data set where it can be counted without loading it (else left out).
+
+    The embedded data set and image folders are counted; published data sets (CIFAR-10, MNIST, ...) are
+    not (their files may be missing until the downloader runs): the run reports their sizes.
+    """
+    from linksim.registry import DATASETS
+
+    out = {}
+    try:
+        ds = DATASETS._entries[name](**params)
+    except Exception:   # noqa: BLE001 - check_dataset reports a data set that cannot be built
+        return out
+    if hasattr(ds, "keras_name"):
+        return out  # a published data set: counting may read ~100 MB of files or start the downloader
+    for split in ("test", "train"):
+        try:
+            out[split] = int(ds.count(split))
+        except Exception:   # noqa: BLE001 - files not there yet (downloaded at run time), unreadable, ...
+            pass
+    return out
 
 
 def check_task(task: dict) -> Iterator[Problem]:

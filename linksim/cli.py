@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.command:
         parser.print_help()
+        print("error: no command given (allowed: run, train, validate, list, plot)", file=sys.stderr)
         return EXIT_USER_ERROR
     from linksim.registry import load_plugins
 

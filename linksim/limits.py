@@ -13,7 +13,7 @@ import os
 __all__ = ["MAX_SCENARIO_BYTES", "MAX_YAML_ALIASES", "MAX_YAML_NODES", "MAX_YAML_DEPTH", "MAX_SNR_POINTS",
            "MAX_ABS_SNR_DB", "MAX_GRID_POINTS", "MAX_CHANNEL_USES", "MAX_SEED", "MAX_HOPS", "MAX_IMAGES", "LimitError",
            "read_text_capped", "check_yaml_expansion", "non_finite_numbers", "available_memory_bytes",
-           "batch_memory_bytes", "unsafe_run_name", "RUN_NAME_ALLOWED"]
+           "batch_memory_bytes", "unsafe_run_name", "RUN_NAME_ALLOWED", "MAX_NAME_BYTES", "MAX_EPOCHS"]
 
 #: Largest scenario file read (bytes).  Read with this cap, so ``/dev/zero`` or an
 #: endless pipe is refused at once instead of filling the memory.
@@ -34,6 +34,8 @@ MAX_GRID_POINTS = 100_000
 MAX_CHANNEL_USES = 10_000_000
 #: Largest seed: numpy's generators take seeds below 2**32.
 MAX_SEED = 2**32 - 1
+#: Most training epochs of any model (a typo guard: the shipped models train for at most a few hundred).
+MAX_EPOCHS = 100_000
 #: Most hops of a multi-hop chain.
 MAX_HOPS = 64
 #: Most images in ``dataset.test_size`` / ``train_size``.
@@ -41,15 +43,18 @@ MAX_IMAGES = 10_000_000
 
 
 #: What a scenario ``name`` may be (it names the run folder ``runs/<name>``).
-RUN_NAME_ALLOWED = ("a plain name of letters, digits, '-', '_', '.' and spaces, without '/' or '\\', "
-                    "not '.', '..' or starting with '~'")
+#: Longest scenario name (UTF-8 bytes): a folder name may have 255 bytes, and ``_quick`` is added.
+MAX_NAME_BYTES = 200
+RUN_NAME_ALLOWED = ("a plain name of letters, digits, '-', '_', '.' and spaces, at most 200 bytes, without '/', "
+                    "'\\' or control characters (line breaks, tabs), not '.', '..' or starting with '~'")
 
 
 def unsafe_run_name(name) -> bool:
     """True when ``name`` cannot name a folder directly under ``runs/`` (it would write elsewhere)."""
     text = str(name)
     return (not text.strip() or os.path.isabs(text) or any(ch in text for ch in "/\\\0")
-            or text.strip() in (".", "..") or text.startswith("~"))
+            or text.strip() in (".", "..") or text.startswith("~") or len(text.encode()) > MAX_NAME_BYTES
+            or any(ord(ch) < 32 or ord(ch) == 127 for ch in text))
 
 
 class LimitError(ValueError):

@@ -20,7 +20,8 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from linksim.registry import PLOTS  # noqa: E402
-from linksim.run.directory import REFERENCE, RunError, example_path, is_reference, read_results  # noqa: E402
+from linksim.run.directory import (REFERENCE, RunDirectory, RunError, example_path, is_reference,  # noqa: E402
+                                   read_results)
 from linksim.scenario import option_plot  # noqa: E402
 
 __all__ = ["PLOTS", "draw_plots", "plot_function"]
@@ -397,7 +398,10 @@ def draw_plots(run_dir, names: list[str] | None = None) -> list[Path]:
             raise RunError(f"unknown plot {n!r} (allowed: {', '.join(PLOTS.names())}, or "
                            f"<metric>_vs_<scheme option> such as accuracy_vs_tau)")
         plots.append((n, fn))
-    written = []
+    foreign = not RunDirectory(run_dir).owned()
+    if foreign:
+        _refuse_foreign_outputs(run_dir, [n for n, _ in plots])
+    written, skipped = [], []
     for n, fn in plots:
         need = PLOT_COLUMNS.get(n) or getattr(fn, "columns", ())
         missing = [c for c in need if c not in df.columns]
@@ -405,6 +409,7 @@ def draw_plots(run_dir, names: list[str] | None = None) -> list[Path]:
             if asked:
                 raise RunError(f"{res} lacks the column(s) {', '.join(missing)} that plot {n!r} draws (it has "
                                f"{', '.join(df.columns)})")
+            skipped.append(f"{n} (needs {', '.join(missing)})")
             continue
         try:
             p = fn(df, scenario, run_dir)
@@ -413,4 +418,48 @@ def draw_plots(run_dir, names: list[str] | None = None) -> list[Path]:
                            "results complete?") from exc
         if p is not None:
             written.append(p)
+        elif asked:
+            raise RunError(f"plot {n!r} has nothing to draw in {run_dir}"
+                           + (" (no example images: the run saves them when evaluation.example_images > 0)"
+                              if n == "examples" else ""))
+    if not written and skipped:
+        raise RunError(f"no plot can be drawn from {res}: " + "; ".join(skipped) + f" (it has {', '.join(df.columns)})")
+    if foreign:
+        _record_outputs(run_dir, written)
     return written
+
+
+#: In a folder linksim did not make, the files ``linksim plot`` wrote there (so it may redraw them).
+PLOT_MANIFEST = ".linksim-plots.json"
+
+
+def _outputs_of(names) -> list[str]:
+    out = [f"{n}.png" for n in names]
+    return out + (["table.csv", "table.md"] if "table" in names else [])
+
+
+def _refuse_foreign_outputs(run_dir: Path, names) -> None:
+    """In a folder linksim did not make, never overwrite a file ``linksim plot`` did not write there."""
+    import json
+
+    try:
+        ours = set(json.loads((run_dir / PLOT_MANIFEST).read_text()))
+    except (OSError, ValueError, TypeError):
+        ours = set()
+    clash = [f for f in _outputs_of(names) if (run_dir / f).exists() and f not in ours]
+    if clash:
+        raise RunError(f"{run_dir} was not made by linksim and already holds {', '.join(clash)}; linksim plot "
+                       "never overwrites files it did not write. Move them away, or copy results.csv (and "
+                       "scenario.yaml) to a new folder and plot there")
+
+
+def _record_outputs(run_dir: Path, written) -> None:
+    import json
+
+    path = run_dir / PLOT_MANIFEST
+    try:
+        ours = set(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        ours = set()
+    path.write_text(json.dumps(sorted(ours | {Path(p).name for p in written} |
+                                      ({"table.csv"} if any(Path(p).name == "table.md" for p in written) else set()))))

@@ -253,6 +253,10 @@ class PluginError(ValueError):
 _PLUGINS: dict = {}
 
 
+#: Module names of loaded plug-in files start with this.
+PLUGIN_MODULE_PREFIX = "linksim_plugin_"
+
+
 def load_plugin(path, base=None):
     """Import the user module at ``path`` so the components it registers can be named.
 
@@ -296,19 +300,36 @@ def load_plugin(path, base=None):
     if not p.is_file() or p.suffix != ".py":
         raise PluginError(f"plug-in {path}: not a Python file (a plug-in is a .py file)")
     _load_builtin_components()  # a plug-in may subclass or reuse built-in components
-    name = f"linksim_plugin_{abs(hash(str(p))):x}_{''.join(c if c.isalnum() else '_' for c in p.stem)}"
+    name = f"{PLUGIN_MODULE_PREFIX}{abs(hash(str(p))):x}_{''.join(c if c.isalnum() else '_' for c in p.stem)}"
     spec = importlib.util.spec_from_file_location(name, p)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a plug-in calling sys.exit() must not end linksim (or pass as exit 0)
         del sys.modules[name]
         where = traceback.extract_tb(exc.__traceback__)[-1]
         line = f", line {where.lineno}" if where.filename == str(p) else ""
         raise PluginError(f"plug-in {p}{line}: import failed: {type(exc).__name__}: {exc}") from exc
     _PLUGINS[str(p)] = module
     return module
+
+
+def is_plugin_component(cls) -> bool:
+    """Whether ``cls`` was defined in a plug-in file (loaded by :func:`load_plugin`)."""
+    return str(getattr(cls, "__module__", "")).startswith(PLUGIN_MODULE_PREFIX)
+
+
+def plugin_failure(cls, what: str, exc: BaseException) -> str:
+    """A user-facing message for a plug-in component that raised: its file and line, and the exception."""
+    import sys
+    import traceback
+
+    module = sys.modules.get(cls.__module__)
+    path = getattr(module, "__file__", None) or cls.__module__
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path]
+    where = f"{path}, line {frames[-1].lineno}" if frames else path
+    return f"{cls.__name__} from plug-in {where}: {what}: {type(exc).__name__}: {exc}"
 
 
 def load_plugins(paths, base=None) -> list:

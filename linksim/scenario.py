@@ -296,9 +296,14 @@ def _check_registry_names(data: dict, err, channel_uses: list | None = None) -> 
                 if isinstance(loss, dict) and "type" in loss and not _known(registry.LOSSES, loss["type"]):
                     raise err(("schemes", i, "stages", j, "losses", m, "type"),
                               _unknown(registry.LOSSES, loss["type"]))
+    if not data["metrics"]:
+        raise err(("metrics",), f"lists no metric; leave metrics out for the defaults, or name at least one "
+                                f"(registered: {', '.join(_names(registry.METRICS))})")
     for i, m in enumerate(data["metrics"]):
         if not _known(registry.METRICS, m):
             raise err(("metrics", i), _unknown(registry.METRICS, m))
+        if m in data["metrics"][:i]:
+            raise err(("metrics", i), f"metric {m!r} is listed twice (items {data['metrics'].index(m)} and {i})")
     _check_tasks(data, err)
     for i, p in enumerate(data["plots"]):
         if not _known(registry.PLOTS, p) and option_plot(p, data) is None:
@@ -307,12 +312,35 @@ def _check_registry_names(data: dict, err, channel_uses: list | None = None) -> 
     _check_options(data, err, channel_uses)
 
 
+def _check_dataset_sizes(data: dict, err) -> None:
+    """``test_size`` / ``train_size`` within the data set's images, and the images within the memory."""
+    ds = data["dataset"]
+    params = ds.get("params") or {}
+    counts = catalog.dataset_counts(ds["name"], params)
+    for split, key in (("test", "test_size"), ("train", "train_size")):
+        want = ds.get(key)
+        if want is not None and split in counts and want > counts[split]:
+            raise err(("dataset", key), f"asks for {want:,} {split} images, but data set '{ds['name']}' has only "
+                                        f"{counts[split]:,}; lower dataset.{key} to at most {counts[split]:,}")
+    shape = catalog.dataset_image_shape(ds["name"], params) if _plain_size_params(params) else None
+    have = limits.available_memory_bytes()
+    if shape is None or have is None:
+        return
+    images = ds["test_size"] + (ds.get("train_size") if ds.get("train_size") is not None else counts.get("train", 0))
+    need = images * shape[0] * shape[1] * shape[2] * 5  # uint8 as loaded + float32 in [0, 1]
+    if need > have:
+        raise err(("dataset",), f"{images:,} images of {shape[0]}x{shape[1]}x{shape[2]} need at least "
+                                f"{need / 2**30:.1f} GiB; the machine has {have / 2**30:.1f} GiB available (lower "
+                                f"test_size / train_size or params.image_size)")
+
+
 def _check_options(data: dict, err, channel_uses: list | None) -> None:
     """Pass 3b: every option of every component (once every name is known to be registered)."""
     ds = data["dataset"]
     params = ds.get("params", {})
     if _builtin(registry.DATASETS, ds["name"]):
         _raise_first(catalog.check_dataset(ds["name"], params), err, ("dataset", "params"))
+        _check_dataset_sizes(data, err)
     else:
         _plugin_options(registry.DATASETS, ds["name"], params, err, ("dataset", "params"))
     ch = data["channel"]
@@ -452,7 +480,11 @@ def _check_values(data: dict, err) -> None:
     if grid > limits.MAX_GRID_POINTS:
         raise err(("snr_db",), f"the grid has {grid:,} points ({n_snr} SNR x {n_rates} rate x "
                                f"{len(data['schemes'])} scheme(s)), more than the limit of {limits.MAX_GRID_POINTS:,}")
-    for k, path in _channel_uses(data):
+    try:
+        uses = _channel_uses(data)
+    except _ChannelUsesError as exc:
+        raise err(exc.path, str(exc)) from None
+    for k, path in uses:
         if k > limits.MAX_CHANNEL_USES:
             raise err(path, f"{k:,} channel uses per image exceed the limit of {limits.MAX_CHANNEL_USES:,}")
         batch = min(data["evaluation"]["batch_size"], data["dataset"]["test_size"])
@@ -488,8 +520,24 @@ def _channel_uses(data: dict) -> list[tuple[int, tuple]]:
         return []
     n = shape[0] * shape[1] * shape[2]
     v = rate["bandwidth_ratio"]
-    return [(max(1, int(round(float(x) * n))), ("rate", "bandwidth_ratio") + ((i,) if isinstance(v, list) else ()))
-            for i, x in enumerate(v if isinstance(v, list) else [v])]
+    out = []
+    for i, x in enumerate(v if isinstance(v, list) else [v]):
+        path = ("rate", "bandwidth_ratio") + ((i,) if isinstance(v, list) else ())
+        k = int(round(float(x) * n))
+        if k < 1:
+            raise _ChannelUsesError(path, f"{x!r} of {n} source values ({shape[0]}x{shape[1]}x{shape[2]}) is "
+                                          f"{float(x) * n:.3g} channel uses per image, less than one; the smallest "
+                                          f"ratio is {0.5 / n:.3g} (one channel use)")
+        out.append((k, path))
+    return out
+
+
+class _ChannelUsesError(ValueError):
+    """A rate point below one channel use (reported against ``path``)."""
+
+    def __init__(self, path: tuple, message: str):
+        super().__init__(message)
+        self.path = path
 
 
 def _plain_size_params(params: dict) -> bool:
@@ -572,7 +620,11 @@ def validate_scenario_dict(raw: Any, source: str = "<scenario>", lines: dict | N
         e = max(errors, key=lambda e: len(e.absolute_path))
         if e.validator in ("oneOf", "anyOf") and e.context:
             e = max(e.context, key=lambda c: len(c.absolute_path))
-        raise err(e.absolute_path, _schema_error_message(e))
+        path = tuple(e.absolute_path)
+        if e.validator == "additionalProperties" and isinstance(e.instance, dict):
+            extra = sorted((k for k in e.instance if k not in e.schema.get("properties", {})), key=str)
+            path += tuple(extra[:1])  # the line and field of the (first) unknown key
+        raise err(path, _schema_error_message(e))
     _load_scenario_plugins(raw.get("plugins") or [], source, err)
     data = _fill_defaults(raw, schema)
     _check_values(data, err)

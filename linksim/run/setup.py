@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from linksim.registry import CHANNELS, SCHEMES
+from linksim.registry import CHANNELS, SCHEMES, is_plugin_component, plugin_failure
 from linksim.run.directory import snr_key
 from linksim.scenario import Scenario
 
@@ -210,6 +210,10 @@ def build_scheme(scenario: Scenario, index: int):
     except (TypeError, ValueError, KeyError) as exc:
         msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
         raise scenario.error(("schemes", index), msg) from None
+    except Exception as exc:
+        if not is_plugin_component(cls):
+            raise
+        raise scenario.error(("schemes", index), plugin_failure(cls, "failed to build", exc)) from None
 
 
 def scheme_context(scenario: Scenario, image_shape, k: int, x_train, channel, store, progress,
@@ -230,3 +234,7 @@ def prepare_scheme(scenario: Scenario, index: int, scheme, ctx) -> None:
         scheme.prepare(ctx)
     except ValueError as exc:
         raise scenario.error(("schemes", index), str(exc)) from None
+    except Exception as exc:
+        if not is_plugin_component(type(scheme)):
+            raise
+        raise scenario.error(("schemes", index), plugin_failure(type(scheme), "failed to prepare", exc)) from None

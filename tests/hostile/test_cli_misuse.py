@@ -143,3 +143,49 @@ def test_the_quiet_import_keeps_lines_that_are_not_start_up_notices(capfd, monke
 def test_other_commands_on_missing_inputs_are_exit_2_without_a_traceback(capsys, argv):
     rc, _, err = run(capsys, *argv)
     assert rc == 2 and "Traceback" not in err and "/no/such" in err
+
+
+def test_a_plugin_that_calls_sys_exit_is_exit_2_not_a_silent_success(tmp_path, capsys):
+    s = tmp_path / "s.yaml"
+    s.write_text(GOOD)
+    plugin = tmp_path / "quits.py"
+    plugin.write_text("import sys\nsys.exit(0)\n")
+    rc, _, err = run(capsys, "validate", str(s), "--plugin", str(plugin))
+    assert rc == 2 and "quits.py, line 2: import failed: SystemExit" in err, err
+
+
+BAD_SCHEME = """\
+from linksim import registry
+from linksim.schemes.base import Scheme
+
+
+@registry.SCHEMES.register("hostile_bad")
+class Bad(Scheme):
+    def __init__(self, **kw):
+        1 / 0
+"""
+
+
+@pytest.fixture(scope="module")
+def bad_scheme_plugin(tmp_path_factory):
+    """One file for the module: a plug-in is loaded once per process and path (a name registers once)."""
+    plugin = tmp_path_factory.mktemp("plugin") / "bad_scheme.py"
+    plugin.write_text(BAD_SCHEME)
+    return plugin
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_plugin_scheme_whose_constructor_raises_is_exit_2_naming_the_plugin_file_and_line(tmp_path, capsys,
+                                                                                           command, bad_scheme_plugin):
+    s = tmp_path / "s.yaml"
+    s.write_text(GOOD.replace("{type: separation, codec: {type: webp}}", "{type: hostile_bad}"))
+    plugin = bad_scheme_plugin
+    extra = ["--out", str(tmp_path / "out"), "--no-progress"] if command == "run" else []
+    rc, _, err = run(capsys, command, str(s), "--plugin", str(plugin), *extra)
+    assert rc == 2 and "field 'schemes[0]'" in err and f"{plugin}, line 8: failed to build: ZeroDivisionError" in err, err
+    assert not (tmp_path / "out" / "results.csv").exists()
+
+
+def test_no_command_prints_the_usage_and_an_error_line(capsys):
+    rc, out, err = run(capsys, "--debug")
+    assert rc == 2 and "usage:" in out and "error: no command given" in err

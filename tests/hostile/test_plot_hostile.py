@@ -93,3 +93,38 @@ def test_a_scenario_yaml_that_is_not_yaml_is_a_clean_error(rundir):
     (rundir / "scenario.yaml").write_text("a: [unclosed\n")
     with pytest.raises(RunError, match="scenario.yaml: cannot be read as YAML"):
         draw_plots(rundir)
+
+
+def _foreign(tmp_path, results="scheme,snr_db,psnr_db\nA,0,20\nA,10,30\n", plots="[psnr_vs_snr, table]"):
+    """A folder linksim did not make: somebody's results.csv and a scenario.yaml naming plots only."""
+    d = tmp_path / "theirs"
+    d.mkdir()
+    (d / "results.csv").write_text(results)
+    (d / "scenario.yaml").write_text(f"plots: {plots}\n")
+    return d
+
+
+def test_plot_never_overwrites_a_file_it_did_not_write_in_a_folder_linksim_did_not_make(tmp_path, capsys):
+    d = _foreign(tmp_path)
+    (d / "table.md").write_text("MY OWN NOTES")
+    code, err = cli_plot(capsys, d)
+    assert code == 2 and "not made by linksim" in err and "table.md" in err
+    assert (d / "table.md").read_text() == "MY OWN NOTES" and not (d / "psnr_vs_snr.png").exists()
+
+
+def test_plot_draws_into_a_foreign_folder_and_may_redraw_what_it_wrote_there(tmp_path, capsys):
+    d = _foreign(tmp_path)
+    assert cli_plot(capsys, d)[0] == 0 and (d / "psnr_vs_snr.png").exists() and (d / "table.md").exists()
+    assert cli_plot(capsys, d)[0] == 0  # its own files, recorded in .linksim-plots.json
+
+
+def test_results_with_only_the_key_columns_are_an_error_naming_what_each_plot_needs(tmp_path, capsys):
+    d = _foreign(tmp_path, results="scheme,snr_db\nA,0\nA,10\n", plots="[psnr_vs_snr, ssim_vs_snr]")
+    code, err = cli_plot(capsys, d)
+    assert code == 2 and "no plot can be drawn" in err and "psnr_vs_snr (needs psnr_db)" in err, err
+
+
+def test_only_examples_without_example_images_is_an_error(rundir, capsys):
+    shutil.rmtree(rundir / "examples", ignore_errors=True)
+    code, err = cli_plot(capsys, rundir, "--only", "examples")
+    assert code == 2 and "plot 'examples' has nothing to draw" in err and "example_images" in err

@@ -144,10 +144,25 @@ def test_labels_whose_file_names_collide_keep_their_own_example_images(tmp_path)
 
 
 def test_a_failed_run_does_not_block_the_corrected_rerun(tmp_path, capsys):
+    # a failure validate cannot see: an image that is cut off, found when the images are decoded
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(20):
+        buf = io.BytesIO()
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (16, 16, 3), np.uint8)).save(buf, "PNG")
+        data = buf.getvalue()
+        (images / f"{i}.png").write_bytes(data[: len(data) // 2] if i == 5 else data)  # header intact, pixels cut
     bad = tmp_path / "s.yaml"
-    bad.write_text(YAML.format(name="fix_me").replace("test_size: 2", "test_size: 100000"))
+    bad.write_text(YAML.format(name="fix_me").replace("{name: embedded, test_size: 2}",
+                                                      f"{{name: image_folder, test_size: 1, params: {{path: {images}}}}}"))
     out = tmp_path / "out"
     assert main(["run", str(bad), "--out", str(out), "--no-progress"]) == 2
+    assert "5.png" in capsys.readouterr().err
     assert (out / "scenario.yaml").exists() and not (out / RESULTS).exists()
     bad.write_text(YAML.format(name="fix_me"))
     capsys.readouterr()

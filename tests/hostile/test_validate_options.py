@@ -85,6 +85,19 @@ CASES = [
     (SEP + "plots: [psnr_vs_snrr]\n", "plots[0]", ["unknown plot 'psnr_vs_snrr'"]),    (SEP.replace("name: hostile", "name: ../escape"), "name", ["would write outside runs/", "without '/'"]),
     (SEP.replace("name: hostile", "name: /tmp/abs"), "name", ["would write outside runs/"]),
     (SEP.replace("name: hostile", "name: ~root"), "name", ["starting with '~'"]),
+    (SEP.replace("name: hostile", "name: " + "n" * 201), "name", ["at most 200 bytes"]),
+    (SEP.replace("name: hostile", 'name: "a\\nb"'), "name", ["control characters"]),
+    (SEP.replace("test_size: 8", "test_size: 20000"), "dataset.test_size", ["has only 1,000", "at most 1,000"]),
+    (SEP.replace("test_size: 8", "test_size: 8, train_size: 9001"), "dataset.train_size", ["has only 9,000"]),
+    (SEP.replace("test_size: 8}", "test_size: 1000, params: {image_size: [8192, 8192]}}"), "dataset",
+     ["GiB available", "image_size"]),
+    (SEP.replace("channel_uses: 486", "bandwidth_ratio: 1.0e-9"), "rate.bandwidth_ratio",
+     ["less than one", "(28x28x1)"]),
+    (SEP + "metrics: []\n", "metrics", ["lists no metric", "psnr"]),
+    (SEP + "metrics: [psnr, ssim, psnr]\n", "metrics[2]", ["listed twice"]),
+    (SEP + "channel: {type: multihop, hops: 1, relay: df}\n", "channel.relay", ["one-hop chain has no relay"]),
+    (SEP + "evaluation: {bogus: 1}\n", "evaluation.bogus", ["unknown field(s) bogus", "batch_size"]),
+    (scheme("{type: deepjscc, epochs: 1000000000}"), "schemes[0].epochs", ["1..100000"]),
 ]
 
 
