@@ -677,6 +677,11 @@ def load_scenario(path: str | os.PathLike) -> Scenario:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
+        if "could not determine a constructor for the tag" in problem:
+            tag = problem.rsplit(" ", 1)[-1]
+            raise ScenarioError(f"the YAML tag {tag} is not allowed: a scenario holds plain data (mappings, lists, "
+                                f"text, numbers, true/false, null), never Python objects or custom tags", file=path,
+                                line=(mark.line + 1) if mark else None) from None
         raise ScenarioError(f"YAML syntax error: {problem}", file=path,
                             line=(mark.line + 1) if mark else None) from None
     except RecursionError:

@@ -170,3 +170,10 @@ def test_a_number_written_1e_minus_3_is_a_number_as_in_yaml_1_2(tmp_path, capsys
     p = write(tmp_path, GOOD.replace("{type: separation, codec: {type: webp}}", "{type: deepjscc, learning_rate: 1e-3}"))
     assert validate(capsys, p)[0] == 0
     assert load_scenario(p).schemes[0]["learning_rate"] == 0.001
+
+
+@pytest.mark.parametrize("value", ['!!python/object/apply:os.system ["echo pwned"]', "!snr 5"])
+def test_a_python_object_or_custom_yaml_tag_is_refused_and_never_constructed(tmp_path, capsys, value):
+    rc, err = validate(capsys, write(tmp_path, GOOD + f"description: {value}\n"))
+    assert rc == 2 and "s.yaml:7" in err and "is not allowed: a scenario holds plain data" in err, err
+    assert "pwned" not in capsys.readouterr().out
