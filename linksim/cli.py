@@ -171,9 +171,12 @@ def _cmd_run(args) -> int:
     _build_all(scen)
     if args.quick:
         scen = scen.quick()
-    from linksim.run.directory import default_run_dir
+    from linksim.run.directory import RunError, default_run_dir
     from linksim.store import default_store
 
+    if args.out is not None and not args.out.strip():
+        raise RunError("--out is empty; give a folder (it is created if missing), or leave --out out for "
+                       f"runs/{scen.name}")
     out = args.out or str(default_run_dir(scen.name, args.quick))
 
     df = run_scenario(scen, out, overwrite=args.overwrite, progress=not args.no_progress,
@@ -213,6 +216,11 @@ def _cmd_plot(args) -> int:
     return 0
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as one ``warning: ...`` line (no file, line or source; ``--debug`` shows them)."""
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``linksim`` command; returns the exit code (``docs/errors.md``)."""
     from linksim.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USER_ERROR, is_user_error
@@ -235,9 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     from linksim.registry import load_plugins
 
+    saved_format = warnings.formatwarning
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("default", module="linksim")
+            if not debug:
+                warnings.formatwarning = _format_warning
             if args.command != "validate" or getattr(args, "plugin", []):
                 _import_tensorflow()
             load_plugins(getattr(args, "plugin", []))
@@ -267,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
               " (run again with --debug for the traceback; please report it if the input looks right)"),
               file=sys.stderr)
         return EXIT_FAILURE
+    finally:
+        warnings.formatwarning = saved_format
     parser.error(f"unknown command {args.command}")
     return EXIT_USER_ERROR
 

@@ -374,12 +374,14 @@ def draw_plots(run_dir, names: list[str] | None = None) -> list[Path]:
     if not run_dir.is_dir():
         raise RunError(f"{run_dir} is not a folder (give a run directory, e.g. runs/<scenario name>)")
     res = run_dir / "results.csv"
-    if not res.is_file():
+    if not res.exists() and not res.is_symlink():
         raise RunError(f"{run_dir} has no results.csv (is it a linksim run directory? a run writes it after its "
                        "first point)")
     df, problems = read_results(res)
     if problems:
         warnings.warn(f"{res}: left out {len(problems)} damaged row(s) ({'; '.join(problems[:5])})", stacklevel=2)
+    if df.empty and problems:
+        raise RunError(f"{res}: all {len(problems)} row(s) are damaged ({'; '.join(problems[:3])}); nothing to plot")
     if df.empty:
         raise RunError(f"{res} holds no results rows (the run computed no point yet); nothing to plot")
     scen_file = run_dir / "scenario.yaml"
@@ -389,6 +391,8 @@ def draw_plots(run_dir, names: list[str] | None = None) -> list[Path]:
         raise RunError(f"{scen_file}: cannot be read as YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(scenario, dict):
         raise RunError(f"{scen_file} is not a scenario (a mapping of fields); is it a linksim run directory?")
+    if not isinstance(scenario.get("plots", []), list) or not all(isinstance(n, str) for n in scenario.get("plots", [])):
+        raise RunError(f"{scen_file}: plots must be a list of plot names (got {scenario.get('plots')!r})")
     asked = bool(names)
     names = names or scenario.get("plots") or PLOTS.names()
     plots = []
@@ -416,6 +420,8 @@ def draw_plots(run_dir, names: list[str] | None = None) -> list[Path]:
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise RunError(f"plot {n!r} cannot be drawn from {res} ({type(exc).__name__}: {exc}); are the "
                            "results complete?") from exc
+        except OSError as exc:
+            raise RunError(f"plot {n!r} cannot be written: {exc.filename or run_dir}: {exc.strerror or exc}") from None
         if p is not None:
             written.append(p)
         elif asked:

@@ -309,6 +309,10 @@ def _check_registry_names(data: dict, err, channel_uses: list | None = None) -> 
         if not _known(registry.PLOTS, p) and option_plot(p, data) is None:
             raise err(("plots", i), _unknown(registry.PLOTS, p) +
                       " Or <metric>_vs_<scheme option> (e.g. accuracy_vs_tau) for an option the schemes set.")
+        metric = p.split("_vs_")[0] if "_vs_" in p else None
+        if metric and _known(registry.METRICS, metric) and metric not in data["metrics"]:
+            raise err(("plots", i), f"plot {p!r} draws the metric {metric!r}, which metrics does not list "
+                                    f"(metrics: {', '.join(data['metrics'])}); add it to metrics, or drop the plot")
     _check_options(data, err, channel_uses)
 
 
@@ -619,7 +623,9 @@ def validate_scenario_dict(raw: Any, source: str = "<scenario>", lines: dict | N
         # the deepest error is the most specific; prefer it over a oneOf summary
         e = max(errors, key=lambda e: len(e.absolute_path))
         if e.validator in ("oneOf", "anyOf") and e.context:
-            e = max(e.context, key=lambda c: len(c.absolute_path))
+            # the alternative of the value's own type explains best (a range mapping missing its step,
+            # not "must be an array")
+            e = max(e.context, key=lambda c: (c.validator != "type", len(c.absolute_path)))
         path = tuple(e.absolute_path)
         if e.validator == "additionalProperties" and isinstance(e.instance, dict):
             extra = sorted((k for k in e.instance if k not in e.schema.get("properties", {})), key=str)

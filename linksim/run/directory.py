@@ -237,7 +237,7 @@ def read_results(path, *, keep_damaged: bool = False) -> tuple[pd.DataFrame, lis
         raw = path.read_bytes()
     except OSError as exc:
         raise RunError(f"{path}: cannot read the results ({exc.strerror or exc})") from None
-    text = raw.decode("utf-8", errors="replace")
+    text = raw.decode("utf-8", errors="replace").removeprefix("\ufeff")  # a byte-order mark (spreadsheets add one)
     if not text.strip():
         return pd.DataFrame(), []
     for i, line in enumerate(text.splitlines(), 1):
@@ -285,6 +285,8 @@ def read_results(path, *, keep_damaged: bool = False) -> tuple[pd.DataFrame, lis
             for j, v in cells:
                 if not _cell_is_number(v) and not (c == "snr_db" and body[j][0][col["scheme"]] == REFERENCE):
                     problems.setdefault(j, f"line {body[j][1]}: {c} is not a number ({v[:20]!r})")
+                elif c in ("snr_db", "channel_uses") and _cell_is_number(v) and not np.isfinite(float(v)):
+                    problems.setdefault(j, f"line {body[j][1]}: {c} is {v[:20]!r}, not a finite number")
     if not problems:
         return pd.read_csv(io.StringIO(text)), []
     lines = text.splitlines(keepends=True)
@@ -357,6 +359,15 @@ class RunDirectory:
         except OSError as exc:
             raise RunError(f"--out {out}: cannot create the folder ({exc.strerror or exc}); give a folder you "
                            "can write to") from None
+        for name, kind in ((RESULTS, "file"), (META, "file"), (SCENARIO, "file"), ("examples", "folder")):
+            entry = out / name
+            if entry.is_symlink():
+                raise RunError(f"{entry} is a symbolic link; linksim writes only into files and folders of the run "
+                               f"directory itself (never through a link to elsewhere). Remove the link, or give "
+                               f"another --out")
+            if entry.exists() and (entry.is_dir() if kind == "file" else not entry.is_dir()):
+                raise RunError(f"{entry} is a {'folder' if entry.is_dir() else 'file'}, where linksim keeps its "
+                               f"{name} {kind}; move it away, or give another --out")
         probe = out / f".linksim-write-test-{os.getpid()}"
         try:
             probe.write_bytes(b"")
@@ -417,9 +428,11 @@ class RunDirectory:
             rows = self._read_rows()
             if old is None or _resolved_for_compare(old) != _resolved_for_compare(scenario_data):
                 if any(r.get("scheme") != REFERENCE for r in rows):
-                    raise RunError(
-                        f"{out} holds the results of a different scenario ({existing}); nothing was changed. "
-                        f"Use another --out, or --overwrite to replace them.")
+                    what = (f"its {SCENARIO} cannot be read as a scenario (damaged?), so whether its results are "
+                            "this scenario's is unknown" if not isinstance(old, dict) else
+                            f"it holds the results of a different scenario ({existing})")
+                    raise RunError(f"{out}: {what}; nothing was changed. Use another --out, or --overwrite to "
+                                   f"replace them.")
                 # the run there computed no point (it failed early): the corrected scenario takes it
                 if self.results_file.exists():
                     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")

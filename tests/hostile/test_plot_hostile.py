@@ -128,3 +128,58 @@ def test_only_examples_without_example_images_is_an_error(rundir, capsys):
     shutil.rmtree(rundir / "examples", ignore_errors=True)
     code, err = cli_plot(capsys, rundir, "--only", "examples")
     assert code == 2 and "plot 'examples' has nothing to draw" in err and "example_images" in err
+
+
+def test_a_results_table_saved_with_a_byte_order_mark_reads_as_without(tmp_path, capsys):
+    d = _foreign(tmp_path, results="\ufeffscheme,snr_db,psnr_db\nA,0,20\nA,10,30\n", plots="[psnr_vs_snr]")
+    assert cli_plot(capsys, d)[0] == 0 and (d / "psnr_vs_snr.png").exists()
+
+
+@pytest.mark.parametrize("snr", ["nan", "inf"])
+def test_a_row_whose_snr_is_not_finite_is_a_damaged_row(tmp_path, snr):
+    d = _foreign(tmp_path, results=f"scheme,snr_db,psnr_db\nA,0,20\nA,{snr},30\n", plots="[psnr_vs_snr]")
+    with pytest.warns(UserWarning, match="damaged row.*snr_db is .*not a finite number"):
+        assert main(["plot", str(d)]) == 0
+
+
+def test_the_command_prints_a_warning_as_one_clean_line(tmp_path):
+    import subprocess
+    import sys
+
+    d = _foreign(tmp_path, results="scheme,snr_db,psnr_db\nA,0,20\nA,nan,30\n", plots="[psnr_vs_snr]")
+    out = subprocess.run([sys.executable, "-m", "linksim.cli", "plot", str(d)], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert out.stderr.startswith("warning: ") and out.stderr.count("\n") == 1, out.stderr
+    assert "UserWarning" not in out.stderr and ".py:" not in out.stderr  # not Python's warning form
+
+
+def test_all_rows_damaged_says_so(tmp_path, capsys):
+    d = _foreign(tmp_path, results="scheme,snr_db,psnr_db\nA,high,20\nA,low,30\n", plots="[psnr_vs_snr]")
+    code, err = cli_plot(capsys, d)
+    assert code == 2 and "all 2 row(s) are damaged" in err
+
+
+@pytest.mark.parametrize("what", ["folder", "dev-zero"])
+def test_a_results_csv_that_is_not_a_regular_file_says_so(tmp_path, capsys, what):
+    import os
+
+    d = tmp_path / "r"
+    d.mkdir()
+    if what == "folder":
+        (d / "results.csv").mkdir()
+    else:
+        os.symlink("/dev/zero", d / "results.csv")
+    code, err = cli_plot(capsys, d)
+    assert code == 2 and "is not a regular file" in err
+
+
+def test_plots_given_as_a_string_in_the_run_scenario_is_an_error(tmp_path, capsys):
+    d = _foreign(tmp_path, plots="psnr_vs_snr")
+    code, err = cli_plot(capsys, d)
+    assert code == 2 and "plots must be a list of plot names" in err
+
+
+def test_a_plot_file_that_is_a_folder_is_a_clean_error(rundir, capsys):
+    (rundir / "psnr_vs_snr.png").mkdir()
+    code, err = cli_plot(capsys, rundir, "--only", "psnr_vs_snr")
+    assert code == 2 and "plot 'psnr_vs_snr' cannot be written" in err and "psnr_vs_snr.png" in err, err

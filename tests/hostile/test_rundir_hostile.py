@@ -199,3 +199,48 @@ def test_results_without_their_scenario_yaml_are_not_overwritten(tmp_path):
     with pytest.raises(RunError, match="no scenario.yaml"):
         run(out)
     assert (out / RESULTS).read_text() == before
+
+
+def test_an_examples_folder_that_links_elsewhere_is_never_written_through(tmp_path):
+    out = tmp_path / "out"
+    run(out)
+    foreign = tmp_path / "theirs"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    import shutil
+
+    shutil.rmtree(out / "examples")
+    (out / "examples").symlink_to(foreign)
+    (out / RESULTS).unlink()  # so the rerun would write example images again
+    with pytest.raises(RunError, match="examples is a symbolic link"):
+        run(out)
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("name", [RESULTS, "meta.json", "scenario.yaml"])
+def test_a_run_file_that_is_a_folder_is_a_clean_error(tmp_path, name):
+    out = tmp_path / "out"
+    run(out)
+    target = out / name
+    target.unlink()
+    target.mkdir()
+    with pytest.raises(RunError, match=f"{name} is a folder, where linksim keeps its {name} file"):
+        run(out)
+
+
+def test_an_unreadable_run_scenario_says_so_not_that_it_is_a_different_scenario(tmp_path):
+    out = tmp_path / "out"
+    run(out)
+    (out / "scenario.yaml").write_bytes(bytes(range(256)))
+    before = snapshot(out)
+    with pytest.raises(RunError, match="scenario.yaml cannot be read as a scenario"):
+        run(out)
+    assert snapshot(out) == before
+
+
+def test_an_empty_out_is_an_error_not_the_default_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    scen = tmp_path / "s.yaml"
+    scen.write_text(YAML.format(name="empty_out"))
+    assert main(["run", str(scen), "--out", "", "--no-progress"]) == 2
+    assert "--out is empty" in capsys.readouterr().err and not (tmp_path / "runs").exists()

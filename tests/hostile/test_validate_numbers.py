@@ -126,3 +126,11 @@ def test_an_snr_no_float32_noise_variance_can_hold_is_refused(tmp_path, capsys, 
 
 def test_the_largest_allowed_snr_is_accepted(tmp_path, capsys):
     assert validate(capsys, tmp_path, GOOD.replace("snr_db: [0, 10]", "snr_db: [-300, 300]"))[0] == 0
+
+
+@pytest.mark.parametrize("snr, field, words", [("{start: 0, stop: 10}", "snr_db", "missing required field(s): step"),
+                                               ("{start: 0, stop: 10, step: 5, num: 3}", "snr_db.num",
+                                                "unknown field(s) num (allowed: start, step, stop)")])
+def test_a_range_mapping_with_a_missing_or_unknown_key_is_explained_as_a_range(tmp_path, capsys, snr, field, words):
+    rc, err = validate(capsys, tmp_path, GOOD.replace("snr_db: [0, 10]", f"snr_db: {snr}"))
+    assert rc == 2 and f"field '{field}'" in err and words in err, err

@@ -98,6 +98,7 @@ CASES = [
     (SEP + "channel: {type: multihop, hops: 1, relay: df}\n", "channel.relay", ["one-hop chain has no relay"]),
     (SEP + "evaluation: {bogus: 1}\n", "evaluation.bogus", ["unknown field(s) bogus", "batch_size"]),
     (scheme("{type: deepjscc, epochs: 1000000000}"), "schemes[0].epochs", ["1..100000"]),
+    (SEP + "metrics: [ssim]\nplots: [psnr_vs_snr]\n", "plots[0]", ["draws the metric 'psnr'", "add it to metrics"]),
 ]
 
 
