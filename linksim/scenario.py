@@ -334,7 +334,7 @@ def _check_dataset_sizes(data: dict, err) -> None:
     need = images * shape[0] * shape[1] * shape[2] * 5  # uint8 as loaded + float32 in [0, 1]
     if need > have:
         raise err(("dataset",), f"{images:,} images of {shape[0]}x{shape[1]}x{shape[2]} need at least "
-                                f"{need / 2**30:.1f} GiB; the machine has {have / 2**30:.1f} GiB available (lower "
+                                f"{need / 2**30:.1f} GiB of memory; the machine has {have / 2**30:.1f} GiB available (lower "
                                 f"test_size / train_size or params.image_size)")
 
 

@@ -204,7 +204,8 @@ def build_scheme(scenario: Scenario, index: int):
         An option the scheme refuses, pointing at the scheme's entry.
     """
     spec = dict(scenario.schemes[index])
-    cls = SCHEMES.get(spec.pop("type"))
+    name = spec.pop("type")
+    cls = SCHEMES.get(name)
     try:
         return cls(**spec)
     except (TypeError, ValueError, KeyError) as exc:
@@ -213,7 +214,8 @@ def build_scheme(scenario: Scenario, index: int):
     except Exception as exc:
         if not is_plugin_component(cls):
             raise
-        raise scenario.error(("schemes", index), plugin_failure(cls, "failed to build", exc)) from None
+        raise scenario.error(("schemes", index), f"scheme {name!r}: " + plugin_failure(cls, "failed to build", exc)) \
+            from None
 
 
 def scheme_context(scenario: Scenario, image_shape, k: int, x_train, channel, store, progress,
@@ -237,4 +239,5 @@ def prepare_scheme(scenario: Scenario, index: int, scheme, ctx) -> None:
     except Exception as exc:
         if not is_plugin_component(type(scheme)):
             raise
-        raise scenario.error(("schemes", index), plugin_failure(type(scheme), "failed to prepare", exc)) from None
+        raise scenario.error(("schemes", index), f"scheme {scenario.schemes[index]['type']!r}: "
+                             + plugin_failure(type(scheme), "failed to prepare", exc)) from None
