@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
 
 __all__ = ["Spec", "CATALOG", "METRIC_TASKS", "builtin_names", "check_params", "check_scheme",
-           "check_channel", "check_dataset", "check_task", "dataset_image_shape", "MAX_SEED"]
+           "check_channel", "check_dataset", "check_dataset_options", "build_dataset", "dataset_counts", "check_task", "dataset_image_shape", "MAX_SEED"]
 
 #: The largest seed linksim accepts: numpy's ``default_rng`` and ``RandomState`` take
 #: seeds below 2**32; TensorFlow's op seeds are int64.
@@ -650,6 +650,17 @@ def dataset_image_shape(name: str, params: dict) -> tuple | None:
 
 def check_dataset(name: str, params: dict) -> Iterator[Problem]:
     """A built-in data set's options, its path (a folder, not empty) and ``pad_to`` against the image size."""
+    problems = list(check_dataset_options(name, params))
+    if problems:
+        yield from problems
+        return
+    _, problem = build_dataset(name, params)
+    if problem is not None:
+        yield (), problem
+
+
+def check_dataset_options(name: str, params: dict) -> Iterator[Problem]:
+    """A built-in data set's options and its ``path`` (exists; for an image folder, a folder, not empty)."""
     import os
     from pathlib import Path
 
@@ -682,36 +693,36 @@ def check_dataset(name: str, params: dict) -> Iterator[Problem]:
             if empty:
                 yield ("path",), (f"the folder {path} is empty (dataset.params.path must be a folder of images, "
                                   "or of class sub-folders of images)")
-                return
-    # the data sets import neither TensorFlow nor Sionna: build the real one (it finds the
-    # files under path, and an image folder's image size for pad_to) without loading images
+
+
+def build_dataset(name: str, params: dict) -> tuple[Any, str | None]:
+    """``(data set, None)``, or ``(None, why)`` when it cannot be built from ``params``.
+
+    The data sets import neither TensorFlow nor Sionna: the real one is built (it finds the files
+    under ``path``, and an image folder reads its images' headers for ``pad_to``) without loading
+    images.  Call after :func:`check_dataset_options`.
+    """
     from linksim.data import DatasetError
     from linksim.registry import DATASETS
 
     try:
-        DATASETS._entries[name](**params)
+        return DATASETS._entries[name](**params), None
     except (DatasetError, ValueError, TypeError, OSError) as exc:
-        yield (), str(exc)
+        return None, str(exc)
 
 
-def dataset_counts(name: str, params: dict) -> dict:
-    """``{split: images}`` of a built-in data set where it can be counted without loading it (else left out).
+def dataset_counts(dataset) -> dict:
+    """``{split: images}`` of a built data set where it can be counted without loading it (else left out).
 
     The embedded data set and image folders are counted; published data sets (CIFAR-10, MNIST, ...) are
     not (their files may be missing until the downloader runs): the run reports their sizes.
     """
-    from linksim.registry import DATASETS
-
     out = {}
-    try:
-        ds = DATASETS._entries[name](**params)
-    except Exception:   # noqa: BLE001 - check_dataset reports a data set that cannot be built
-        return out
-    if hasattr(ds, "keras_name"):
+    if hasattr(dataset, "keras_name"):
         return out  # a published data set: counting may read ~100 MB of files or start the downloader
     for split in ("test", "train"):
         try:
-            out[split] = int(ds.count(split))
+            out[split] = int(dataset.count(split))
         except Exception:   # noqa: BLE001 - files not there yet (downloaded at run time), unreadable, ...
             pass
     return out

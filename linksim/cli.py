@@ -125,7 +125,7 @@ def _cmd_validate(paths, debug: bool = False) -> int:
     for path in paths:
         try:
             scen = load_scenario(path)
-            _build_plugin_schemes(scen)
+            _build_all(scen, plugins_only=True)
         except Exception as exc:  # noqa: BLE001 - each file is reported, whatever its error
             if not is_user_error(exc):
                 raise
@@ -142,25 +142,22 @@ def _cmd_validate(paths, debug: bool = False) -> int:
     return 2 if bad else 0
 
 
-def _build_all(scen) -> None:
-    """Construct every scheme once, so bad scheme options fail before a run starts."""
-    from linksim.run.setup import build_scheme
+def _build_all(scen, plugins_only: bool = False) -> None:
+    """Construct every scheme once, so bad scheme options fail before a run starts.
 
-    for i in range(len(scen.schemes)):
-        build_scheme(scen, i)
-
-
-def _build_plugin_schemes(scen) -> None:
-    """Construct the schemes a plug-in registers (the built-in ones are checked without TensorFlow)."""
+    ``plugins_only``: only the schemes a plug-in registers (``validate``: the built-in ones
+    are checked against :mod:`linksim.catalog`, without TensorFlow).
+    """
     from linksim import catalog
 
-    if all(s["type"] in catalog.CATALOG["schemes"] for s in scen.schemes):
+    todo = [i for i, s in enumerate(scen.schemes)
+            if not plugins_only or s["type"] not in catalog.CATALOG["schemes"]]
+    if not todo:
         return
     from linksim.run.setup import build_scheme
 
-    for i, s in enumerate(scen.schemes):
-        if s["type"] not in catalog.CATALOG["schemes"]:
-            build_scheme(scen, i)
+    for i in todo:
+        build_scheme(scen, i)
 
 
 def _cmd_run(args) -> int:

@@ -444,14 +444,19 @@ def _outputs_of(names) -> list[str]:
     return out + (["table.csv", "table.md"] if "table" in names else [])
 
 
-def _refuse_foreign_outputs(run_dir: Path, names) -> None:
-    """In a folder linksim did not make, never overwrite a file ``linksim plot`` did not write there."""
+def _plot_manifest(run_dir: Path) -> set:
+    """The files ``linksim plot`` wrote in a folder linksim did not make (:data:`PLOT_MANIFEST`)."""
     import json
 
     try:
-        ours = set(json.loads((run_dir / PLOT_MANIFEST).read_text()))
+        return set(json.loads((run_dir / PLOT_MANIFEST).read_text()))
     except (OSError, ValueError, TypeError):
-        ours = set()
+        return set()
+
+
+def _refuse_foreign_outputs(run_dir: Path, names) -> None:
+    """In a folder linksim did not make, never overwrite a file ``linksim plot`` did not write there."""
+    ours = _plot_manifest(run_dir)
     clash = [f for f in _outputs_of(names) if (run_dir / f).exists() and f not in ours]
     if clash:
         raise RunError(f"{run_dir} was not made by linksim and already holds {', '.join(clash)}; linksim plot "
@@ -462,10 +467,7 @@ def _refuse_foreign_outputs(run_dir: Path, names) -> None:
 def _record_outputs(run_dir: Path, written) -> None:
     import json
 
-    path = run_dir / PLOT_MANIFEST
-    try:
-        ours = set(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
-        ours = set()
-    path.write_text(json.dumps(sorted(ours | {Path(p).name for p in written} |
-                                      ({"table.csv"} if any(Path(p).name == "table.md" for p in written) else set()))))
+    names = {Path(p).name for p in written}
+    if "table.md" in names:
+        names.add("table.csv")  # the table plot writes both, returns the Markdown one
+    (run_dir / PLOT_MANIFEST).write_text(json.dumps(sorted(_plot_manifest(run_dir) | names)))

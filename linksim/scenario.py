@@ -316,11 +316,11 @@ def _check_registry_names(data: dict, err, channel_uses: list | None = None) -> 
     _check_options(data, err, channel_uses)
 
 
-def _check_dataset_sizes(data: dict, err) -> None:
-    """``test_size`` / ``train_size`` within the data set's images, and the images within the memory."""
+def _check_dataset_sizes(data: dict, err, counts: dict) -> None:
+    """``test_size`` / ``train_size`` within the data set's images (``counts``, per split where known),
+    and the images within the memory."""
     ds = data["dataset"]
     params = ds.get("params") or {}
-    counts = catalog.dataset_counts(ds["name"], params)
     for split, key in (("test", "test_size"), ("train", "train_size")):
         want = ds.get(key)
         if want is not None and split in counts and want > counts[split]:
@@ -343,8 +343,11 @@ def _check_options(data: dict, err, channel_uses: list | None) -> None:
     ds = data["dataset"]
     params = ds.get("params", {})
     if _builtin(registry.DATASETS, ds["name"]):
-        _raise_first(catalog.check_dataset(ds["name"], params), err, ("dataset", "params"))
-        _check_dataset_sizes(data, err)
+        _raise_first(catalog.check_dataset_options(ds["name"], params), err, ("dataset", "params"))
+        dataset, problem = catalog.build_dataset(ds["name"], params)
+        if problem is not None:
+            raise err(("dataset", "params"), problem)
+        _check_dataset_sizes(data, err, catalog.dataset_counts(dataset))
     else:
         _plugin_options(registry.DATASETS, ds["name"], params, err, ("dataset", "params"))
     ch = data["channel"]
@@ -435,8 +438,14 @@ def _check_snr_values(data: dict, err) -> None:
                 seen[key] = i
 
 
-def _check_values(data: dict, err) -> None:
-    """Pass 3b: checks that need several values or the file system."""
+def _check_values(data: dict, err) -> list[int]:
+    """Pass 3b: checks that need several values or the file system.
+
+    Output
+    ------
+    The rate points as channel uses per image where known without loading the data
+    (:func:`_channel_uses`), for the checks of the schemes' codes.
+    """
     if limits.unsafe_run_name(data["name"]):
         raise err(("name",), f"{data['name']!r} cannot name the run folder runs/<name> (it would write outside "
                              f"runs/); allowed: {limits.RUN_NAME_ALLOWED}")
@@ -456,9 +465,9 @@ def _check_values(data: dict, err) -> None:
         if qspec["stop"] < qspec["start"]:
             raise err(("quick", "snr_db", "stop"), f"must be >= start ({qspec['start']}) (got {qspec['stop']}): "
                                                    f"the quick grid would be empty")
-        if _range_points(qspec) > limits.MAX_SNR_POINTS:
-            raise err(("quick", "snr_db"), f"{_range_points(qspec):,} SNR points exceed the limit of "
-                                           f"{limits.MAX_SNR_POINTS:,}")
+        n_quick = _range_points(qspec)
+        if n_quick > limits.MAX_SNR_POINTS:
+            raise err(("quick", "snr_db"), f"{n_quick:,} SNR points exceed the limit of {limits.MAX_SNR_POINTS:,}")
     ch = data["channel"]
     hops = ch.get("hops", 2 if ch["type"] == "multihop" else 1)
     if "hop_snr_db" in ch:
@@ -488,12 +497,12 @@ def _check_values(data: dict, err) -> None:
         uses = _channel_uses(data)
     except _ChannelUsesError as exc:
         raise err(exc.path, str(exc)) from None
+    batch = min(data["evaluation"]["batch_size"], data["dataset"]["test_size"])
+    have = limits.available_memory_bytes() if uses else None
     for k, path in uses:
         if k > limits.MAX_CHANNEL_USES:
             raise err(path, f"{k:,} channel uses per image exceed the limit of {limits.MAX_CHANNEL_USES:,}")
-        batch = min(data["evaluation"]["batch_size"], data["dataset"]["test_size"])
         need = limits.batch_memory_bytes(k, batch, hops)
-        have = limits.available_memory_bytes()
         if have is not None and need > have:
             raise err(path, f"{k:,} channel uses per image need at least {need / 2**30:.1f} GiB for one batch of "
                             f"{batch} images; the machine has {have / 2**30:.1f} GiB available (lower the rate "
@@ -508,6 +517,7 @@ def _check_values(data: dict, err) -> None:
         if lab in seen:
             raise err(("schemes", i, "label"), f"duplicate scheme label {lab!r}; labels must be unique")
         seen.add(lab)
+    return [k for k, _ in uses]
 
 
 def _channel_uses(data: dict) -> list[tuple[int, tuple]]:
@@ -633,8 +643,8 @@ def validate_scenario_dict(raw: Any, source: str = "<scenario>", lines: dict | N
         raise err(path, _schema_error_message(e))
     _load_scenario_plugins(raw.get("plugins") or [], source, err)
     data = _fill_defaults(raw, schema)
-    _check_values(data, err)
-    _check_registry_names(data, err, [k for k, _ in _channel_uses(data)])
+    channel_uses = _check_values(data, err)
+    _check_registry_names(data, err, channel_uses)
     data["snr_db"] = _expand_snr(data["snr_db"])
     data["snr_db_spec"] = raw["snr_db"]
     return Scenario(data, source, lines)

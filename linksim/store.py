@@ -146,20 +146,16 @@ class ModelStore:
         RunError
             It is a file, or cannot be created or written (the message names it).
         """
-        from linksim.run.directory import RunError
+        from linksim.run.directory import RunError, writable_folder_problem
 
         root = self.write_root
-        how = ("set LINKSIM_MODEL_STORE (or give --store) to a folder you can write; the first store is "
-               "--store DIR, else $LINKSIM_MODEL_STORE, else ~/.cache/linksim/models")
-        if root.exists() and not root.is_dir():
-            raise RunError(f"model store {root} is a file, not a folder; {how}")
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            probe = root / f".linksim-write-test-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise RunError(f"model store {root} cannot be written ({exc.strerror or exc}); {how}") from None
+        problem = writable_folder_problem(root)
+        if problem is not None:
+            what, reason = problem
+            how = ("set LINKSIM_MODEL_STORE (or give --store) to a folder you can write; the first store is "
+                   "--store DIR, else $LINKSIM_MODEL_STORE, else ~/.cache/linksim/models")
+            raise RunError(f"model store {root} {reason if what == 'file' else f'cannot be written ({reason})'}; "
+                           f"{how}")
         return root
 
     def _readable(self, root: Path) -> bool:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections import Counter
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -99,6 +100,20 @@ def _open(path):
             raise
 
 
+@contextmanager
+def _reading(path):
+    """The opened image, its size checked; any failure of Pillow while it is read is a
+    :class:`DatasetError` naming the file and the cause (:func:`_unreadable`)."""
+    try:
+        with _open(path) as im:
+            _check_pixels(path, im)
+            yield im
+    except DatasetError:
+        raise
+    except Exception as exc:  # Pillow's plugins raise many kinds (OSError, SyntaxError, struct.error, ...)
+        raise _unreadable(path, exc) from None
+
+
 def read_image(path, channels: int) -> np.ndarray:
     """Read one image file as uint8 ``[H, W, channels]`` (alpha dropped, 16-bit scaled to 8).
 
@@ -118,18 +133,12 @@ def read_image(path, channels: int) -> np.ndarray:
         If Pillow cannot read the file (empty, truncated, not an image), or it has more than
         :data:`MAX_IMAGE_PIXELS` pixels (the message names the file).
     """
-    try:
-        with _open(path) as im:
-            _check_pixels(path, im)
-            if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
-                a = np.asarray(im, dtype=np.float64)
-                scale = 257.0 if a.max(initial=0) > 255 else 1.0
-                im = Image.fromarray(np.clip(np.rint(a / scale), 0, 255).astype(np.uint8), mode="L")
-            out = np.asarray(im.convert("L" if channels == 1 else "RGB"))
-    except DatasetError:
-        raise
-    except Exception as exc:  # Pillow's plugins raise many kinds (OSError, SyntaxError, struct.error, ...)
-        raise _unreadable(path, exc) from None
+    with _reading(path) as im:
+        if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+            a = np.asarray(im, dtype=np.float64)
+            scale = 257.0 if a.max(initial=0) > 255 else 1.0
+            im = Image.fromarray(np.clip(np.rint(a / scale), 0, 255).astype(np.uint8), mode="L")
+        out = np.asarray(im.convert("L" if channels == 1 else "RGB"))
     return out[..., None] if channels == 1 else out
 
 
@@ -256,15 +265,9 @@ class ImageFolder(Dataset):
         colour = False
         for s in SPLITS:
             for p in self._index[s][0]:
-                try:
-                    with _open(p) as im:
-                        _check_pixels(p, im)
-                        hw = (im.height, im.width)
-                        colour = colour or im.mode not in _GREY_MODES
-                except DatasetError:
-                    raise
-                except Exception as exc:  # Pillow's plugins raise many kinds
-                    raise _unreadable(p, exc) from None
+                with _reading(p) as im:
+                    hw = (im.height, im.width)
+                    colour = colour or im.mode not in _GREY_MODES
                 sizes[hw] += 1
                 example.setdefault(hw, p)
         return sizes, colour, example

@@ -51,7 +51,7 @@ import yaml
 from linksim import __version__
 
 __all__ = ["RunError", "RunDirectory", "RESULTS", "REFERENCE", "REFERENCE_TYPE", "MARKER", "versions", "slug",
-           "snr_key", "row_snr_key", "example_path", "is_reference", "read_results", "default_run_dir"]
+           "snr_key", "row_snr_key", "example_path", "is_reference", "read_results", "default_run_dir", "writable_folder_problem"]
 
 RESULTS = "results.csv"
 META = "meta.json"
@@ -190,6 +190,34 @@ def default_run_dir(name: str, quick: bool = False, root="runs") -> Path:
         raise RunError(f"scenario name {text!r} cannot name a folder under {root}/ (it would write outside "
                        f"{root}/); allowed: {RUN_NAME_ALLOWED}; or give --out DIR")
     return out
+
+
+def writable_folder_problem(path: Path) -> tuple[str, str] | None:
+    """Create the folder ``path`` if missing and try a write in it.
+
+    Output
+    ------
+    None when it is usable, else ``(what, reason)``: ``what`` is ``"file"`` (``path`` is a
+    file), ``"below_file"`` (a part of the path is a file), ``"create"`` or ``"write"``
+    (``reason``: the operating system's).  The run directory and the model store word
+    their errors from it.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        return "file", "is a file, not a folder"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        return "below_file", "a part of the path is a file, not a folder"
+    except OSError as exc:
+        return "create", str(exc.strerror or exc)
+    probe = path / f".linksim-write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return "write", str(exc.strerror or exc)
+    return None
 
 
 def _cell_is_number(v: str) -> bool:
@@ -349,16 +377,14 @@ class RunDirectory:
 
     def _check_usable(self) -> None:
         out = self.path
-        if out.exists() and not out.is_dir():
-            raise RunError(f"--out {out} is a file, not a folder; give a folder (it is created if missing)")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            raise RunError(f"--out {out}: a part of the path is a file, not a folder; give another --out") \
-                from None
-        except OSError as exc:
-            raise RunError(f"--out {out}: cannot create the folder ({exc.strerror or exc}); give a folder you "
-                           "can write to") from None
+        problem = writable_folder_problem(out)
+        if problem is not None:
+            what, reason = problem
+            raise RunError({
+                "file": f"--out {out} is a file, not a folder; give a folder (it is created if missing)",
+                "below_file": f"--out {out}: a part of the path is a file, not a folder; give another --out",
+                "create": f"--out {out}: cannot create the folder ({reason}); give a folder you can write to",
+                "write": f"--out {out} is not writable ({reason}); give a folder you can write to"}[what])
         for name, kind in ((RESULTS, "file"), (META, "file"), (SCENARIO, "file"), ("examples", "folder")):
             entry = out / name
             if entry.is_symlink():
@@ -368,13 +394,6 @@ class RunDirectory:
             if entry.exists() and (entry.is_dir() if kind == "file" else not entry.is_dir()):
                 raise RunError(f"{entry} is a {'folder' if entry.is_dir() else 'file'}, where linksim keeps its "
                                f"{name} {kind}; move it away, or give another --out")
-        probe = out / f".linksim-write-test-{os.getpid()}"
-        try:
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise RunError(f"--out {out} is not writable ({exc.strerror or exc}); give a folder you can write "
-                           "to") from None
 
     def open(self, scenario_data: dict, scenario_yaml: str, overwrite: bool = False) -> list[dict]:
         """Create the directory; return the rows already there (resume).
