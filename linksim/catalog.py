@@ -385,6 +385,7 @@ CATALOG: dict[str, dict[str, Spec]] = {
                                         "ssim_vs_snr", "table")},
 }
 CATALOG["metrics"].update({"accuracy": Spec(task="classification"), "f1": Spec(task="classification")})
+CATALOG["metrics"].update({"lpips": Spec(), "lpips_vgg": Spec()})  # linksim/lpips.py
 
 #: ``{metric: task}`` of the task metrics.
 METRIC_TASKS = {n: s.task for n, s in CATALOG["metrics"].items() if s.task}
