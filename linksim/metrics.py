@@ -30,9 +30,11 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from linksim.lpips import lpips_distance  # also registers the LPIPS layer for serialisation
 from linksim.registry import METRICS
 
-__all__ = ["PSNR_CAP_DB", "Metric", "psnr", "ssim", "ms_ssim", "image_metric_names", "column_of"]
+__all__ = ["PSNR_CAP_DB", "Metric", "psnr", "ssim", "ms_ssim", "lpips_alexnet", "lpips_vgg16", "image_metric_names",
+           "column_of"]
 
 PSNR_CAP_DB = 100.0
 _MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -186,8 +188,6 @@ def lpips_alexnet(x, x_hat) -> np.ndarray:
     ------
     [batch], float64
     """
-    from linksim.lpips import lpips_distance
-
     return lpips_distance(x, x_hat, net="alexnet")
 
 
@@ -207,8 +207,6 @@ def lpips_vgg16(x, x_hat) -> np.ndarray:
     linksim.lpips_weights.LPIPSWeightsError
         The VGG16 weights are missing (the message gives the commands that make them).
     """
-    from linksim.lpips import lpips_distance
-
     return lpips_distance(x, x_hat, net="vgg16")
 
 
