@@ -196,16 +196,24 @@ class LPIPS(keras.layers.Layer):
 
 
 _CACHE: dict = {}
+_FUNCTIONS: dict = {}
 
 
 def get_lpips(net: str = "alexnet", upsample_to: int | None = DEFAULT_UPSAMPLE_TO) -> LPIPS:
     """A cached :class:`LPIPS` layer (the weights are read once per process)."""
     key = (net, upsample_to)
     if key not in _CACHE:
-        layer = LPIPS(net=net, upsample_to=upsample_to)
-        fn = tf.function(layer.call, reduce_retracing=True)
-        _CACHE[key] = (layer, fn)
-    return _CACHE[key][0]
+        _CACHE[key] = LPIPS(net=net, upsample_to=upsample_to)
+    return _CACHE[key]
+
+
+def _compiled(net: str, upsample_to, image_shape: tuple):
+    """A ``tf.function`` of the cached layer for images of ``image_shape`` (any batch size)."""
+    key = (net, upsample_to, image_shape)
+    if key not in _FUNCTIONS:
+        spec = tf.TensorSpec((None, *image_shape), tf.float32)
+        _FUNCTIONS[key] = tf.function(get_lpips(net, upsample_to).call, input_signature=[spec, spec])
+    return _FUNCTIONS[key]
 
 
 def lpips_distance(x, x_hat, net: str = "alexnet", upsample_to: int | None = DEFAULT_UPSAMPLE_TO,
@@ -233,8 +241,9 @@ def lpips_distance(x, x_hat, net: str = "alexnet", upsample_to: int | None = DEF
         x, x_hat = x[None], x_hat[None] if x_hat.ndim == 3 else x_hat
     if x.shape != x_hat.shape:
         raise ValueError(f"LPIPS compares images of the same shape (got {x.shape} and {x_hat.shape})")
-    get_lpips(net, upsample_to)
-    fn = _CACHE[(net, upsample_to)][1]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise ValueError(f"LPIPS takes images [batch, H, W, C] with C = 1 or 3 (got shape {x.shape})")
+    fn = _compiled(net, upsample_to, tuple(x.shape[1:]))
     out = [fn(tf.constant(x[i:i + chunk]), tf.constant(x_hat[i:i + chunk])).numpy()
            for i in range(0, len(x), chunk)]
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0)

