@@ -11,15 +11,18 @@ candidate size (native, 48, 64, 96, 128, 224; bilinear) this records:
   seed 0, N images; the fraction of images whose distance rises at every step of sigma,
   the mean Spearman rank correlation of distance and sigma, and the mean distance per sigma;
 - the same for a Gaussian blur of increasing width (a JSCC-like distortion);
-- with ``--fp32 FILE`` (a float32 alexnet.npz from ``python -m linksim.lpips_weights``), the
-  largest |d_float16 - d_float32| over every pair measured: the cost of shipping float16.
+- agreement with the 224-px metric (AlexNet's training size): the Spearman rank
+  correlation, over every (image, distortion) pair, of the distances at this size and at 224;
+- with ``--fp16 FILE`` (an alexnet.npz written by ``python -m linksim.lpips_weights --dtype
+  float16``), the largest |d_float16 - d_float32| over every pair measured against the
+  shipped float32 weights: the cost of shipping float16 instead.
 
 Images: 28x28 grey = the embedded data set's first N test images; 32x32 RGB = N crops
 of matplotlib's sample photograph ``grace_hopper.jpg`` downsampled by 4 (no CIFAR-10 here).
 
 Usage::
 
-    python benchmarks/lpips_upsampling.py [--n 64] [--fp32 /path/alexnet.npz]
+    python benchmarks/lpips_upsampling.py [--n 64] [--fp16 /path/float16/alexnet.npz]
 
 Writes ``benchmarks/results/lpips_upsampling.json``.
 """
@@ -100,7 +103,7 @@ def monotonicity(d):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=64)
-    ap.add_argument("--fp32", type=Path, default=None)
+    ap.add_argument("--fp16", type=Path, default=None)
     args = ap.parse_args(argv)
     from linksim.lpips import LPIPS, tap_sizes
 
@@ -113,6 +116,7 @@ def main(argv=None):
         noisy_sets = [noisy(x, s, seed=i) for i, s in enumerate(SIGMAS)]
         blur_sets = [blurred(x, w) for w in BLURS]
         out = {}
+        all_d = {}
         for size in SIZES:
             eff = side if size is None or size <= side else size
             taps = tap_sizes("alexnet", eff)
@@ -132,17 +136,20 @@ def main(argv=None):
             entry["layer_share_at_sigma_0.1"] = [float(v) for v in (share / share.sum(1, keepdims=True)).mean(0)]
             entry["noise"] = monotonicity(dn.sum(-1))
             entry["blur"] = monotonicity(db.sum(-1))
-            if args.fp32 is not None:
-                ref = LPIPS("alexnet", upsample_to=size, weights_path=str(args.fp32))
-                d32 = np.stack([ref(x, y).numpy() for y in noisy_sets + blur_sets])
-                d16 = np.concatenate([dn.sum(-1), db.sum(-1)])
+            if args.fp16 is not None:
+                half = LPIPS("alexnet", upsample_to=size, weights_path=str(args.fp16))
+                d16 = np.stack([half(x, y).numpy() for y in noisy_sets + blur_sets])
+                d32 = np.concatenate([dn.sum(-1), db.sum(-1)])
                 entry["max_abs_diff_float16_vs_float32"] = float(np.abs(d16 - d32).max())
                 worst16 = max(worst16, entry["max_abs_diff_float16_vs_float32"])
+            all_d[size] = np.concatenate([dn.sum(-1), db.sum(-1)]).reshape(-1)
             out[str(size or "native")] = entry
             print(name, size, taps, entry["noise"]["fraction_rising_every_step"], entry["blur"]["fraction_rising_every_step"],
                   entry.get("max_abs_diff_float16_vs_float32"), flush=True)
+        for size, d in all_d.items():
+            out[str(size or "native")]["spearman_vs_224"] = spearman(d, all_d[224])
         res["sets"][name] = out
-    if args.fp32 is not None:
+    if args.fp16 is not None:
         res["max_abs_diff_float16_vs_float32"] = worst16
     write_results(REPO / "benchmarks/results/lpips_upsampling.json", res)
 
