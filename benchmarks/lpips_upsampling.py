@@ -144,8 +144,8 @@ def main(argv=None):
                 worst16 = max(worst16, entry["max_abs_diff_float16_vs_float32"])
             all_d[size] = np.concatenate([dn.sum(-1), db.sum(-1)]).reshape(-1)
             out[str(size or "native")] = entry
-            print(name, size, taps, entry["noise"]["fraction_rising_every_step"], entry["blur"]["fraction_rising_every_step"],
-                  entry.get("max_abs_diff_float16_vs_float32"), flush=True)
+            print(name, size, taps, entry["noise"]["fraction_rising_every_step"],
+                  entry["blur"]["fraction_rising_every_step"], entry.get("max_abs_diff_float16_vs_float32"), flush=True)
         for size, d in all_d.items():
             out[str(size or "native")]["spearman_vs_224"] = spearman(d, all_d[224])
         res["sets"][name] = out

@@ -25,6 +25,7 @@ version='0.1', lpips=True, spatial=False)``):
 from __future__ import annotations
 
 import math
+import numbers
 
 import keras
 import numpy as np
@@ -112,12 +113,13 @@ class LPIPS(keras.layers.Layer):
         super().__init__(**kwargs)
         if net not in NETS:
             raise ValueError(f"LPIPS net must be one of {', '.join(sorted(NETS))} (got {net!r})")
-        if upsample_to is not None and (isinstance(upsample_to, bool) or not isinstance(upsample_to, int)
+        if upsample_to is not None and (isinstance(upsample_to, bool)
+                                        or not isinstance(upsample_to, numbers.Integral)
                                         or upsample_to < min_input_size(net)):
             raise ValueError(f"upsample_to must be None or an integer >= {min_input_size(net)} for {net} "
                              f"(got {upsample_to!r})")
         self.net = net
-        self.upsample_to = upsample_to
+        self.upsample_to = None if upsample_to is None else int(upsample_to)
         self.weights_path = None if weights_path is None else str(weights_path)
         arrays = load_weights(net, weights_path)
         n_conv = NETS[net][1]
