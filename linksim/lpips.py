@@ -219,8 +219,11 @@ def _compiled(net: str, upsample_to, image_shape: tuple):
 
 
 def lpips_distance(x, x_hat, net: str = "alexnet", upsample_to: int | None = DEFAULT_UPSAMPLE_TO,
-                   chunk: int = 128) -> np.ndarray:
+                   chunk: int | None = None) -> np.ndarray:
     """Per-image LPIPS distance, computed in chunks of ``chunk`` images (bounded memory).
+
+    ``chunk`` None: as many images as keep the backbone's input near 2**21 pixels
+    per image batch (256 at 64x64, 41 at 224x224), so large images do not exhaust memory.
 
     Input
     -----
@@ -246,6 +249,10 @@ def lpips_distance(x, x_hat, net: str = "alexnet", upsample_to: int | None = DEF
     if x.ndim != 4 or x.shape[-1] not in (1, 3):
         raise ValueError(f"LPIPS takes images [batch, H, W, C] with C = 1 or 3 (got shape {x.shape})")
     fn = _compiled(net, upsample_to, tuple(x.shape[1:]))
+    if chunk is None:
+        side = min(x.shape[1], x.shape[2])
+        scale = upsample_to / side if upsample_to is not None and side < upsample_to else 1.0
+        chunk = int(max(1, min(256, 2 ** 21 // (x.shape[1] * x.shape[2] * scale * scale))))
     out = [fn(tf.constant(x[i:i + chunk]), tf.constant(x_hat[i:i + chunk])).numpy()
            for i in range(0, len(x), chunk)]
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
