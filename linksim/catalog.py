@@ -387,6 +387,8 @@ CATALOG: dict[str, dict[str, Spec]] = {
                                         "ssim_vs_snr", "table")},
 }
 CATALOG["metrics"].update({"accuracy": Spec(task="classification"), "f1": Spec(task="classification")})
+CATALOG["metrics"].update({"lpips": Spec(), "lpips_vgg": Spec()})  # linksim/lpips.py
+CATALOG["plots"]["lpips_vs_snr"] = Spec()
 
 #: ``{metric: task}`` of the task metrics.
 METRIC_TASKS = {n: s.task for n, s in CATALOG["metrics"].items() if s.task}

@@ -178,8 +178,8 @@ def _cmd_run(args) -> int:
 
     df = run_scenario(scen, out, overwrite=args.overwrite, progress=not args.no_progress,
                       store=default_store(args.store))
-    cols = [c for c in ("scheme", "snr_db", "psnr_db", "ssim", "bpp", "ber", "bler", "decode_failures",
-                        "accuracy", "f1") if c in df.columns]
+    cols = [c for c in ("scheme", "snr_db", "psnr_db", "ssim", "lpips", "lpips_vgg", "bpp", "ber", "bler",
+                        "decode_failures", "accuracy", "f1") if c in df.columns]
     if "channel_uses" in df.columns and df["channel_uses"].nunique() > 1:
         cols.insert(1, "channel_uses")
     import pandas as pd

@@ -1,4 +1,4 @@
-"""Metrics: pixel fidelity (PSNR, SSIM, MS-SSIM) and link quality (BER, BLER, bpp, channel uses).
+"""Metrics: pixel fidelity (PSNR, SSIM, MS-SSIM), perceptual (LPIPS) and link quality (BER, BLER, bpp, channel uses).
 
 Every metric is registered in :data:`linksim.registry.METRICS` under the name a
 scenario's ``metrics:`` list uses.  Image metrics compare the transmitted and the
@@ -17,6 +17,10 @@ Conventions
   luminance-free image as given (per channel, averaged).  MS-SSIM uses as many of
   the standard five scales as the image size allows (a scale needs at least the
   filter size in pixels); with fewer than two scales it is reported as NaN.
+- LPIPS v0.1 (``lpips``: AlexNet, weights shipped; ``lpips_vgg``: VGG16, weights
+  converted by the user) is :mod:`linksim.lpips`: lower is better; images whose
+  shorter side is below 64 px are upsampled bilinearly to 64, grey is repeated to
+  three channels (``docs/lpips.md``).
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from linksim.lpips import lpips_distance  # also registers the LPIPS layer for serialisation
 from linksim.registry import METRICS
 
-__all__ = ["PSNR_CAP_DB", "Metric", "psnr", "ssim", "ms_ssim", "image_metric_names", "column_of"]
+__all__ = ["PSNR_CAP_DB", "Metric", "psnr", "ssim", "ms_ssim", "lpips_alexnet", "lpips_vgg16", "image_metric_names",
+           "column_of"]
 
 PSNR_CAP_DB = 100.0
 _MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -129,6 +135,14 @@ class Metric:
     description: str
     fn: object = None
     task: str | None = None
+    #: Called (no arguments) before a run evaluates anything; raises when the metric
+    #: cannot be computed here (e.g. LPIPS weights missing), so a run fails at once.
+    check: object = None
+
+    def ensure_available(self) -> None:
+        """Raise now (a user error naming the fix) if this metric cannot be computed here."""
+        if self.check is not None:
+            self.check()
 
     def __call__(self, x, x_hat):
         if self.fn is None:
@@ -163,10 +177,57 @@ def _register(metric: Metric) -> None:
     METRICS.register(metric.name)(holder)
 
 
+def lpips_alexnet(x, x_hat) -> np.ndarray:
+    """Per-image LPIPS v0.1 with AlexNet (:func:`linksim.lpips.lpips_distance`); lower is better.
+
+    Input
+    -----
+    x, x_hat : [batch, H, W, C], float32 in [0, 1], C = 1 or 3
+
+    Output
+    ------
+    [batch], float64
+    """
+    return lpips_distance(x, x_hat, net="alexnet")
+
+
+def lpips_vgg16(x, x_hat) -> np.ndarray:
+    """Per-image LPIPS v0.1 with VGG16 (weights converted by the user: ``docs/lpips.md``).
+
+    Input
+    -----
+    x, x_hat : [batch, H, W, C], float32 in [0, 1], C = 1 or 3
+
+    Output
+    ------
+    [batch], float64
+
+    Raises
+    ------
+    linksim.lpips_weights.LPIPSWeightsError
+        The VGG16 weights are missing (the message gives the commands that make them).
+    """
+    return lpips_distance(x, x_hat, net="vgg16")
+
+
+def _lpips_weights_present(net: str):
+    def check():
+        from linksim.lpips_weights import find_weights
+
+        find_weights(net)
+    return check
+
+
 _ALL = [
     Metric("psnr", "psnr_db", "image", "Peak signal-to-noise ratio in dB (peak 1, mean of per-image values).", psnr),
     Metric("ssim", "ssim", "image", "Structural similarity, Gaussian window min(11, H, W).", ssim),
     Metric("ms_ssim", "ms_ssim", "image", "Multi-scale SSIM over the scales the image size allows.", ms_ssim),
+    Metric("lpips", "lpips", "image",
+           "LPIPS v0.1 perceptual distance, AlexNet (lower is better; < 64 px upsampled to 64).",
+           lpips_alexnet, check=_lpips_weights_present("alexnet")),
+    Metric("lpips_vgg", "lpips_vgg", "image",
+           "LPIPS v0.1 perceptual distance, VGG16 (lower is better; weights converted by the user, docs/lpips.md).",
+           lpips_vgg16, check=_lpips_weights_present("vgg16")),
     Metric("ber", "ber", "link", "Bit error rate of the information bits after channel decoding (digital schemes)."),
     Metric("bler", "bler", "link", "Block (codeword) error rate after channel decoding (digital schemes)."),
     Metric("bpp", "bpp", "link", "Source bits per pixel as sent (payload plus framing)."),

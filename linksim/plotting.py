@@ -139,6 +139,7 @@ def _rate_note(scenario: dict, df: pd.DataFrame) -> str:
 _simple("psnr_vs_snr", "psnr_db", "PSNR [dB]")
 _simple("ssim_vs_snr", "ssim", "SSIM")
 _simple("ms_ssim_vs_snr", "ms_ssim", "MS-SSIM")
+_simple("lpips_vs_snr", "lpips", "LPIPS (AlexNet, lower is better)")
 _simple("ber_vs_snr", "ber", "BER (information bits)", log=True,
         note="points with zero errors are not drawn")
 _simple("bler_vs_snr", "bler", "BLER (codewords)", log=True,
@@ -249,8 +250,8 @@ def _draw_vs_option(df: pd.DataFrame, scenario: dict, run_dir: Path, name: str, 
 @PLOTS.register("table")
 def write_table(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
     """The results as a table per SNR point: ``table.csv`` and ``table.md`` (Markdown)."""
-    cols = [c for c in ("accuracy", "f1", "psnr_db", "ssim", "ms_ssim", "bpp", "channel_uses", "ber", "bler",
-                        "decode_failures") if c in df.columns and df[c].notna().any()]
+    cols = [c for c in ("accuracy", "f1", "psnr_db", "ssim", "ms_ssim", "lpips", "lpips_vgg", "bpp", "channel_uses",
+                        "ber", "bler", "decode_failures") if c in df.columns and df[c].notna().any()]
     keep = ["scheme", "snr_db"] + (["channel_uses"] if "channel_uses" in df.columns
                                    and df["channel_uses"].nunique() > 1 else [])
     cols = [c for c in cols if c not in keep]

@@ -263,6 +263,8 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
                 bandwidth_ratio=ks[0] / n_src if len(ks) == 1 else [k / n_src for k in ks],
                 test_images=int(len(x_test)), channel=channel.describe(), **topo)
     img_metrics = image_metric_names(scenario.data["metrics"])
+    for m in img_metrics:  # before any training: e.g. missing LPIPS weights fail now, with the fix
+        get_metric(m).ensure_available()
     tasks = build_tasks(scenario, data, store, progress, train_missing)
     meta.update(_task_meta(tasks))
     if tasks and not any(r["scheme"] == REFERENCE for r in rows):

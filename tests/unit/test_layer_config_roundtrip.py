@@ -40,12 +40,15 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
 import sionna
 import tensorflow as tf
 
+import linksim
 from linksim.registry import _load_builtin_components
 from linksim.channels.base import Channel
 
@@ -154,6 +157,10 @@ CASES: dict[str, Case] = {
     "linksim>ImageClassifier": Case(dict(image_shape=(12, 12, 1), num_classes=3, width=4, dropout=0.1,
                                          batch_norm=False, name="clf_rt"),
                                     lambda: (_images(2, (12, 12, 1)),)),
+    # --------------------------------------------------------------- perceptual metric (frozen weights from .npz)
+    "linksim>LPIPS": Case(dict(upsample_to=48, weights_path=str(Path(linksim.__file__).parent / "weights" / "lpips"
+                                                                / "alexnet.npz"), name="lpips_rt"),
+                          lambda: (_images(2, (28, 28, 1)), _images(2, (28, 28, 1), seed=1))),
     # --------------------------------------------------------------- separation (numpy codecs inside)
     "linksim>SeparationTransmitter": Case(dict(codec={"type": "webp", "method": 2},
                                                channel_code={"type": "ldpc5g", "k": 600, "n": 800},
