@@ -154,6 +154,8 @@ CASES: dict[str, Case] = {
     "linksim>ImageClassifier": Case(dict(image_shape=(12, 12, 1), num_classes=3, width=4, dropout=0.1,
                                          batch_norm=False, name="clf_rt"),
                                     lambda: (_images(2, (12, 12, 1)),)),
+    "linksim>DeepHashNetwork": Case(dict(image_shape=(12, 12, 3), num_classes=3, bits=8, width=2, name="hash_rt"),
+                                    lambda: (_images(2, (12, 12, 3)),)),
     # --------------------------------------------------------------- separation (numpy codecs inside)
     "linksim>SeparationTransmitter": Case(dict(codec={"type": "webp", "method": 2},
                                                channel_code={"type": "ldpc5g", "k": 600, "n": 800},
