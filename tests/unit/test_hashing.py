@@ -381,3 +381,36 @@ def test_the_catalog_hash_options_are_the_real_ones():
     assert set(catalog.HASH_OPTIONS) == set(hn.HASH_OPTIONS)
     for key, value in {**hn.DEFAULT_MODEL, **hn.DEFAULT_TRAINING, **hn.DEFAULT_EVAL}.items():
         assert catalog.HASH_OPTIONS[key](value) is None, key
+
+
+# ----------------------------------------------------------------------- shipped networks
+EMBEDDED = {"name": "embedded", "params": {}, "train_size": None}
+
+
+def test_every_shipped_hash_network_is_the_default_network_of_the_embedded_data_set_for_its_bits():
+    from linksim.store import SHIPPED_DIR, spec_key
+
+    shipped = sorted(p for p in SHIPPED_DIR.glob("hashnet-*") if (p / "card.json").exists())
+    assert shipped, "no shipped hash network"
+    bits = []
+    for path in shipped:
+        import json
+
+        card = json.loads((path / "card.json").read_text())
+        k = card["spec"]["model"]["bits"]
+        spec = hn.hash_spec(dataset_spec=EMBEDDED, image_shape=(28, 28, 1), num_classes=10, config={"bits": k})
+        assert path.name == f"hashnet-{spec_key(spec)}", path.name     # what `task: {hash: {bits: K}}` asks for
+        assert card["retrieval"]["top_n"] == 1000 and card["retrieval"]["n_queries"] == 1000
+        assert card["retrieval"]["map"] > 0.7, (k, card["retrieval"]["map"])
+        assert (path / "model.keras").stat().st_size < 400_000       # the weights budget
+        bits.append(k)
+    assert 32 in bits
+
+
+def test_the_shipped_32_bit_network_loads_without_training():
+    from linksim.store import SHIPPED_DIR
+
+    net, entry = load_or_train_hash_network(ModelStore([SHIPPED_DIR]), dataset_spec=EMBEDDED, image_shape=(28, 28, 1),
+                                            num_classes=10, x_train=None, y_train=None, config={"bits": 32},
+                                            progress=False, train_missing=False)
+    assert isinstance(net, DeepHashNetwork) and net.bits == 32 and entry.path.parent == SHIPPED_DIR
