@@ -571,8 +571,8 @@ def average_precision(query_codes, query_labels, gallery_codes, gallery_labels, 
         On shapes that do not match or a non-positive ``top_n``.
     """
     _check_positive_int("top_n", top_n)
-    q = sign_codes(query_codes).astype(np.int32)
-    g = sign_codes(gallery_codes).astype(np.int32)
+    q = sign_codes(query_codes).astype(np.float32)   # +-1 sums are exact in float32 (K <= 1024), BLAS-fast
+    g = sign_codes(gallery_codes).astype(np.float32)
     ql = np.asarray(query_labels).reshape(-1)
     gl = np.asarray(gallery_labels).reshape(-1)
     if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
@@ -584,8 +584,9 @@ def average_precision(query_codes, query_labels, gallery_codes, gallery_labels, 
     k = q.shape[1]
     out = np.zeros(len(q), np.float64)
     ranks = np.arange(1, n + 1, dtype=np.float64)
+    small = np.uint8 if k <= 255 else np.uint16                   # a stable sort of small ints is a radix sort
     for j in range(0, len(q), chunk):
-        dist = (k - q[j:j + chunk] @ g.T) // 2                         # Hamming distance in bits
+        dist = np.rint((k - q[j:j + chunk] @ g.T) / 2).astype(small)  # Hamming distance in bits
         order = np.argsort(dist, axis=1, kind="stable")[:, :n]        # ties: gallery order
         rel = (gl[order] == ql[j:j + chunk, None]).astype(np.float64)
         hits = np.cumsum(rel, axis=1)
