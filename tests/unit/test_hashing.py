@@ -214,6 +214,28 @@ def test_a_short_training_run_stores_the_network_with_its_retrieval_map(tmp_path
                                    train_missing=False)
 
 
+def test_a_hash_network_trains_on_rgb_images_and_resumes_from_its_checkpoint(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 32, 32, 3)).astype(np.float32)
+    y = np.arange(64) % 3
+    keras.utils.set_random_seed(0)
+    net = DeepHashNetwork((32, 32, 3), 3, bits=8, width=2)
+    first = hn.train_hash_network(net, x, y, epochs=1, batch_size=16, seed=5, checkpoint_dir=tmp_path / "c",
+                                  progress=False)
+    assert first["epochs_run"] == 1 and np.isfinite(first["loss"][0])
+    again = hn.train_hash_network(net, x, y, epochs=2, batch_size=16, seed=5, checkpoint_dir=tmp_path / "c",
+                                  progress=False)
+    assert again["epochs_run"] == 2 and set(again) >= {"proxy", "distill", "quant", "val_accuracy"}
+
+
+@pytest.mark.parametrize("kwargs,match", [({"temperature": 0}, "temperature"), ({"weak_scale": 1.5}, "weak_scale"),
+                                          ({"distill_weight": -1}, "distill_weight"), ({"epochs": 0}, "epochs")])
+def test_training_refuses_bad_options(kwargs, match):
+    net = DeepHashNetwork((8, 8, 1), 2, bits=4, width=1)
+    with pytest.raises(ValueError, match=match):
+        hn.train_hash_network(net, np.zeros((8, 8, 8, 1)), np.arange(8) % 2, progress=False, **kwargs)
+
+
 def test_an_unknown_hash_option_lists_the_allowed_ones():
     with pytest.raises(ValueError, match="unknown hash option.*bitz.*allowed: bits"):
         hn.hash_spec(dataset_spec=DATASET_SPEC, image_shape=(28, 28, 1), num_classes=10, config={"bitz": 8})
