@@ -332,6 +332,7 @@ CATALOG: dict[str, dict[str, Spec]] = {
         "deepjscc_pca": Spec(dict(PCA_ARCH)),
     },
     "losses": {
+        "dhd": Spec({"lam": number(minimum=0)}),
         "log_mse": Spec(),
         "mse": Spec(),
         "semantic": Spec({"feature_layer": SEMANTIC["feature_layer"], "gsw": boolean(),
@@ -381,6 +382,7 @@ CATALOG: dict[str, dict[str, Spec]] = {
                                           "psnr", "ssim")},
     "tasks": {
         "classification": Spec({"classifier": anything}),
+        "hashing": Spec({"hash": anything}),
     },
     "plots": {name: Spec() for name in ("accuracy_vs_rate", "accuracy_vs_snr", "ber_vs_snr", "bler_vs_snr",
                                         "bpp_vs_snr", "examples", "ms_ssim_vs_snr", "psnr_vs_rate", "psnr_vs_snr",
@@ -389,6 +391,8 @@ CATALOG: dict[str, dict[str, Spec]] = {
 CATALOG["metrics"].update({"accuracy": Spec(task="classification"), "f1": Spec(task="classification")})
 CATALOG["metrics"].update({"lpips": Spec(), "lpips_vgg": Spec()})  # linksim/lpips.py
 CATALOG["plots"]["lpips_vs_snr"] = Spec()
+CATALOG["metrics"].update({name: Spec(task="hashing")
+                           for name in ("hash_cos", "hash_hamming", "hash_hamming_norm", "retrieval_map")})
 
 #: ``{metric: task}`` of the task metrics.
 METRIC_TASKS = {n: s.task for n, s in CATALOG["metrics"].items() if s.task}
@@ -399,6 +403,17 @@ CLASSIFIER_OPTIONS = {
     "epochs": EPOCHS, "batch_size": integer(1), "learning_rate": number(positive=True),
     "val_fraction": number(positive=True, below=0.5, what="a number in (0, 0.5)"), "patience": integer(1),
     "augment": boolean(), "hflip": boolean(), "train_seed": seed,
+}
+
+
+#: Options of ``task.hash`` (:data:`linksim.tasks.hashing.HASH_OPTIONS`).
+HASH_OPTIONS = {
+    "bits": integer(2, 1024), "width": integer(1),
+    "epochs": integer(1), "batch_size": integer(1), "learning_rate": number(positive=True),
+    "val_fraction": number(positive=True, below=0.5, what="a number in (0, 0.5)"), "patience": integer(1),
+    "temperature": number(positive=True), "distill_weight": number(minimum=0), "quant_weight": number(minimum=0),
+    "sigma": number(positive=True), "weak_scale": number(minimum=0, maximum=1, what="a number in [0, 1]"),
+    "hflip": boolean(), "train_seed": seed, "top_n": integer(1),
 }
 
 
@@ -731,19 +746,21 @@ def dataset_counts(dataset) -> dict:
 
 
 def check_task(task: dict) -> Iterator[Problem]:
-    """The scenario's ``task`` block: ``classifier`` options."""
-    clf = (task or {}).get("classifier")
-    if clf is None:
-        return
-    if not isinstance(clf, dict):
-        yield ("classifier",), f"must be a mapping of classifier options (got {clf!r})"
-        return
-    unknown = sorted(set(clf) - set(CLASSIFIER_OPTIONS), key=str)
-    if unknown:
-        yield ("classifier", unknown[0]), (f"unknown classifier option(s) {', '.join(map(str, unknown))} "
-                                           f"(allowed: {_allowed(CLASSIFIER_OPTIONS)})")
-        return
-    for key, value in clf.items():
-        problem = CLASSIFIER_OPTIONS[key](value)
-        if problem:
-            yield ("classifier", key), f"classifier {key} {problem}"
+    """The scenario's ``task`` block: ``classifier`` and ``hash`` options."""
+    for field_name, what, options in (("classifier", "classifier", CLASSIFIER_OPTIONS),
+                                      ("hash", "hash", HASH_OPTIONS)):
+        block = (task or {}).get(field_name)
+        if block is None:
+            continue
+        if not isinstance(block, dict):
+            yield (field_name,), f"must be a mapping of {what} options (got {block!r})"
+            return
+        unknown = sorted(set(block) - set(options), key=str)
+        if unknown:
+            yield (field_name, unknown[0]), (f"unknown {what} option(s) {', '.join(map(str, unknown))} "
+                                             f"(allowed: {_allowed(options)})")
+            return
+        for key, value in block.items():
+            problem = options[key](value)
+            if problem:
+                yield (field_name, key), f"{what} {key} {problem}"

@@ -109,6 +109,13 @@ def _cmd_list() -> int:
             print(f"{head}  classifier on {ds}  {c.get('epochs_run', '?')} epochs{cost}  "
                   f"val accuracy {c['final_val_accuracy']:.3f}  {c['path']}")
             continue
+        if c.get("task") == "hash":  # a deep hash network (DHD)
+            ds = c.get("spec", {}).get("dataset", {}).get("name", "?")
+            ret = c.get("retrieval") or {}
+            score = f"mAP@{ret['top_n']} {ret['map']:.3f}" if "map" in ret else ""
+            print(f"{head}  hash network ({c.get('bits', '?')} bits) on {ds}  {c.get('epochs_run', '?')} epochs"
+                  f"{cost}  {score}  {c['path']}")
+            continue
         psnr = c.get("final_val_psnr_db")
         psnr = f"val PSNR {psnr:.2f} dB" if isinstance(psnr, (int, float)) else ""
         print(f"{head}  {c.get('scheme_label', '')}  SNR_train {c.get('snr_train_db')} dB  "

@@ -4,7 +4,9 @@ Registered losses (``linksim.registry.LOSSES``; a stage of a ``jscc`` scheme nam
 ----------------------------------------------------------------------------------------
 - ``mse`` (:class:`MSELoss`): pixel mean squared error, DeepJSCC's loss;
 - ``semantic`` (:class:`SDJSCCSemanticLoss`): SD-JSCC's eq. 13 on the scenario's
-  downstream classifier, with the GSW weights of eqs. 7-10.
+  downstream classifier, with the GSW weights of eqs. 7-10;
+- ``dhd`` (:class:`DHDAlignmentLoss`): ``MSE(S, S') + lam (1 - cos(H(S), H(S')))`` with
+  the scenario's frozen deep hash network H (``task.hash``, DHD; ``docs/dhd.md``).
 
 The interface of a registered loss is :class:`JSCCLoss`: a callable
 ``loss(x, out) -> scalar`` (``out`` is what the JSCC model returns: the received
@@ -83,7 +85,7 @@ from linksim.training import _split, images_of, mse_loss
 
 __all__ = ["gradient_importance", "semantic_weights", "gradient_semantic_weights", "SemanticLoss",
            "WEIGHTS_FROM", "CLASS_AVERAGING", "images_of", "JSCCLoss", "MSELoss", "SDJSCCSemanticLoss",
-           "classifier_request"]
+           "classifier_request", "DHDAlignmentLoss", "hash_alignment", "hash_request_of"]
 
 #: Allowed values of ``SemanticLoss(weights_from=...)``.
 WEIGHTS_FROM = ("calibration", "batch")
@@ -709,3 +711,143 @@ class SDJSCCSemanticLoss(JSCCLoss):
         return {"feature_layer": self.feature_layer, "gsw": self.gsw, "tau": self.tau, "r": self.r,
                 "weights_from": self.weights_from, "classes": self.classes,
                 "calibration_size": self.calibration_size, "mse_weight": self.mse_weight}
+
+
+# ------------------------------------------------------------------ DHD hash alignment
+def hash_request_of(context, label: str = "dhd") -> dict:
+    """Arguments of :func:`~linksim.tasks.hashing.load_or_train_hash_network` from a scheme context.
+
+    Reads ``context.extra``: ``"train_labels"`` (required), ``"num_classes"`` (optional)
+    and ``"hash_config"`` or ``"task"["hash"]`` (the scenario's ``task.hash`` block: the
+    network the ``hashing`` task's metrics use, with its own ``train_seed``).
+
+    Raises
+    ------
+    ValueError
+        Without training labels, or with as many labels as training images.
+    """
+    from linksim.tasks.retrieval import hash_request
+
+    extra = context.extra or {}
+    labels = extra.get("train_labels")
+    if labels is None:
+        raise ValueError(f"{label}: the hash alignment loss needs the deep hash network, hence the training labels; "
+                         f"the scheme context has none (context.extra['train_labels'] is missing; the data set "
+                         f"must be labelled)")
+    labels = np.asarray(labels)
+    if len(labels) != len(context.train_images):
+        raise ValueError(f"{label}: context.extra['train_labels'] has {len(labels)} labels for "
+                         f"{len(context.train_images)} training images")
+    config = extra.get("hash_config")
+    if config is None:
+        config = (extra.get("task") or {}).get("hash")
+    return hash_request(dataset_spec=context.dataset_spec, image_shape=context.image_shape,
+                        x_train=context.train_images, y_train=labels, num_classes=extra.get("num_classes"),
+                        config=config)
+
+
+def hash_alignment(hash_network, x, x_hat, lam: float):
+    """``MSE(x, x_hat) + lam * mean_b (1 - cos(H(x_b), H(x_hat_b)))`` with ``H`` frozen (inference mode).
+
+    The hashes are H's continuous (tanh) outputs; no gradient reaches H's weights
+    (they are not among the trained variables, and H runs with ``training=False``
+    so its batch-normalisation statistics do not move). The gradient flows through
+    ``H(x_hat)`` into ``x_hat``; ``H(x)`` is a constant.
+
+    Input
+    -----
+    x, x_hat : [batch, H, W, C], tf.float32 in [0, 1]
+    lam : float >= 0
+
+    Output
+    ------
+    scalar tf.float32
+    """
+    from linksim.tasks.hashing import _cosine
+
+    x = tf.convert_to_tensor(x, tf.float32)
+    x_hat = tf.convert_to_tensor(x_hat, tf.float32)
+    mse = tf.reduce_mean(tf.square(x - x_hat))
+    if not lam:
+        return mse
+    b = tf.shape(x)[0]
+    both = hash_network(tf.concat([x, x_hat], 0), training=False)   # inference mode: per-image outputs
+    h, h_hat = tf.stop_gradient(both[:b]), both[b:]
+    return mse + float(lam) * tf.reduce_mean(1.0 - _cosine(h, h_hat))
+
+
+@LOSSES.register("dhd")
+class DHDAlignmentLoss(JSCCLoss):
+    """Hash-aligned reconstruction: ``MSE(S, S') + lam * (1 - cos(H(S), H(S')))`` with the DHD network H frozen.
+
+    Bergström, Gündüz, Günlü (the DHD-aligned multi-hop DeepJSCC): H is the scenario's
+    deep hash network (scenario ``task.hash``, the network the ``hashing`` task's
+    metrics use; :func:`linksim.tasks.hashing.load_or_train_hash_network`), trained
+    first and frozen; :meth:`prepare` loads it (or trains and stores it). The cosine
+    is of H's continuous (tanh) outputs, averaged over the batch.
+
+    Parameters
+    ----------
+    lam : float >= 0
+        The paper's lambda, the weight of the hash term (default 0.1; the stage's
+        ``weight`` scales the whole loss). ``lam: 0`` is the plain MSE (H is still
+        loaded: it is part of the model's store key).
+
+    Raises
+    ------
+    ValueError
+        If ``lam`` is not a finite number >= 0.
+    """
+
+    label = "dhd"
+
+    def __init__(self, lam: float = 0.1):
+        _number("lam", lam, minimum=0)
+        self.lam = float(lam)
+        self.hash_network = None
+        self.hash_entry = None
+
+    def _hash_key(self, request: dict) -> str:
+        from linksim.store import spec_key
+        from linksim.tasks.hashing import hash_spec
+
+        return spec_key(hash_spec(dataset_spec=request["dataset_spec"], image_shape=request["image_shape"],
+                                  num_classes=request["num_classes"], config=request["config"]))
+
+    def spec(self, context) -> dict:
+        request = hash_request_of(context)
+        return {"hash": {"key": self._hash_key(request), "num_classes": request["num_classes"]},
+                "dhd": {"lam": self.lam}}
+
+    def prepare(self, context, *, val_fraction: float) -> None:
+        """Load (or train and store) the scenario's hash network and freeze it.
+
+        Raises
+        ------
+        ValueError
+            Without ``context.extra["train_labels"]``, or when the network is missing and
+            ``context.train_missing`` is False.
+        """
+        from linksim.tasks.hashing import load_or_train_hash_network
+
+        network, self.hash_entry = load_or_train_hash_network(
+            context.store, progress=context.progress, train_missing=context.train_missing,
+            **hash_request_of(context))
+        self.set_hash_network(network)
+
+    def set_hash_network(self, network) -> None:
+        """Use ``network`` as H (frozen: ``trainable = False``); for tests and Python use."""
+        network.trainable = False
+        self.hash_network = network
+
+    def card(self) -> dict:
+        return {"dhd_lam": self.lam, "hash_model": str(self.hash_entry.path) if self.hash_entry else None,
+                "hash_bits": int(self.hash_network.bits) if self.hash_network is not None else None}
+
+    def __call__(self, x, out):
+        if self.hash_network is None:
+            raise ValueError("the dhd loss needs prepare(context) first (it loads the deep hash network)")
+        return hash_alignment(self.hash_network, x, images_of(out), self.lam)
+
+    def get_config(self) -> dict:
+        return {"lam": self.lam}

@@ -238,6 +238,16 @@ _ALL = [
            task="classification"),
     Metric("f1", "f1", "task", "Downstream classifier's macro F1 score on the received images.",
            task="classification"),
+    Metric("hash_cos", "hash_cos", "task",
+           "Mean cosine similarity of the DHD hashes H(S) and H(S') of sent and received images.", task="hashing"),
+    Metric("hash_hamming", "hash_hamming", "task",
+           "Mean Hamming distance, in bits, of the sign codes of H(S) and H(S').", task="hashing"),
+    Metric("hash_hamming_norm", "hash_hamming_norm", "task",
+           "Mean Hamming distance of the sign codes of H(S) and H(S') divided by K (fraction of bits).",
+           task="hashing"),
+    Metric("retrieval_map", "retrieval_map", "task",
+           "mAP@1000 (task.hash.top_n) of the received images as queries against the training set's hash codes.",
+           task="hashing"),
 ]
 for _m in _ALL:
     _register(_m)
@@ -260,7 +270,7 @@ def image_metric_names(names) -> list[str]:
 
 
 def task_metric_names(names) -> list[str]:
-    """The task metrics (accuracy, f1) among ``names``, in order."""
+    """The task metrics (accuracy, f1, hash_cos, ...) among ``names``, in order."""
     return [n for n in names if get_metric(n).kind == "task"]
 
 

@@ -13,6 +13,15 @@
 ``classification``
     :class:`~linksim.tasks.classification.ClassificationTask`, registered as task
     ``classification`` (metrics ``accuracy`` and ``f1``).
+``hashing``
+    :class:`~linksim.tasks.hashing.DeepHashNetwork`, the deep hash network of Deep Hash
+    Distillation (DHD), its losses, training, model-store access
+    (:func:`~linksim.tasks.hashing.load_or_train_hash_network`) and the retrieval
+    measures (:func:`~linksim.tasks.hashing.mean_average_precision`, ...).
+``retrieval``
+    :class:`~linksim.tasks.retrieval.HashingTask`, registered as task ``hashing``
+    (metrics ``hash_cos``, ``hash_hamming``, ``hash_hamming_norm``, ``retrieval_map``;
+    scenario options ``task: {hash: {...}}``).
 """
 
 from linksim.tasks.classifier import (DEFAULT_MODEL, DEFAULT_TRAINING, FEATURE_LAYERS, ConvBlock,
@@ -20,7 +29,10 @@ from linksim.tasks.classifier import (DEFAULT_MODEL, DEFAULT_TRAINING, FEATURE_L
                                       macro_f1, predict_labels, train_classifier)
 from linksim.tasks.base import Task, TaskContext
 from linksim.tasks.classification import ClassificationTask
+from linksim.tasks.hashing import DeepHashNetwork, load_or_train_hash_network, mean_average_precision
+from linksim.tasks.retrieval import HashingTask
 
 __all__ = ["ImageClassifier", "ConvBlock", "FEATURE_LAYERS", "DEFAULT_MODEL", "DEFAULT_TRAINING",
            "train_classifier", "load_or_train_classifier", "classifier_spec", "predict_labels",
-           "accuracy", "macro_f1", "Task", "TaskContext", "ClassificationTask"]
+           "accuracy", "macro_f1", "Task", "TaskContext", "ClassificationTask", "DeepHashNetwork",
+           "load_or_train_hash_network", "mean_average_precision", "HashingTask"]

@@ -161,6 +161,8 @@ CASES: dict[str, Case] = {
     "linksim>LPIPS": Case(dict(upsample_to=48, weights_path=str(Path(linksim.__file__).parent / "weights" / "lpips"
                                                                 / "alexnet.npz"), name="lpips_rt"),
                           lambda: (_images(2, (28, 28, 1)), _images(2, (28, 28, 1), seed=1))),
+    "linksim>DeepHashNetwork": Case(dict(image_shape=(12, 12, 3), num_classes=3, bits=8, width=2, name="hash_rt"),
+                                    lambda: (_images(2, (12, 12, 3)),)),
     # --------------------------------------------------------------- separation (numpy codecs inside)
     "linksim>SeparationTransmitter": Case(dict(codec={"type": "webp", "method": 2},
                                                channel_code={"type": "ldpc5g", "k": 600, "n": 800},
