@@ -239,7 +239,7 @@ GSW_DEFAULTS = {"tau": 3000.0, "r": None, "weights_from": "calibration", "classe
 SCHEME_OPTIONS = {
     "snr_train_db": snr_train, "batch_size": integer(1), "patience": integer(1), "lr_patience": integer(1),
     "val_fraction": number(what="a number in (0, 0.5)", positive=True, below=0.5), "jit_compile": boolean(),
-    "train_channel": choice(*TRAIN_CHANNELS), "train_seed": seed, "spread": boolean(), "label": string(),
+    "train_channel": lambda v: None if isinstance(v, dict) else choice(*TRAIN_CHANNELS)(v), "train_seed": seed, "spread": boolean(), "label": string(),
 }
 #: Training epochs: at most limits.MAX_EPOCHS (a typo guard).
 EPOCHS = integer(1, MAX_EPOCHS)
@@ -263,9 +263,25 @@ PUBLISHED = {"path": string(), "download": boolean(), **DATASET_SIZE}
 
 # ---- checks of several options together (``Spec.cross``)
 def _jscc_cross(p: dict) -> Iterator[Problem]:
-    if p.get("spread") is True and p.get("train_channel") == "scenario":
-        yield ("spread",), ("spread applies at evaluation; a model trained through the scenario's chain "
-                            "(train_channel: scenario) saw it without spreading: use one or the other")
+    tc = p.get("train_channel")
+    if isinstance(tc, dict):  # a channel to train through: checked as the scenario's channel
+        from linksim.channel_sweep import is_sweep
+
+        if is_sweep(tc):
+            yield ("train_channel",), ("train_channel is one chain: its hops and relay options are single values, "
+                                       "not lists (a model is trained through one channel)")
+            return
+        if tc.get("type") not in CATALOG["channels"]:
+            yield ("train_channel", "type"), (f"train_channel's type must be a channel: one of "
+                                              f"{_allowed(CATALOG['channels'])} (got {tc.get('type')!r})")
+        for sub, msg in check_channel(tc):
+            yield ("train_channel",) + sub, msg
+        if "hop_snr_db" in tc:
+            yield ("train_channel", "hop_snr_db"), ("the training SNR is snr_train_db (one value for every hop); "
+                                                    "hop_snr_db does not apply to train_channel")
+    if p.get("spread") is True and tc not in (None, "awgn"):
+        yield ("spread",), ("spread applies at evaluation; a model trained through a relay chain "
+                            "(train_channel: scenario or a channel) saw it without spreading: use one or the other")
 
 
 def _nogsw_cross(p: dict) -> Iterator[Problem]:
@@ -358,7 +374,8 @@ CATALOG: dict[str, dict[str, Spec]] = {
     },
     "channels": {
         "awgn": Spec(open=True),
-        "multihop": Spec({"hops": integer(1, 64), "relay": anything, "relay_params": relay_params_check,
+        "multihop": Spec({"hops": lambda v: integer(1, 64)(v) if not isinstance(v, list)
+                          else next(filter(None, (integer(1, 64)(h) for h in v)), None), "relay": anything, "relay_params": relay_params_check,
                           "compensate_gain": boolean(), "hop": anything}),
     },
     "relays": {
@@ -391,6 +408,11 @@ CATALOG: dict[str, dict[str, Spec]] = {
 CATALOG["metrics"].update({"accuracy": Spec(task="classification"), "f1": Spec(task="classification")})
 CATALOG["metrics"].update({"lpips": Spec(), "lpips_vgg": Spec()})  # linksim/lpips.py
 CATALOG["plots"]["lpips_vs_snr"] = Spec()
+CATALOG["plots"].update({name: Spec() for name in ("hash_cos_vs_snr", "hash_hamming_norm_vs_snr",
+                                                   "retrieval_map_vs_snr")})
+#: ``<metric>_vs_hops`` (linksim.plotting._vs_hops): a sweep over the number of hops
+CATALOG["plots"].update({f"{m}_vs_hops": Spec() for m in ("psnr", "ssim", "lpips", "accuracy", "hash_cos",
+                                                           "hash_hamming_norm", "retrieval_map")})
 CATALOG["metrics"].update({name: Spec(task="hashing")
                            for name in ("hash_cos", "hash_hamming", "hash_hamming_norm", "retrieval_map")})
 
@@ -608,7 +630,39 @@ def check_relays(relay, relay_params, hops: int) -> Iterator[Problem]:
 
 
 def check_channel(spec: dict) -> Iterator[Problem]:
-    """The scenario's ``channel`` mapping (without ``hop_snr_db``), built-in channels only."""
+    """The scenario's ``channel`` mapping (without ``hop_snr_db``), built-in channels only.
+
+    A sweep (``hops`` or a relay option given as a list, :mod:`linksim.channel_sweep`)
+    is checked chain by chain; each problem is reported once.
+    """
+    from linksim.channel_sweep import channel_variants, is_sweep
+
+    if not (isinstance(spec, dict) and is_sweep(spec)):
+        yield from _check_one_channel(spec)
+        return
+    if spec.get("type") != "multihop":
+        yield ("hops",), "only a multihop channel sweeps its hops or relay options"
+        return
+    if isinstance(spec.get("hops"), list):
+        for key, what in (("relay", "one relay name for every relay"), ("hop", "one hop mapping for every hop")):
+            if isinstance(spec.get(key), list):
+                yield (key,), (f"with a sweep over hops, {key} must be {what}, not a list of one per "
+                               f"{'relay' if key == 'relay' else 'hop'} (the number of hops changes)")
+                return
+    params = spec.get("relay_params")
+    if isinstance(params, dict) and any(k in CATALOG["relays"] for k in params):
+        yield ("relay_params",), ("a relay option given as a list sweeps it; that needs relay_params to hold the "
+                                  "options of every relay, not a mapping keyed by relay name")
+        return
+    seen = set()
+    for variant in channel_variants(spec):
+        for problem in _check_one_channel(variant.spec):
+            if problem not in seen:
+                seen.add(problem)
+                yield problem
+
+
+def _check_one_channel(spec: dict) -> Iterator[Problem]:
     name = spec.get("type")
     params = {k: v for k, v in spec.items() if k not in ("type", "hop_snr_db")}
     if name not in CATALOG["channels"]:

@@ -185,10 +185,15 @@ def _cmd_run(args) -> int:
 
     df = run_scenario(scen, out, overwrite=args.overwrite, progress=not args.no_progress,
                       store=default_store(args.store))
-    cols = [c for c in ("scheme", "snr_db", "psnr_db", "ssim", "lpips", "lpips_vgg", "bpp", "ber", "bler",
-                        "decode_failures", "accuracy", "f1") if c in df.columns]
+    cols = [c for c in ("scheme", "snr_db", "psnr_db", "ssim", "lpips", "lpips_vgg", "hash_cos", "retrieval_map",
+                        "bpp", "ber", "bler", "decode_failures", "accuracy", "f1")
+            if c in df.columns and (c in ("scheme", "snr_db") or df[c].notna().any())]
     if "channel_uses" in df.columns and df["channel_uses"].nunique() > 1:
         cols.insert(1, "channel_uses")
+    from linksim.channel_sweep import is_sweep, variant_columns
+
+    if is_sweep(scen.data["channel"]):  # a channel sweep: which chain each row is
+        cols[1:1] = [c for c in variant_columns(scen.data["channel"]) if c in df.columns]
     import pandas as pd
 
     with pd.option_context("display.max_rows", 200, "display.width", 160):

@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
+from linksim.channel_sweep import channel_variants, is_sweep, variant_columns  # noqa: E402
 from linksim.registry import PLOTS  # noqa: E402
 from linksim.run.directory import (REFERENCE, RunDirectory, RunError, example_path, is_reference,  # noqa: E402
                                    read_results)
@@ -99,19 +100,70 @@ def _finish(fig, ax, title: str, xlabel: str, ylabel: str, path: Path, note: str
     plt.close(fig)
 
 
+def _chains(df: pd.DataFrame, scenario: dict) -> list[tuple[str, pd.DataFrame]]:
+    """``[(tag, rows)]`` per chain of a channel sweep (:mod:`linksim.channel_sweep`), in sweep order;
+    one untagged entry when the scenario has one chain."""
+    ch = scenario.get("channel") or {}
+    if not (isinstance(ch, dict) and is_sweep(ch)):
+        return [("", df)]
+    cols = [c for c in variant_columns(ch) if c in df.columns]
+    out = []
+    for v in channel_variants(ch):
+        mask = pd.Series(True, index=df.index)
+        for c in cols:
+            want = v.columns.get(c)
+            mask &= df[c].isna() if want is None else (pd.to_numeric(df[c], errors="coerce") == want)
+        if mask.any():
+            out.append((v.tag, df[mask]))
+    return out or [("", df)]
+
+
+def _panel_grid(n: int, width: float = 4.2, height: float = 3.6):
+    ncols = min(n, 4)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, sharey=True)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat[:n])
+
+
 def _simple(name: str, column: str, ylabel: str, log: bool = False, note: str | None = None):
     def draw(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
-        fig, ax = plt.subplots(figsize=(6.4, 4.4))
-        if not _curves(df, column, ax, log=log):
-            plt.close(fig)
-            return None
+        chains = _chains(df, scenario)
+        _, ref = _split_reference(df)
         path = run_dir / f"{name}.png"
         subtitle = _rate_note(scenario, df)
-        _finish(fig, ax, f"{scenario.get('name', '')}: {ylabel.split(' [')[0]} vs SNR\n{subtitle}",
-                "SNR (Es/N0 per hop) [dB]", ylabel, path, note)
+        title = f"{scenario.get('name', '')}: {ylabel.split(' [')[0]} vs SNR"
+        if len(chains) == 1:
+            fig, ax = plt.subplots(figsize=(6.4, 4.4))
+            if not _curves(df, column, ax, log=log):
+                plt.close(fig)
+                return None
+            _reference_line(ax, ref, column)
+            _finish(fig, ax, f"{title}\n{subtitle}", "SNR (Es/N0 per hop) [dB]", ylabel, path, note)
+            return path
+        fig, axes = _panel_grid(len(chains))   # a channel sweep: one panel per chain
+        drawn = False
+        for ax, (tag, g) in zip(axes, chains):
+            drawn |= _curves(g, column, ax, log=log)
+            _reference_line(ax, ref, column)
+            ax.set_title(tag, fontsize=9)
+            ax.set_xlabel("SNR (Es/N0 per hop) [dB]")
+            ax.grid(True, which="both", alpha=0.3)
+        if not drawn:
+            plt.close(fig)
+            return None
+        axes[0].set_ylabel(ylabel)
+        axes[-1].legend(fontsize=7)
+        fig.suptitle(f"{title}\n{subtitle}", fontsize=10)
+        if note:
+            fig.text(0.01, 0.01, note, fontsize=7, alpha=0.7)
+        fig.tight_layout()
+        fig.savefig(path, dpi=130)
+        plt.close(fig)
         return path
 
-    draw.__doc__ = f"{ylabel} against SNR, one line per scheme."
+    draw.__doc__ = f"{ylabel} against SNR, one line per scheme (a channel sweep: one panel per chain)."
     PLOT_COLUMNS[name] = (column,)
     PLOTS.register(name)(draw)
     return draw
@@ -124,7 +176,11 @@ def _rate_note(scenario: dict, df: pd.DataFrame) -> str:
     if ch.get("type") == "multihop":
         relay = ch.get("relay", "af")
         relay = relay if isinstance(relay, str) else "/".join(relay)
-        parts.append(f"{ch.get('hops', 2)} hops, {relay.upper()} relay")
+        hops = ch.get("hops", 2)
+        hops = f"{min(hops)}-{max(hops)}" if isinstance(hops, list) else hops
+        swept = ", ".join(f"{k} {'/'.join(f'{x:g}' for x in v)}" for k, v in (ch.get("relay_params") or {}).items()
+                          if isinstance(v, list) and all(isinstance(x, (int, float)) for x in v))
+        parts.append(f"{hops} hops, {relay.upper()} relay" + (f" ({swept})" if swept else ""))
     cu = df["channel_uses"].dropna() if "channel_uses" in df.columns else []
     if len(cu):
         parts.append(f"{cu.iloc[0]:g} channel uses/image")
@@ -145,6 +201,72 @@ _simple("ber_vs_snr", "ber", "BER (information bits)", log=True,
 _simple("bler_vs_snr", "bler", "BLER (codewords)", log=True,
         note="points with zero errors are not drawn")
 _simple("bpp_vs_snr", "bpp", "Source rate [bits per pixel]")
+_simple("hash_cos_vs_snr", "hash_cos", "Hash agreement cos(H(S), H(S'))")
+_simple("hash_hamming_norm_vs_snr", "hash_hamming_norm", "Flipped hash bits (fraction of K)")
+_simple("retrieval_map_vs_snr", "retrieval_map", "Retrieval mAP@1000 (received images as queries)")
+
+
+def _vs_hops(name: str, column: str, ylabel: str):
+    def draw(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
+        if column not in df.columns or "hops" not in df.columns:
+            return None
+        d, ref = _split_reference(df)
+        d = d[d[column].notna()]
+        hops = pd.to_numeric(d["hops"], errors="coerce")
+        if hops.nunique() < 2:
+            return None  # the scenario does not sweep the hops
+        d = d.assign(_hops=hops)
+        ch = scenario.get("channel") or {}
+        opt_cols = [c for c in variant_columns(ch) if c != "hops" and c in d.columns] if isinstance(ch, dict) else []
+        # one row of panels per value of the swept relay options (a one-hop chain, which has none, is in every row)
+        combos = [()] if not opt_cols else sorted({tuple(r) for r in d.loc[d["_hops"] > 1, opt_cols]
+                                                   .itertuples(index=False, name=None)})
+        pick = _low_mid_high(sorted(d["snr_db"].dropna().unique()))
+        fig, axes = plt.subplots(len(combos), len(pick), figsize=(4.2 * len(pick), 3.6 * len(combos)),
+                                 squeeze=False, sharey=True)
+        for r, combo in enumerate(combos):
+            rows = d
+            if combo:
+                mask = d["_hops"] == 1
+                inner = pd.Series(True, index=d.index)
+                for c, v in zip(opt_cols, combo):
+                    inner &= pd.to_numeric(d[c], errors="coerce") == v
+                rows = d[mask | inner]
+            for ax, snr in zip(axes[r], pick):
+                at = rows[rows["snr_db"] == snr]
+                for i, (label, g) in enumerate(at.groupby("scheme", sort=False)):
+                    g = g.sort_values("_hops")
+                    ax.plot(g["_hops"], g[column], marker=_MARKERS[i % len(_MARKERS)], label=label, **_line_style(g))
+                _reference_line(ax, ref, column)
+                extra = ", ".join(f"{c[len('relay_'):]} {v:g}" for c, v in zip(opt_cols, combo))
+                ax.set_title(f"SNR {snr:g} dB per hop" + (f", {extra}" if extra else ""), fontsize=9)
+                ax.set_xlabel("hops")
+                ax.set_xticks(sorted(d["_hops"].unique()))
+                ax.grid(True, alpha=0.3)
+            axes[r, 0].set_ylabel(ylabel)
+        axes[0, -1].legend(fontsize=7)
+        fig.suptitle(f"{scenario.get('name', '')}: {ylabel.split(' [')[0]} vs number of hops\n"
+                     f"{_rate_note(scenario, df)}", fontsize=10)
+        fig.tight_layout()
+        path = run_dir / f"{name}.png"
+        fig.savefig(path, dpi=130)
+        plt.close(fig)
+        return path
+
+    draw.__doc__ = (f"{ylabel} against the number of hops at low, middle and high SNR (a sweep over hops; "
+                    f"a row of panels per value of a swept relay option).")
+    PLOT_COLUMNS[name] = (column, "hops")
+    PLOTS.register(name)(draw)
+    return draw
+
+
+for _metric, _column, _label in (("psnr", "psnr_db", "PSNR [dB]"), ("ssim", "ssim", "SSIM"),
+                                 ("lpips", "lpips", "LPIPS (AlexNet, lower is better)"),
+                                 ("accuracy", "accuracy", "Classification accuracy"),
+                                 ("hash_cos", "hash_cos", "Hash agreement cos(H(S), H(S'))"),
+                                 ("hash_hamming_norm", "hash_hamming_norm", "Flipped hash bits (fraction of K)"),
+                                 ("retrieval_map", "retrieval_map", "Retrieval mAP@1000")):
+    _vs_hops(f"{_metric}_vs_hops", _column, _label)
 
 
 @PLOTS.register("accuracy_vs_snr")
@@ -250,12 +372,16 @@ def _draw_vs_option(df: pd.DataFrame, scenario: dict, run_dir: Path, name: str, 
 @PLOTS.register("table")
 def write_table(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
     """The results as a table per SNR point: ``table.csv`` and ``table.md`` (Markdown)."""
-    cols = [c for c in ("accuracy", "f1", "psnr_db", "ssim", "ms_ssim", "lpips", "lpips_vgg", "bpp", "channel_uses",
+    cols = [c for c in ("accuracy", "f1", "psnr_db", "ssim", "ms_ssim", "lpips", "lpips_vgg", "hash_cos",
+                        "hash_hamming", "hash_hamming_norm", "retrieval_map", "bpp", "channel_uses",
                         "ber", "bler", "decode_failures") if c in df.columns and df[c].notna().any()]
+    ch = scenario.get("channel") or {}
+    chain_cols = [c for c in variant_columns(ch) if c in df.columns] if isinstance(ch, dict) and is_sweep(ch) else []
     keep = ["scheme", "snr_db"] + (["channel_uses"] if "channel_uses" in df.columns
-                                   and df["channel_uses"].nunique() > 1 else [])
+                                   and df["channel_uses"].nunique() > 1 else []) + chain_cols
     cols = [c for c in cols if c not in keep]
     table = df[keep + cols]
+    cols = [c for c in keep if c not in ("scheme", "snr_db")] + cols  # the Markdown shows rate and chain too
     table.to_csv(run_dir / "table.csv", index=False)
     lines = [f"# {scenario.get('name', '')}", ""]
     if scenario.get("description"):

@@ -34,7 +34,7 @@ from typing import Any, Iterable
 import jsonschema
 import yaml
 
-from linksim import catalog, limits, registry
+from linksim import catalog, channel_sweep, limits, registry
 
 __all__ = ["Scenario", "ScenarioError", "load_scenario", "validate_scenario_dict", "option_plot"]
 
@@ -469,7 +469,16 @@ def _check_values(data: dict, err) -> list[int]:
         if n_quick > limits.MAX_SNR_POINTS:
             raise err(("quick", "snr_db"), f"{n_quick:,} SNR points exceed the limit of {limits.MAX_SNR_POINTS:,}")
     ch = data["channel"]
-    hops = ch.get("hops", 2 if ch["type"] == "multihop" else 1)
+    hops = channel_sweep.max_hops(ch)
+    n_variants = len(channel_sweep.channel_variants(ch)) if channel_sweep.is_sweep(ch) else 1
+    if isinstance(ch.get("hops"), list):
+        if "hop_snr_db" in ch:
+            raise err(("channel", "hop_snr_db"), "per-hop SNRs need a fixed number of hops; with a sweep over hops "
+                                                 "every hop takes the snr_db grid's value")
+        if isinstance(spec, list) and any(isinstance(v, list) for v in spec):
+            i = next(i for i, v in enumerate(spec) if isinstance(v, list))
+            raise err(("snr_db", i), "per-hop SNR lists need a fixed number of hops; with a sweep over hops give "
+                                     "one SNR per point (every hop takes it)")
     if "hop_snr_db" in ch:
         if ch["type"] != "multihop":
             raise err(("channel", "hop_snr_db"), "only a multihop channel has per-hop SNRs")
@@ -489,10 +498,12 @@ def _check_values(data: dict, err) -> list[int]:
         raise err(("rate",), "give exactly one of channel_uses, bandwidth_ratio")
     key = "channel_uses" if "channel_uses" in rate else "bandwidth_ratio"
     n_rates = len(rate[key]) if isinstance(rate[key], list) else 1
-    grid = n_snr * n_rates * len(data["schemes"])
+    grid = n_snr * n_rates * len(data["schemes"]) * n_variants
     if grid > limits.MAX_GRID_POINTS:
+        chains = f" x {n_variants} chains" if n_variants > 1 else ""
         raise err(("snr_db",), f"the grid has {grid:,} points ({n_snr} SNR x {n_rates} rate x "
-                               f"{len(data['schemes'])} scheme(s)), more than the limit of {limits.MAX_GRID_POINTS:,}")
+                               f"{len(data['schemes'])} scheme(s){chains}), more than the limit of "
+                               f"{limits.MAX_GRID_POINTS:,}")
     try:
         uses = _channel_uses(data)
     except _ChannelUsesError as exc:

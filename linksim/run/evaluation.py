@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from linksim import channel_sweep
 from linksim.registry import TASKS
 from linksim.run.directory import (REFERENCE, REFERENCE_TYPE, RunDirectory, default_run_dir, finish_meta,
                                    new_meta, row_snr_key, snr_key)
@@ -186,21 +187,29 @@ def train_scenario(scenario: Scenario, *, store=None, progress: bool = True) -> 
     store = store or default_store()
     st = load_setting(scenario)
     ds, x_train, y_train, x_test, y_test = data = st.data
-    image_shape, ks, channel = st.image_shape, st.ks, st.channel
+    image_shape, ks = st.image_shape, st.ks
     out = []
     for task in build_tasks(scenario, data, store, progress, True).values():
         out.append({"scheme": task.label, "stored_model": task.describe().get("stored_model")})
     num_classes = _num_classes(y_train, y_test)
-    for k in ks:
-        for i in range(len(scenario.schemes)):
-            scheme = build_scheme(scenario, i)
-            if not scheme.trainable:
-                continue
-            prepare_scheme(scenario, i, scheme, scheme_context(scenario, image_shape, k, x_train, channel, store,
-                                                               progress, y_train=y_train,
-                                                               num_classes=num_classes))
-            out.append({"scheme": scheme.label if len(ks) == 1 else f"{scheme.label} (k = {k})",
-                        "stored_model": str(scheme.entry.path)})
+    seen = set()
+    for chain in st.chains:  # a model trained through the scenario's chain differs per chain
+        for k in ks:
+            for i in range(len(scenario.schemes)):
+                scheme = build_scheme(scenario, i)
+                if not scheme.trainable:
+                    continue
+                prepare_scheme(scenario, i, scheme, scheme_context(scenario, image_shape, k, x_train, chain.channel,
+                                                                   store, progress, y_train=y_train,
+                                                                   num_classes=num_classes))
+                if (scheme.label, k, str(scheme.entry.path)) in seen:
+                    continue
+                seen.add((scheme.label, k, str(scheme.entry.path)))
+                where = ", ".join(filter(None, [f"k = {k}" if len(ks) > 1 else "",
+                                                chain.tag if getattr(scheme, "train_channel", "awgn") == "scenario"
+                                                else ""]))
+                out.append({"scheme": f"{scheme.label} ({where})" if where else scheme.label,
+                            "stored_model": str(scheme.entry.path)})
     return out
 
 
@@ -249,19 +258,25 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
         default_run_dir(scenario.name)  # the folder comes from the name: refuse one that leaves runs/
     run_dir = RunDirectory(out_dir)
     rows = run_dir.open(scenario.data, scenario.to_yaml(), overwrite)
-    done = {(r["scheme"], int(round(float(r["channel_uses"]))), row_snr_key(r))
+    swept = channel_sweep.is_sweep(scenario.data["channel"])
+    chain_cols = channel_sweep.variant_columns(scenario.data["channel"]) if swept else []
+    done = {(r["scheme"], int(round(float(r["channel_uses"]))), row_snr_key(r),
+             channel_sweep.row_variant_key(r, chain_cols))
             for r in rows if r["scheme"] != REFERENCE}
     meta = new_meta(scenario, len(done))
 
     store = store or default_store()
     st = load_setting(scenario)
     ds, x_train, y_train, x_test, y_test = data = st.data
-    image_shape, ks, channel, hop_snr = st.image_shape, st.ks, st.channel, st.hop_snr
-    topo = topology(channel)
+    image_shape, ks, chains = st.image_shape, st.ks, st.chains
+    topo = topology(chains[0].channel)
     n_src = float(np.prod(image_shape))
     meta.update(dataset=ds.name, image_shape=list(image_shape), channel_uses=ks[0] if len(ks) == 1 else ks,
                 bandwidth_ratio=ks[0] / n_src if len(ks) == 1 else [k / n_src for k in ks],
-                test_images=int(len(x_test)), channel=channel.describe(), **topo)
+                test_images=int(len(x_test)), channel=chains[0].channel.describe(), **topo)
+    if swept:
+        meta.update(chains=[{**c.columns, "channel": c.channel.describe()} for c in chains],
+                    hops=sorted({c.columns["hops"] for c in chains}))
     img_metrics = image_metric_names(scenario.data["metrics"])
     for m in img_metrics:  # before any training: e.g. missing LPIPS weights fail now, with the fix
         get_metric(m).ensure_available()
@@ -273,35 +288,40 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
     batch = int(scenario.data["evaluation"]["batch_size"])
     n_examples = int(scenario.data["evaluation"]["example_images"])
     snrs = scenario.snr_db
-    total = len(ks) * len(scenario.schemes) * len(snrs)
+    total = len(chains) * len(ks) * len(scenario.schemes) * len(snrs)
     bar = tqdm(total=total, disable=not progress, desc=scenario.name, unit="point", file=sys.stderr)
     bar.update(len(done))
     if n_examples:
         run_dir.write_original_examples(x_test[:n_examples])
     num_classes = _num_classes(y_train, y_test)
 
-    for k, i in ((k, i) for k in ks for i in range(len(scenario.schemes))):
+    for c, k, i in ((c, k, i) for c in range(len(chains)) for k in ks for i in range(len(scenario.schemes))):
+        chain = chains[c]
         scheme = build_scheme(scenario, i)
-        todo = [s for s in snrs if (scheme.label, k, snr_key(s)) not in done]
-        where = scheme.label if len(ks) == 1 else f"{scheme.label}, k = {k}"
+        vkey = chain.key if swept else ()
+        todo = [s for s in snrs if (scheme.label, k, snr_key(s), vkey) not in done]
+        where = ", ".join([scheme.label] + ([f"k = {k}"] if len(ks) > 1 else []) + ([chain.tag] if swept else []))
         if scheme.trainable:
             bar.set_postfix_str(f"{where}: loading or training the model")
-        prepare_scheme(scenario, i, scheme, scheme_context(scenario, image_shape, k, x_train, channel, store,
+        prepare_scheme(scenario, i, scheme, scheme_context(scenario, image_shape, k, x_train, chain.channel, store,
                                                            progress, train_missing, y_train, num_classes))
-        meta["schemes"].append({**scheme.describe(), "channel_uses": k})
+        if c == 0 or getattr(scheme, "train_channel", "awgn") == "scenario":
+            meta["schemes"].append({**scheme.describe(), "channel_uses": k, **({"chain": chain.tag} if swept else {})})
         if not todo:
             continue
         bar.set_postfix_str(f"{where}: source coding")
         states = [scheme.encode(x_test[j:j + batch]) for j in range(0, len(x_test), batch)]
         check = getattr(scheme, "check_source_coding", None)  # e.g. a separation codec that never fits
-        if check is not None:
+        if check is not None and c == 0:
             check(states)
+        hop_snr = chain.hop_snr
         for snr in todo:
             cols = hop_snr.columns(snr)
             bar.set_postfix_str(f"{where} @ {cols['hop_snr_db']} dB")
             t_point = time.time()
-            # one rate: the seed of (scheme, SNR); a rate sweep adds k
-            set_seed(point_seed(scenario.seed, scheme.label if len(ks) == 1 else f"{scheme.label}|k{k}", snr))
+            # one rate and one chain: the seed of (scheme, SNR); a rate sweep adds k, a channel sweep the chain
+            tag = scheme.label + (f"|k{k}" if len(ks) > 1 else "") + (f"|{chain.tag}" if swept else "")
+            set_seed(point_seed(scenario.seed, tag, snr))
             agg = Aggregate()
             first = None
             for j, state in enumerate(states):
@@ -313,9 +333,10 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
                 agg.add(res.counts, per_image, outs)
                 if first is None:
                     first = res.images[:n_examples]
-            rows.append(make_row(scheme, cols, agg, image_shape, time.time() - t_point, tasks, topo))
+            rows.append(make_row(scheme, cols, agg, image_shape, time.time() - t_point, tasks,
+                                 topology(chain.channel, chain.columns)))
             run_dir.write_results(rows)
-            if n_examples and k == ks[0]:  # the example grid shows the first rate
+            if n_examples and k == ks[0] and c == 0:  # the example grid shows the first rate and chain
                 run_dir.write_examples(scheme.label, cols, first)
             bar.update(1)
     bar.close()

@@ -23,7 +23,7 @@ from linksim.run.directory import snr_key
 from linksim.scenario import Scenario
 
 __all__ = ["set_seed", "point_seed", "load_data", "channel_uses_for", "channel_uses_list", "HopSNR",
-           "make_channel", "topology", "build_scheme", "scheme_context", "prepare_scheme", "dataset_spec"]
+           "make_channel", "make_chains", "Chain", "topology", "build_scheme", "scheme_context", "prepare_scheme", "dataset_spec"]
 
 
 # --------------------------------------------------------------------------- seeding
@@ -38,7 +38,10 @@ def set_seed(seed: int) -> None:
 
 
 def point_seed(seed: int, label: str, snr_db) -> int:
-    """A seed per (scheme, SNR point), so a resumed point equals a fresh one."""
+    """A seed per (scheme, SNR point), so a resumed point equals a fresh one.
+
+    ``label`` is the scheme's label, with ``|k<channel uses>`` for a rate sweep and
+    ``|<chain tag>`` for a channel sweep."""
     return (seed * 1_000_003 + zlib.crc32(f"{label}|{snr_key(snr_db)}".encode())) % (2**31 - 1)
 
 
@@ -144,15 +147,57 @@ class HopSNR:
                 "hop_snr_db": "/".join(f"{v:g}" for v in per), "snr_explicit_per_hop": explicit}
 
 
-def make_channel(scenario: Scenario):
-    """The scenario's channel layer and its :class:`HopSNR` (``hop_snr_db`` is not a layer option)."""
-    ch_spec = dict(scenario.data["channel"])
+def make_channel(scenario: Scenario, spec: dict | None = None):
+    """The scenario's channel layer and its :class:`HopSNR` (``hop_snr_db`` is not a layer option).
+
+    ``spec`` is one chain of a channel sweep (:class:`~linksim.channel_sweep.ChannelVariant`);
+    default the scenario's ``channel`` mapping.
+    """
+    ch_spec = dict(scenario.data["channel"] if spec is None else spec)
     hop_template = ch_spec.pop("hop_snr_db", None)
     try:
         channel = CHANNELS.create(ch_spec.pop("type"), **ch_spec)
     except (TypeError, ValueError) as exc:
         raise scenario.error(("channel",), str(exc)) from None
     return channel, HopSNR(channel.describe()["hops"], hop_template)
+
+
+@dataclass
+class Chain:
+    """One chain of the scenario's channel (:mod:`linksim.channel_sweep`): the layer, its per-hop SNRs,
+    the results columns that name it (``hops``, ``relay_<option>``) and whether the scenario sweeps chains."""
+
+    channel: Any
+    hop_snr: HopSNR
+    columns: dict
+    swept: bool
+
+    @property
+    def key(self) -> tuple:
+        """The values of ``columns``: what tells this chain's results rows apart."""
+        return tuple(self.columns.values())
+
+    @property
+    def tag(self) -> str:
+        """``3 hops, bits 4`` (empty when the scenario has one chain)."""
+        from linksim.channel_sweep import variant_tag
+
+        return variant_tag(self.columns) if self.swept else ""
+
+
+def make_chains(scenario: Scenario) -> list[Chain]:
+    """Every chain of the scenario's channel, in sweep order (one when nothing is swept)."""
+    from linksim.channel_sweep import channel_variants, is_sweep
+
+    ch = scenario.data["channel"]
+    if not is_sweep(ch):
+        channel, hop_snr = make_channel(scenario)
+        return [Chain(channel, hop_snr, {"hops": int(channel.describe()["hops"])}, False)]
+    out = []
+    for v in channel_variants(ch):
+        channel, hop_snr = make_channel(scenario, v.spec)
+        out.append(Chain(channel, hop_snr, dict(v.columns), True))
+    return out
 
 
 @dataclass
@@ -166,31 +211,42 @@ class Setting:
     image_shape : tuple[int, int, int]
     ks : list of int
         The rate points as channel uses per image (:func:`channel_uses_list`).
+    chains : list of Chain
+        Every chain of the channel (:func:`make_chains`; one unless the scenario sweeps them).
     channel : Channel
+        The first chain's layer.
     hop_snr : HopSNR
+        The first chain's per-hop SNRs.
     """
 
     data: tuple
     image_shape: tuple
     ks: list
-    channel: Any
-    hop_snr: HopSNR
+    chains: list
+
+    @property
+    def channel(self):
+        return self.chains[0].channel
+
+    @property
+    def hop_snr(self) -> HopSNR:
+        return self.chains[0].hop_snr
 
 
 def load_setting(scenario: Scenario) -> Setting:
-    """Seed with the scenario's seed, then load its data and build its channel."""
+    """Seed with the scenario's seed, then load its data and build its channel(s)."""
     set_seed(scenario.seed)
     data = load_data(scenario)
     image_shape = tuple(int(s) for s in data[3].shape[1:])
-    channel, hop_snr = make_channel(scenario)
-    return Setting(data, image_shape, channel_uses_list(scenario.data["rate"], image_shape), channel, hop_snr)
+    return Setting(data, image_shape, channel_uses_list(scenario.data["rate"], image_shape), make_chains(scenario))
 
 
-def topology(channel) -> dict:
-    """``hops`` and ``relay`` columns of the results table, from the channel's :meth:`describe`."""
+def topology(channel, columns: dict | None = None) -> dict:
+    """``hops`` and ``relay`` columns of the results table, from the channel's :meth:`describe`,
+    and a swept chain's ``relay_<option>`` columns (``columns`` of a :class:`Chain`)."""
     facts = channel.describe()
     names = facts["relays"]
-    return {"hops": int(facts["hops"]), "relay": "/".join(names) if names else "none"}
+    return {**(columns or {}), "hops": int(facts["hops"]), "relay": "/".join(names) if names else "none"}
 
 
 # --------------------------------------------------------------------------- schemes

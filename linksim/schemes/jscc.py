@@ -124,6 +124,40 @@ class JSCCArchitecture:
         return cls(**config)
 
 
+def check_train_channel(value):
+    """``train_channel`` checked: ``awgn``, ``scenario`` or a ``{type: <channel>, **options}`` mapping.
+
+    Raises
+    ------
+    ValueError
+        Naming the allowed values, or the channel's own complaint about its options.
+    """
+    if isinstance(value, dict):
+        make_train_channel(value)
+        return {k: value[k] for k in value}
+    if value not in TRAIN_CHANNELS:
+        raise ValueError(f"train_channel must be one of {', '.join(TRAIN_CHANNELS)} or a channel mapping "
+                         f"{{type: ..., **options}} (got {value!r})")
+    return value
+
+
+def make_train_channel(spec: dict):
+    """The channel layer of a ``train_channel`` mapping (a fresh one per call)."""
+    from linksim.registry import CHANNELS
+
+    spec = dict(spec)
+    if "type" not in spec:
+        raise ValueError(f"train_channel needs a type (registered channels: {', '.join(CHANNELS.names())})")
+    name = spec.pop("type")
+    if name not in CHANNELS.names():
+        raise ValueError(f"train_channel: unknown channel {name!r} (registered channels: "
+                         f"{', '.join(CHANNELS.names())})")
+    try:
+        return CHANNELS.create(name, **spec)
+    except TypeError as exc:
+        raise ValueError(f"train_channel: {exc}") from None
+
+
 def model_channel(channel):
     """The channel inside a JSCC model: ``(layer, given)``.
 
@@ -299,9 +333,12 @@ class JSCCScheme(Scheme):
     jit_compile : bool
         Compile evaluation with XLA (default False: on CPU, XLA's convolutions are
         slower than TensorFlow's oneDNN ones).
-    train_channel : {"awgn", "scenario"}
+    train_channel : {"awgn", "scenario"} or dict
         ``awgn`` (default): train over one AWGN hop; ``scenario``: train end to end
-        through the scenario's channel (an AF or QF relay chain).
+        through the scenario's channel (an AF or QF relay chain); a channel mapping
+        (``{type: multihop, hops: 2, relay: qf, relay_params: {bits: 4}}``): train end
+        to end through that channel, whatever the scenario's (one model for a
+        scenario that sweeps hops or relay options).
     spread : bool
         Evaluation only (not part of the model): multiply the ``2k`` real slot values
         by a fixed orthogonal matrix before the channel and undo it after (a DF relay
@@ -334,14 +371,12 @@ class JSCCScheme(Scheme):
                  label: str | None = None):
         super().__init__(label)
         self.train_seed = check_train_seed(train_seed)
-        if train_channel not in TRAIN_CHANNELS:
-            raise ValueError(f"train_channel must be one of {', '.join(TRAIN_CHANNELS)} (got {train_channel!r})")
-        self.train_channel = train_channel
+        self.train_channel = check_train_channel(train_channel)
         if not isinstance(spread, (bool, np.bool_)):
             raise ValueError(f"spread must be true or false (got {spread!r})")
-        if spread and train_channel == "scenario":
-            raise ValueError("spread applies at evaluation; a model trained through the scenario's chain "
-                             "(train_channel: scenario) saw it without spreading: use one or the other")
+        if spread and train_channel != "awgn":
+            raise ValueError("spread applies at evaluation; a model trained through a relay chain "
+                             "(train_channel: scenario or a channel) saw it without spreading: use one or the other")
         self.spread = bool(spread)
         if isinstance(architecture, dict):
             arch = dict(architecture)
@@ -417,7 +452,7 @@ class JSCCScheme(Scheme):
                         "learning_rate": tc.learning_rate, "patience": tc.patience,
                         "lr_patience": tc.lr_patience, "val_fraction": tc.val_fraction,
                         "steps_per_epoch": tc.steps_per_epoch, "loss": loss_field}
-            if self.train_channel == "scenario":
+            if self.train_channel != "awgn":
                 training["channel"] = self._train_channel_config(context)
             return {"scheme": self.stage_name(0), "format": 1,
                     "model": {"image_shape": list(context.image_shape), "channel_uses": int(context.channel_uses),
@@ -435,8 +470,14 @@ class JSCCScheme(Scheme):
         """The spec of the last stage's model (the one the scheme transmits with)."""
         return self.stage_spec(context, len(self.stages) - 1)
 
+    def _training_chain(self, context: SchemeContext):
+        """The channel layer the model is trained through (``train_channel`` not ``awgn``)."""
+        if self.train_channel == "scenario":
+            return context.channel
+        return make_train_channel(self.train_channel)
+
     def _train_channel_config(self, context: SchemeContext) -> dict:
-        ch = context.channel
+        ch = self._training_chain(context)
         cfg = {k: v for k, v in ch.get_config().items() if k not in ("name", "trainable", "dtype")}
         return {"class": type(ch).__name__, "config": cfg}
 
@@ -448,12 +489,13 @@ class JSCCScheme(Scheme):
         keras.utils.set_random_seed(self.train_seed)
         channel = None
         lo, hi = self.configs[0].snr_range()
-        if self.train_channel == "scenario" and hi > lo and getattr(context.channel, "hops", 1) > 1:
-            # a range draws one SNR per image, [batch]; a chain takes one per hop, [hops, batch]
-            raise ValueError(f"{self.label}: training through a relay chain (train_channel: scenario) takes one "
-                             f"snr_train_db, not a range (got {self.configs[0].snr_train_db!r})")
-        if self.train_channel == "scenario":
-            channel = keras.layers.deserialize(keras.layers.serialize(context.channel))  # a fresh copy
+        if self.train_channel != "awgn":
+            chain = self._training_chain(context)
+            if hi > lo and getattr(chain, "hops", 1) > 1:
+                # a range draws one SNR per image, [batch]; a chain takes one per hop, [hops, batch]
+                raise ValueError(f"{self.label}: training through a relay chain (train_channel) takes one "
+                                 f"snr_train_db, not a range (got {self.configs[0].snr_train_db!r})")
+            channel = keras.layers.deserialize(keras.layers.serialize(chain))  # a fresh copy
         return self.architecture.build(context.image_shape, context.channel_uses, channel=channel)
 
     def _check_loaded(self, model, context: SchemeContext) -> bool:

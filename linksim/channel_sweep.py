@@ -1,0 +1,162 @@
+"""Channel sweeps: a multihop channel whose ``hops`` or relay options are lists.
+
+A scenario sweeps the SNR (``snr_db``), the rate (``rate``) and, with this module,
+the relay chain itself::
+
+    channel:
+      type: multihop
+      hops: [1, 2, 3, 4]          # a list: one chain per number of hops
+      relay: qf
+      relay_params: {bits: [2, 4, 6, 8]}   # a list: one chain per value of a relay option
+
+Each combination is a *channel variant* (hops outermost, then the relay options in
+the order written). A one-hop variant has no relay, so the relay options do not
+apply to it and it appears once, whatever they sweep. Every results row carries the
+variant's columns: ``hops`` (always) and ``relay_<option>`` for each swept relay
+option (empty for a one-hop variant). Plots split by variant (``linksim.plotting``).
+
+This module imports neither TensorFlow nor the channel layers: ``linksim validate``
+and the plots use it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+__all__ = ["ChannelVariant", "channel_variants", "sweep_axes", "variant_columns", "row_variant_key", "is_sweep",
+           "max_hops"]
+
+
+@dataclass(frozen=True)
+class ChannelVariant:
+    """One chain of a channel sweep.
+
+    Attributes
+    ----------
+    spec : dict
+        The scenario's ``channel`` mapping with every swept field set to this
+        variant's value (``hop_snr_db`` kept as written).
+    columns : dict
+        ``{"hops": h, "relay_<option>": value or None}`` of the swept fields.
+    """
+
+    spec: dict
+    columns: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple:
+        """What tells this variant's rows apart (the values of ``columns`` in order)."""
+        return tuple(self.columns.values())
+
+    @property
+    def tag(self) -> str:
+        """A short description for labels and seeds, e.g. ``3 hops, bits 4`` ("" when nothing is swept)."""
+        return variant_tag(self.columns)
+
+
+def variant_tag(columns: dict) -> str:
+    parts = []
+    for col, v in columns.items():
+        if v is None:
+            continue
+        if col == "hops":
+            parts.append(f"{v} hop{'s' if v != 1 else ''}")
+        else:
+            parts.append(f"{col[len('relay_'):]} {v:g}" if isinstance(v, (int, float)) else f"{col} {v}")
+    return ", ".join(parts)
+
+
+def _swept_relay_options(ch: dict) -> list[str]:
+    params = ch.get("relay_params")
+    if not isinstance(params, dict):
+        return []
+    return [k for k, v in params.items() if isinstance(v, list)]
+
+
+def is_sweep(ch: dict) -> bool:
+    """Whether the ``channel`` mapping sweeps its hops or a relay option."""
+    return isinstance(ch.get("hops"), list) or bool(_swept_relay_options(ch))
+
+
+def sweep_axes(ch: dict) -> dict[str, list]:
+    """``{column: values}`` of the swept fields (``hops``, ``relay_<option>``), in the order they vary."""
+    axes = {}
+    if isinstance(ch.get("hops"), list):
+        axes["hops"] = list(ch["hops"])
+    for opt in _swept_relay_options(ch):
+        axes[f"relay_{opt}"] = list(ch["relay_params"][opt])
+    return axes
+
+
+def variant_columns(ch: dict) -> list[str]:
+    """The results columns that tell the variants apart: ``hops`` and ``relay_<option>`` per swept option."""
+    return ["hops"] + [f"relay_{opt}" for opt in _swept_relay_options(ch)]
+
+
+def max_hops(ch: dict) -> int:
+    """The most hops of any variant (for memory estimates)."""
+    hops = ch.get("hops", 2 if ch.get("type") == "multihop" else 1)
+    return max(hops) if isinstance(hops, list) and hops else hops if isinstance(hops, int) else 1
+
+
+def channel_variants(ch: dict) -> list[ChannelVariant]:
+    """Every chain of the ``channel`` mapping; one variant when nothing is swept.
+
+    The ``columns`` of a variant hold its ``hops`` and the value of every swept relay
+    option (None for a one-hop chain, which has no relay).
+    """
+    default_hops = 2 if ch.get("type") == "multihop" else 1
+    hops_list = ch["hops"] if isinstance(ch.get("hops"), list) else [ch.get("hops", default_hops)]
+    opts = _swept_relay_options(ch)
+    values = [ch["relay_params"][o] for o in opts]
+    out, seen = [], set()
+    for hops in hops_list:
+        combos = [(None,) * len(opts)] if hops == 1 and opts else list(itertools.product(*values)) or [()]
+        for combo in combos:
+            spec = dict(ch)
+            if isinstance(ch.get("hops"), list):
+                spec["hops"] = hops
+            if opts:
+                if hops == 1:
+                    spec.pop("relay_params", None)
+                    spec.pop("relay", None)
+                else:
+                    spec["relay_params"] = {**ch["relay_params"], **dict(zip(opts, combo))}
+            elif hops == 1 and isinstance(ch.get("hops"), list):
+                spec.pop("relay_params", None)
+                spec.pop("relay", None)
+            columns = {"hops": hops, **{f"relay_{o}": v for o, v in zip(opts, combo)}}
+            key = tuple(columns.values())
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(ChannelVariant(spec, columns))
+    return out
+
+
+def _norm(v):
+    """A results-table cell as a variant-key value: None for empty, an int for a whole number."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        v = v.strip()
+        if not v:
+            return None
+        try:
+            v = float(v)
+        except ValueError:
+            return v
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float)):
+        if isinstance(v, float) and math.isnan(v):
+            return None
+        return int(v) if float(v).is_integer() else float(v)
+    return v
+
+
+def row_variant_key(row: dict, columns: list[str]) -> tuple:
+    """The variant key of a results row (as :attr:`ChannelVariant.key`)."""
+    return tuple(_norm(row.get(c)) for c in columns)
