@@ -575,9 +575,13 @@ def _fill_defaults(data: dict, schema: dict) -> dict:
     """Apply the schema's top-level and dataset defaults; give each scheme a label."""
     data = copy.deepcopy(data)
     props = schema["properties"]
+    default_plots = "plots" not in data
     for key, sub in props.items():
         if key not in data and "default" in sub:
             data[key] = copy.deepcopy(sub["default"])
+    if default_plots and isinstance(data.get("metrics"), list):
+        # the default plots of the metrics the scenario lists (a plot of an unlisted metric is an error)
+        data["plots"] = [p for p in data["plots"] if p.split("_vs_")[0] in data["metrics"]]
     for key, sub in props["dataset"]["properties"].items():
         if key not in data["dataset"] and "default" in sub:
             data["dataset"][key] = copy.deepcopy(sub["default"])

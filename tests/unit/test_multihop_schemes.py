@@ -174,3 +174,47 @@ def test_bad_per_hop_fields_name_the_field(channel, snr, field, words):
     with pytest.raises(ScenarioError) as e:
         _scen(channel=channel, snr_db=snr)
     assert field in str(e.value) and words in str(e.value), str(e.value)
+
+
+def test_train_channel_mapping_trains_through_that_chain_whatever_the_scenario(images, tmp_path):
+    """``train_channel: {type: multihop, ...}``: one model for every chain of a channel sweep."""
+    x, xt = images
+    chain = {"type": "multihop", "hops": 2, "relay": "qf", "relay_params": {"bits": 4}}
+    s = DeepJSCCScheme(snr_train_db=10, filters=[4, 4, 4, 4], epochs=1, steps_per_epoch=3, train_channel=chain)
+    keys = set()
+    for scenario_channel in (AWGNChannel(), MultiHopChannel(hops=3, relay="df"),
+                             MultiHopChannel(hops=4, relay="qf", relay_params={"bits": 2})):
+        ctx = SchemeContext(image_shape=(28, 28, 1), channel_uses=64, train_images=xt, channel=scenario_channel,
+                            seed=2, dataset_spec={"name": "embedded"}, store=ModelStore([tmp_path]))
+        spec = s.store_spec(ctx)
+        assert spec["training"]["channel"]["config"]["relay_params"] == {"bits": 4}
+        keys.add(str(spec))
+    assert len(keys) == 1
+    s.prepare(ctx)
+    assert isinstance(s.model.channel, MultiHopChannel) and s.model.channel.hops == 2
+    assert s.model.channel.relay_names == ["qf"]
+    # the same chain given as the scenario's channel (train_channel: scenario) is the same stored model
+    same = DeepJSCCScheme(snr_train_db=10, filters=[4, 4, 4, 4], epochs=1, steps_per_epoch=3,
+                          train_channel="scenario")
+    ctx2 = SchemeContext(image_shape=(28, 28, 1), channel_uses=64, train_images=xt,
+                         channel=MultiHopChannel(hops=2, relay="qf", relay_params={"bits": 4}), seed=2,
+                         dataset_spec={"name": "embedded"}, store=ModelStore([tmp_path]))
+    assert same.store_spec(ctx2) == s.store_spec(ctx)
+
+
+@pytest.mark.parametrize("bad, words", [({"type": "nosuch"}, "unknown channel"),
+                                        ({"hops": 2}, "needs a type"),
+                                        ("chain", "awgn, scenario or a channel mapping")])
+def test_bad_train_channel_is_refused(bad, words):
+    with pytest.raises(ValueError, match=words):
+        DeepJSCCScheme(train_channel=bad)
+
+
+def test_a_range_of_training_snrs_is_refused_through_a_chain(images, tmp_path):
+    x, xt = images
+    s = DeepJSCCScheme(snr_train_db=[0, 20], filters=[4, 4, 4, 4], epochs=1, steps_per_epoch=3,
+                       train_channel={"type": "multihop", "hops": 2, "relay": "af"})
+    ctx = SchemeContext(image_shape=(28, 28, 1), channel_uses=64, train_images=xt, channel=AWGNChannel(), seed=2,
+                        dataset_spec={"name": "embedded"}, store=ModelStore([tmp_path]))
+    with pytest.raises(ValueError, match="takes one snr_train_db"):
+        s.prepare(ctx)

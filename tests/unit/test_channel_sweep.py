@@ -1,0 +1,120 @@
+"""Channel sweeps (``channel.hops`` and relay options as lists): the chains, their keys, validation."""
+
+import pytest
+
+from linksim.channel_sweep import (channel_variants, is_sweep, max_hops, row_variant_key, sweep_axes,
+                                   variant_columns)
+from tests.hostile.validate_helpers import validate_text
+
+QF_SWEEP = {"type": "multihop", "hops": [1, 2, 3], "relay": "qf", "relay_params": {"bits": [2, 4], "clip": 3.0}}
+
+
+def test_one_chain_when_nothing_is_swept():
+    ch = {"type": "multihop", "hops": 2, "relay": "df"}
+    assert not is_sweep(ch) and sweep_axes(ch) == {}
+    (v,) = channel_variants(ch)
+    assert v.spec == ch and v.columns == {"hops": 2} and v.tag == "2 hops"
+    assert channel_variants({"type": "awgn"})[0].columns == {"hops": 1}
+
+
+def test_hops_and_relay_option_sweep_in_order_with_one_one_hop_chain():
+    assert is_sweep(QF_SWEEP) and sweep_axes(QF_SWEEP) == {"hops": [1, 2, 3], "relay_bits": [2, 4]}
+    vs = channel_variants(QF_SWEEP)
+    # a one-hop chain has no relay: it appears once, without relay options
+    assert [v.columns for v in vs] == [{"hops": 1, "relay_bits": None}, {"hops": 2, "relay_bits": 2},
+                                       {"hops": 2, "relay_bits": 4}, {"hops": 3, "relay_bits": 2},
+                                       {"hops": 3, "relay_bits": 4}]
+    assert vs[0].spec == {"type": "multihop", "hops": 1}
+    assert vs[2].spec == {"type": "multihop", "hops": 2, "relay": "qf", "relay_params": {"bits": 4, "clip": 3.0}}
+    assert [v.tag for v in vs[:2]] == ["1 hop", "2 hops, bits 2"]
+    assert variant_columns(QF_SWEEP) == ["hops", "relay_bits"] and max_hops(QF_SWEEP) == 3
+    assert len({v.key for v in vs}) == len(vs)
+
+
+def test_row_keys_read_back_from_the_results_table():
+    cols = ["hops", "relay_bits"]
+    # results.csv cells come back as strings, floats or NaN
+    assert row_variant_key({"hops": "2", "relay_bits": "4.0"}, cols) == (2, 4)
+    assert row_variant_key({"hops": 1.0, "relay_bits": float("nan")}, cols) == (1, None)
+    assert row_variant_key({"hops": 1, "relay_bits": ""}, cols) == (1, None)
+    assert row_variant_key({"hops": 3}, cols) == (3, None)
+    assert row_variant_key({"hops": 2, "relay_bits": 2}, cols) == channel_variants(QF_SWEEP)[1].key
+
+
+BASE = """\
+name: sweep
+dataset: {name: embedded, test_size: 8}
+snr_db: [0, 10]
+rate: {channel_uses: 486}
+schemes: [{type: linear}]
+metrics: [psnr]
+"""
+
+
+def test_a_valid_sweep_validates(capsys, tmp_path):
+    rc, err = validate_text(capsys, tmp_path, BASE + "channel: {type: multihop, hops: [1, 2, 4], relay: qf, "
+                                                     "relay_params: {bits: [2, 8]}}\n")
+    assert rc == 0, err
+
+
+@pytest.mark.parametrize("channel, field, words", [
+    ("{type: multihop, hops: [1, 2, 2], relay: df}", "channel.hops", "non-unique"),
+    ("{type: multihop, hops: [0, 2], relay: df}", "channel.hops[0]", ">= 1"),
+    ("{type: multihop, hops: [2, 3], relay: [df, df]}", "channel.relay", "one relay name for every relay"),
+    ("{type: multihop, hops: [2, 3], relay: qf, relay_params: {bits: [2, 40]}}", "channel.relay_params.bits",
+     "1..16"),
+    ("{type: multihop, hops: [2, 3], relay: qf, relay_params: {qf: {bits: [2, 4]}}}", "channel.relay_params",
+     "keyed by relay name"),
+    ("{type: multihop, hops: [2, 3], relay: af, hop_snr_db: [sweep, 10]}", "channel.hop_snr_db",
+     "fixed number of hops"),
+    ("{type: multihop, hops: [2, 3], relay: qf}", "channel.relay_params", "needs the option bits"),
+])
+def test_bad_sweeps_name_the_field(capsys, tmp_path, channel, field, words):
+    rc, err = validate_text(capsys, tmp_path, BASE + f"channel: {channel}\n")
+    assert rc == 2 and f"field '{field}'" in err and words in err, err
+
+
+def test_per_hop_snr_lists_need_a_fixed_number_of_hops(capsys, tmp_path):
+    text = BASE.replace("snr_db: [0, 10]", "snr_db: [[0, 10], [10, 10]]")
+    rc, err = validate_text(capsys, tmp_path, text + "channel: {type: multihop, hops: [2, 3], relay: df}\n")
+    assert rc == 2 and "field 'snr_db[0]'" in err and "fixed number of hops" in err, err
+
+
+TRAIN = """\
+name: tc
+dataset: {name: embedded, test_size: 8}
+snr_db: [0, 10]
+rate: {channel_uses: 486}
+metrics: [psnr]
+schemes:
+  - type: deepjscc
+    snr_train_db: 10
+    train_channel: %s
+"""
+
+
+@pytest.mark.parametrize("value, field, words", [
+    ("{type: multihop, hops: 2, relay: qf, relay_params: {bits: 4}}", None, ""),
+    ("{type: nosuch}", "schemes[0].train_channel.type", "must be a channel"),
+    ("{type: multihop, hops: [2, 3], relay: df}", "schemes[0].train_channel", "one chain"),
+    ("{type: multihop, hops: 2, relay: qf}", "schemes[0].train_channel", "bits"),
+    ("{type: multihop, hops: 2, relay: af, hop_snr_db: [sweep, 10]}", "schemes[0].train_channel.hop_snr_db",
+     "snr_train_db"),
+    ("sideways", "schemes[0].train_channel", "awgn, scenario"),
+])
+def test_train_channel_mapping_is_checked(capsys, tmp_path, value, field, words):
+    rc, err = validate_text(capsys, tmp_path, TRAIN % value)
+    if field is None:
+        assert rc == 0, err
+    else:
+        assert rc == 2 and f"field '{field}" in err and words in err, err
+
+
+def test_default_plots_follow_the_listed_metrics(capsys, tmp_path):
+    # metrics [psnr] without plots: the default plots of other metrics are left out, not an error
+    rc, err = validate_text(capsys, tmp_path, BASE)
+    assert rc == 0, err
+    from linksim.scenario import load_scenario
+
+    p = tmp_path / "s.yaml"
+    assert load_scenario(p).data["plots"] == ["psnr_vs_snr"]
