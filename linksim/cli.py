@@ -143,7 +143,11 @@ def _cmd_validate(paths, debug: bool = False) -> int:
             print(f"error: {exc}", file=sys.stderr)
             bad += 1
             continue
-        print(f"{path}: ok ({len(scen.schemes)} scheme(s), {len(scen.snr_db)} SNR point(s))")
+        from linksim.channel_sweep import channel_variants, is_sweep
+
+        chains = len(channel_variants(scen.data["channel"])) if is_sweep(scen.data["channel"]) else 1
+        print(f"{path}: ok ({len(scen.schemes)} scheme(s), {len(scen.snr_db)} SNR point(s)"
+              + (f", {chains} chains" if chains > 1 else "") + ")")
     if len(paths) > 1 and bad:
         print(f"{bad} of {len(paths)} file(s) invalid", file=sys.stderr)
     return 2 if bad else 0

@@ -29,16 +29,18 @@ def test_the_main_scenario_needs_no_training_on_a_fresh_clone(df_run):
     meta = json.loads((out / "meta.json").read_text())
     stored = [s.get("stored_model") for s in meta["schemes"] if s.get("stored_model")]
     stored.append(meta["classifier"]["stored_model"])
-    assert len(stored) == 2 and all(Path(p).parent == SHIPPED_DIR for p in stored), stored
+    # PCA-DeepJSCC, the DHD-aligned DeepJSCC and the classifier
+    assert len(stored) == 3 and all(Path(p).parent == SHIPPED_DIR for p in stored), stored
 
 
 def test_main_scenario_writes_every_column_and_plot(df_run):
     out, df = df_run
-    for col in ("scheme", "snr_db", "hops", "relay", "psnr_db", "ssim", "bpp", "channel_uses", "ber", "bler",
-                "decode_failures", "accuracy", "f1"):
+    for col in ("scheme", "snr_db", "hops", "relay", "psnr_db", "ssim", "lpips", "bpp", "channel_uses", "ber",
+                "bler", "decode_failures", "accuracy", "f1"):
         assert col in df.columns, col
     assert set(df.hops) == {2} and set(df.relay) == {"df"}
-    for plot in ("psnr_vs_snr", "accuracy_vs_snr", "ssim_vs_snr", "ber_vs_snr", "bler_vs_snr", "examples"):
+    for plot in ("psnr_vs_snr", "accuracy_vs_snr", "ssim_vs_snr", "lpips_vs_snr", "ber_vs_snr", "bler_vs_snr",
+                 "examples"):
         assert (out / f"{plot}.png").exists(), plot
 
 

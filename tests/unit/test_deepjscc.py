@@ -129,6 +129,27 @@ def test_saved_and_reloaded_model_gives_identical_outputs(tmp_path, fmnist):
     assert np.abs(again(imgs, tf.constant(5.0)).numpy() - a).max() > 1e-4
 
 
+def test_the_store_deflates_saved_models_and_they_reload_identically(tmp_path, fmnist):
+    import zipfile
+
+    from linksim.store import ModelStore, deflate_keras_file
+
+    keras.utils.set_random_seed(0)
+    model = DeepJSCC((28, 28, 1), 486, quantizer=None)
+    plain = tmp_path / "plain.keras"
+    model.save(plain)
+    entry = ModelStore([tmp_path / "store"]).save("deepjscc", {"k": 1}, model, {}, {})
+    with zipfile.ZipFile(entry.model_file) as z:
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_DEFLATED}
+    assert entry.model_file.stat().st_size < 0.95 * plain.stat().st_size
+    again = keras.saving.load_model(entry.model_file)
+    for a, b in zip(model.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    size = entry.model_file.stat().st_size
+    deflate_keras_file(entry.model_file)  # already deflated: left alone
+    assert entry.model_file.stat().st_size == size
+
+
 def _val_mse(model, x, snr_db=10.0):
     sionna.phy.config.seed = 7
     return float(tf.reduce_mean(tf.square(model(tf.constant(x), tf.constant(snr_db)) - x)))

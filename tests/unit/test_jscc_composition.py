@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from linksim.channels import AWGNChannel
 from linksim.losses import JSCCLoss, MSELoss, SDJSCCSemanticLoss, images_of
-from linksim.registry import ARCHITECTURES, CHANNELS, LOSSES, SCHEMES
+from linksim.registry import ARCHITECTURES, LOSSES, SCHEMES
 from linksim.scenario import load_scenario
 from linksim.schemes.base import SchemeContext
 from linksim.schemes.deepjscc import DeepJSCC, DeepJSCCArchitecture, DeepJSCCScheme
@@ -183,7 +183,7 @@ def _scenario_contexts():
     """(scenario, index, scheme options, context) of every JSCC scheme of the shipped non-CIFAR scenarios."""
     from linksim.data import get_dataset
     from linksim.data.base import to_float
-    from linksim.run.setup import channel_uses_list
+    from linksim.run.setup import channel_uses_list, make_chains
 
     out = []
     for path in sorted(SCENARIOS.glob("*.yaml")):
@@ -199,19 +199,17 @@ def _scenario_contexts():
         x_train, y_train = ds.load("train", ds_spec.get("train_size"), seed=scen.seed)
         x_train = to_float(x_train)
         image_shape = tuple(int(s) for s in x_test.shape[1:])
-        ch = dict(scen.data["channel"])
-        ch.pop("hop_snr_db", None)
-        channel = CHANNELS.create(ch.pop("type"), **ch)
         num_classes = None if y_train is None else int(max(np.max(y_train), np.max(y_test)) + 1)
-        for k in channel_uses_list(scen.data["rate"], image_shape):
-            ctx = SchemeContext(image_shape=image_shape, channel_uses=k, train_images=x_train, channel=channel,
-                                seed=scen.seed, dataset_spec={"name": ds_spec["name"],
-                                                              "params": ds_spec.get("params", {}),
-                                                              "train_size": ds_spec.get("train_size")},
-                                extra={"train_labels": y_train, "task": scen.data.get("task", {}),
-                                       "num_classes": num_classes})
-            for i, opts in jscc:
-                out.append((path.name, i, opts, ctx))
+        for chain in make_chains(scen):  # a channel sweep: every chain (train_channel: scenario differs per chain)
+            for k in channel_uses_list(scen.data["rate"], image_shape):
+                ctx = SchemeContext(image_shape=image_shape, channel_uses=k, train_images=x_train,
+                                    channel=chain.channel, seed=scen.seed,
+                                    dataset_spec={"name": ds_spec["name"], "params": ds_spec.get("params", {}),
+                                                  "train_size": ds_spec.get("train_size")},
+                                    extra={"train_labels": y_train, "task": scen.data.get("task", {}),
+                                           "num_classes": num_classes})
+                for i, opts in jscc:
+                    out.append((path.name, i, opts, ctx))
     return out
 
 
