@@ -192,6 +192,14 @@ def ldpc_rate(v) -> str | None:
     return f"must be one of {', '.join(LDPC_80211N_RATES)} (got {v!r})"
 
 
+def hops_check(v) -> str | None:
+    """A scenario's ``hops``: an integer in 1..64, or a list of them (a sweep, :mod:`linksim.channel_sweep`;
+    the layer takes one integer, :func:`check_channel` checks a list before splitting it into chains)."""
+    if isinstance(v, list):
+        return next(filter(None, (integer(1, 64)(h) for h in v)), None)
+    return integer(1, 64)(v)
+
+
 def relay_params_check(v) -> str | None:
     return None if v is None or isinstance(v, dict) else f"must be a mapping of relay options (got {v!r})"
 
@@ -239,7 +247,8 @@ GSW_DEFAULTS = {"tau": 3000.0, "r": None, "weights_from": "calibration", "classe
 SCHEME_OPTIONS = {
     "snr_train_db": snr_train, "batch_size": integer(1), "patience": integer(1), "lr_patience": integer(1),
     "val_fraction": number(what="a number in (0, 0.5)", positive=True, below=0.5), "jit_compile": boolean(),
-    "train_channel": lambda v: None if isinstance(v, dict) else choice(*TRAIN_CHANNELS)(v), "train_seed": seed, "spread": boolean(), "label": string(),
+    "train_channel": lambda v: None if isinstance(v, dict) else choice(*TRAIN_CHANNELS)(v),  # a mapping: cross check
+    "train_seed": seed, "spread": boolean(), "label": string(),
 }
 #: Training epochs: at most limits.MAX_EPOCHS (a typo guard).
 EPOCHS = integer(1, MAX_EPOCHS)
@@ -374,8 +383,7 @@ CATALOG: dict[str, dict[str, Spec]] = {
     },
     "channels": {
         "awgn": Spec(open=True),
-        "multihop": Spec({"hops": lambda v: integer(1, 64)(v) if not isinstance(v, list)
-                          else next(filter(None, (integer(1, 64)(h) for h in v)), None), "relay": anything, "relay_params": relay_params_check,
+        "multihop": Spec({"hops": integer(1, 64), "relay": anything, "relay_params": relay_params_check,
                           "compensate_gain": boolean(), "hop": anything}),
     },
     "relays": {
@@ -643,6 +651,16 @@ def check_channel(spec: dict) -> Iterator[Problem]:
     if spec.get("type") != "multihop":
         yield ("hops",), "only a multihop channel sweeps its hops or relay options"
         return
+    if isinstance(spec.get("hops"), list):
+        problem = hops_check(spec["hops"])
+        if problem:
+            yield ("hops",), problem
+            return
+    for opt, values in (spec.get("relay_params") or {}).items():
+        if isinstance(values, list) and not all(v is None or isinstance(v, (str, int, float)) for v in values):
+            yield ("relay_params", opt), (f"a relay option given as a list sweeps it: a list of single values "
+                                          f"(numbers or names), got {values!r}")
+            return
     if isinstance(spec.get("hops"), list):
         for key, what in (("relay", "one relay name for every relay"), ("hop", "one hop mapping for every hop")):
             if isinstance(spec.get(key), list):

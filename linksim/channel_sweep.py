@@ -128,7 +128,7 @@ def channel_variants(ch: dict) -> list[ChannelVariant]:
                 spec.pop("relay_params", None)
                 spec.pop("relay", None)
             columns = {"hops": hops, **{f"relay_{o}": v for o, v in zip(opts, combo)}}
-            key = tuple(columns.values())
+            key = repr(tuple(columns.values()))
             if key in seen:
                 continue
             seen.add(key)

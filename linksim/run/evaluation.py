@@ -295,50 +295,52 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
         run_dir.write_original_examples(x_test[:n_examples])
     num_classes = _num_classes(y_train, y_test)
 
-    for c, k, i in ((c, k, i) for c in range(len(chains)) for k in ks for i in range(len(scenario.schemes))):
-        chain = chains[c]
-        scheme = build_scheme(scenario, i)
-        vkey = chain.key if swept else ()
-        todo = [s for s in snrs if (scheme.label, k, snr_key(s), vkey) not in done]
-        where = ", ".join([scheme.label] + ([f"k = {k}"] if len(ks) > 1 else []) + ([chain.tag] if swept else []))
-        if scheme.trainable:
-            bar.set_postfix_str(f"{where}: loading or training the model")
-        prepare_scheme(scenario, i, scheme, scheme_context(scenario, image_shape, k, x_train, chain.channel, store,
-                                                           progress, train_missing, y_train, num_classes))
-        if c == 0 or getattr(scheme, "train_channel", "awgn") == "scenario":
-            meta["schemes"].append({**scheme.describe(), "channel_uses": k, **({"chain": chain.tag} if swept else {})})
-        if not todo:
-            continue
-        bar.set_postfix_str(f"{where}: source coding")
-        states = [scheme.encode(x_test[j:j + batch]) for j in range(0, len(x_test), batch)]
-        check = getattr(scheme, "check_source_coding", None)  # e.g. a separation codec that never fits
-        if check is not None and c == 0:
-            check(states)
-        hop_snr = chain.hop_snr
-        for snr in todo:
-            cols = hop_snr.columns(snr)
-            bar.set_postfix_str(f"{where} @ {cols['hop_snr_db']} dB")
-            t_point = time.time()
-            # one rate and one chain: the seed of (scheme, SNR); a rate sweep adds k, a channel sweep the chain
-            tag = scheme.label + (f"|k{k}" if len(ks) > 1 else "") + (f"|{chain.tag}" if swept else "")
-            set_seed(point_seed(scenario.seed, tag, snr))
-            agg = Aggregate()
-            first = None
-            for j, state in enumerate(states):
-                x = x_test[j * batch:(j + 1) * batch]
-                idx = np.arange(j * batch, j * batch + len(x))
-                res = scheme.evaluate(state, hop_snr.per_hop(snr))
-                per_image = {m: get_metric(m)(x, res.images) for m in img_metrics}
-                outs = {name: task.evaluate(res.images, idx) for name, task in tasks.items()}
-                agg.add(res.counts, per_image, outs)
-                if first is None:
-                    first = res.images[:n_examples]
-            rows.append(make_row(scheme, cols, agg, image_shape, time.time() - t_point, tasks,
-                                 topology(chain.channel, chain.columns)))
-            run_dir.write_results(rows)
-            if n_examples and k == ks[0] and c == 0:  # the example grid shows the first rate and chain
-                run_dir.write_examples(scheme.label, cols, first)
-            bar.update(1)
+    with store.sharing_loaded_models():  # a channel sweep prepares each scheme once per chain
+        for c, k, i in ((c, k, i) for c in range(len(chains)) for k in ks for i in range(len(scenario.schemes))):
+            chain = chains[c]
+            scheme = build_scheme(scenario, i)
+            vkey = chain.key if swept else ()
+            todo = [s for s in snrs if (scheme.label, k, snr_key(s), vkey) not in done]
+            where = ", ".join([scheme.label] + ([f"k = {k}"] if len(ks) > 1 else []) + ([chain.tag] if swept else []))
+            if scheme.trainable:
+                bar.set_postfix_str(f"{where}: loading or training the model")
+            prepare_scheme(scenario, i, scheme, scheme_context(scenario, image_shape, k, x_train, chain.channel, store,
+                                                               progress, train_missing, y_train, num_classes))
+            if c == 0 or getattr(scheme, "train_channel", "awgn") == "scenario":
+                meta["schemes"].append({**scheme.describe(), "channel_uses": k,
+                                        **({"chain": chain.tag} if swept else {})})
+            if not todo:
+                continue
+            bar.set_postfix_str(f"{where}: source coding")
+            states = [scheme.encode(x_test[j:j + batch]) for j in range(0, len(x_test), batch)]
+            check = getattr(scheme, "check_source_coding", None)  # e.g. a separation codec that never fits
+            if check is not None and c == 0:
+                check(states)
+            hop_snr = chain.hop_snr
+            for snr in todo:
+                cols = hop_snr.columns(snr)
+                bar.set_postfix_str(f"{where} @ {cols['hop_snr_db']} dB")
+                t_point = time.time()
+                # one rate and one chain: the seed of (scheme, SNR); a rate sweep adds k, a channel sweep the chain
+                tag = scheme.label + (f"|k{k}" if len(ks) > 1 else "") + (f"|{chain.tag}" if swept else "")
+                set_seed(point_seed(scenario.seed, tag, snr))
+                agg = Aggregate()
+                first = None
+                for j, state in enumerate(states):
+                    x = x_test[j * batch:(j + 1) * batch]
+                    idx = np.arange(j * batch, j * batch + len(x))
+                    res = scheme.evaluate(state, hop_snr.per_hop(snr))
+                    per_image = {m: get_metric(m)(x, res.images) for m in img_metrics}
+                    outs = {name: task.evaluate(res.images, idx) for name, task in tasks.items()}
+                    agg.add(res.counts, per_image, outs)
+                    if first is None:
+                        first = res.images[:n_examples]
+                rows.append(make_row(scheme, cols, agg, image_shape, time.time() - t_point, tasks,
+                                     topology(chain.channel, chain.columns)))
+                run_dir.write_results(rows)
+                if n_examples and k == ks[0] and c == 0:  # the example grid shows the first rate and chain
+                    run_dir.write_examples(scheme.label, cols, first)
+                bar.update(1)
     bar.close()
     df = run_dir.write_results(rows) if rows else pd.DataFrame()
     run_dir.write_meta(finish_meta(meta, time.time() - t0))

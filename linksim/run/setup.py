@@ -23,7 +23,8 @@ from linksim.run.directory import snr_key
 from linksim.scenario import Scenario
 
 __all__ = ["set_seed", "point_seed", "load_data", "channel_uses_for", "channel_uses_list", "HopSNR",
-           "make_channel", "make_chains", "Chain", "topology", "build_scheme", "scheme_context", "prepare_scheme", "dataset_spec"]
+           "make_channel", "make_chains", "Chain", "topology", "build_scheme", "scheme_context", "prepare_scheme",
+           "dataset_spec"]
 
 
 # --------------------------------------------------------------------------- seeding

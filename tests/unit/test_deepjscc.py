@@ -150,6 +150,26 @@ def test_the_store_deflates_saved_models_and_they_reload_identically(tmp_path, f
     assert entry.model_file.stat().st_size == size
 
 
+def test_a_store_shares_loaded_models_only_inside_its_block(tmp_path):
+    from linksim.store import ModelStore
+
+    keras.utils.set_random_seed(0)
+    store = ModelStore([tmp_path / "store"])
+    store.save("deepjscc", {"k": 2}, DeepJSCC((28, 28, 1), 64, filters=[4, 4, 4, 4]), {}, {})
+    a, _ = store.load("deepjscc", {"k": 2})
+    b, _ = store.load("deepjscc", {"k": 2})
+    assert a is not b                      # outside the block every load is a fresh model
+    with store.sharing_loaded_models():
+        c, _ = store.load("deepjscc", {"k": 2})
+        d, _ = store.load("deepjscc", {"k": 2})
+        assert c is d                      # one model for every chain of a sweep
+        store.save("deepjscc", {"k": 2}, DeepJSCC((28, 28, 1), 64, filters=[4, 4, 4, 4]), {}, {})
+        e, _ = store.load("deepjscc", {"k": 2})
+        assert e is not c                  # a rewritten file is loaded again
+    f, _ = store.load("deepjscc", {"k": 2})
+    assert f is not e
+
+
 def _val_mse(model, x, snr_db=10.0):
     sionna.phy.config.seed = 7
     return float(tf.reduce_mean(tf.square(model(tf.constant(x), tf.constant(snr_db)) - x)))

@@ -11,7 +11,7 @@ BUDGET_BYTES = 50_000_000
 
 def test_shipped_weights_fit_the_budget():
     total = sum(f.stat().st_size for f in WEIGHTS.rglob("*") if f.is_file())
-    assert total < BUDGET_BYTES, f"linksim/weights holds {total / 1e6:.2f} MB, over the {BUDGET_BYTES / 1e6:.0f} MB budget"
+    assert total < BUDGET_BYTES, f"linksim/weights holds {total / 1e6:.2f} MB, over the {BUDGET_BYTES / 1e6:.0f} MB"
 
 
 def test_shipped_models_are_deflated():
