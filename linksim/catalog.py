@@ -196,7 +196,12 @@ def hops_check(v) -> str | None:
     """A scenario's ``hops``: an integer in 1..64, or a list of them (a sweep, :mod:`linksim.channel_sweep`;
     the layer takes one integer, :func:`check_channel` checks a list before splitting it into chains)."""
     if isinstance(v, list):
-        return next(filter(None, (integer(1, 64)(h) for h in v)), None)
+        if not v:
+            return "must be a number of hops, or a non-empty list of them (a sweep)"
+        bad = next(filter(None, (integer(1, 64)(h) for h in v)), None)
+        if bad is None and len(set(v)) != len(v):
+            return f"lists a number of hops twice (got {v!r}); each chain is run once"
+        return bad
     return integer(1, 64)(v)
 
 

@@ -144,6 +144,9 @@ def test_every_probe_value_a_constructor_refuses_is_refused_by_the_table(title, 
             if option in SKIP_OPTIONS.get((title, name), ()):
                 continue
             for probe in PROBES:
+                if (title, name, option) == ("channels", "multihop", "hops") and isinstance(probe, list) \
+                        and probe and all(isinstance(h, int) and 1 <= h <= 64 for h in probe):
+                    continue  # a scenario's list of hops is a sweep (linksim.channel_sweep); the layer is one chain
                 params = {**base, option: probe}
                 real = _real_refuses(title, name, params)
                 if real and not _table_refuses(title, name, params):
