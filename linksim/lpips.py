@@ -24,6 +24,8 @@ version='0.1', lpips=True, spatial=False)``):
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import math
 import numbers
 
@@ -196,6 +198,16 @@ class LPIPS(keras.layers.Layer):
     def call(self, x, x_hat):
         return tf.reduce_sum(self.layer_distances(x, x_hat), axis=1)
 
+    def reference_features(self, x):
+        """The tapped features of reference images ``x`` (to compare many reconstructions with)."""
+        return self.features(self._prepare(x))
+
+    def distance_to(self, ref_features, x_hat):
+        """Per-image distance of ``x_hat`` to the images whose :meth:`reference_features` are given."""
+        feats = self.features(self._prepare(x_hat))
+        return tf.add_n([tf.reduce_mean(tf.tensordot(tf.square(f - r), lin, axes=[[3], [0]]), axis=[1, 2])
+                         for r, f, lin in zip(ref_features, feats, self._lins)])
+
 
 _CACHE: dict = {}
 _FUNCTIONS: dict = {}
@@ -210,12 +222,36 @@ def get_lpips(net: str = "alexnet", upsample_to: int | None = DEFAULT_UPSAMPLE_T
 
 
 def _compiled(net: str, upsample_to, image_shape: tuple):
-    """A ``tf.function`` of the cached layer for images of ``image_shape`` (any batch size)."""
+    """``tf.function`` s of the cached layer for images of ``image_shape`` (any batch size):
+    ``(reference_features, distance_to)``."""
     key = (net, upsample_to, image_shape)
     if key not in _FUNCTIONS:
         spec = tf.TensorSpec((None, *image_shape), tf.float32)
-        _FUNCTIONS[key] = tf.function(get_lpips(net, upsample_to).call, input_signature=[spec, spec])
+        layer = get_lpips(net, upsample_to)
+        _FUNCTIONS[key] = (tf.function(layer.reference_features, input_signature=[spec]),
+                           tf.function(layer.distance_to, reduce_retracing=True))
     return _FUNCTIONS[key]
+
+
+#: Reference features of recently seen image chunks: a sweep compares the same test images with every
+#: scheme's reconstruction at every point, so their half of the work is done once. Keyed by the net,
+#: the upsampling and a digest of the images' bytes; at most ``_REF_BUDGET`` bytes are kept.
+_REFERENCES: "collections.OrderedDict[tuple, list]" = collections.OrderedDict()
+_REF_BUDGET = 512 * 2**20
+
+
+def _reference(net, upsample_to, fn, chunk: np.ndarray) -> list:
+    key = (net, upsample_to, chunk.shape, hashlib.sha1(chunk.tobytes()).hexdigest())
+    if key in _REFERENCES:
+        _REFERENCES.move_to_end(key)
+        return _REFERENCES[key]
+    feats = fn(tf.constant(chunk))
+    _REFERENCES[key] = feats
+    total = sum(sum(int(np.prod(f.shape)) * 4 for f in v) for v in _REFERENCES.values())
+    while total > _REF_BUDGET and len(_REFERENCES) > 1:
+        _, old = _REFERENCES.popitem(last=False)
+        total -= sum(int(np.prod(f.shape)) * 4 for f in old)
+    return feats
 
 
 def lpips_distance(x, x_hat, net: str = "alexnet", upsample_to: int | None = DEFAULT_UPSAMPLE_TO,
@@ -248,11 +284,12 @@ def lpips_distance(x, x_hat, net: str = "alexnet", upsample_to: int | None = DEF
         raise ValueError(f"LPIPS compares images of the same shape (got {x.shape} and {x_hat.shape})")
     if x.ndim != 4 or x.shape[-1] not in (1, 3):
         raise ValueError(f"LPIPS takes images [batch, H, W, C] with C = 1 or 3 (got shape {x.shape})")
-    fn = _compiled(net, upsample_to, tuple(x.shape[1:]))
+    ref_fn, dist_fn = _compiled(net, upsample_to, tuple(x.shape[1:]))
     if chunk is None:
         side = min(x.shape[1], x.shape[2])
         scale = upsample_to / side if upsample_to is not None and side < upsample_to else 1.0
         chunk = int(max(1, min(256, 2 ** 21 // (x.shape[1] * x.shape[2] * scale * scale))))
-    out = [fn(tf.constant(x[i:i + chunk]), tf.constant(x_hat[i:i + chunk])).numpy()
+    out = [dist_fn(_reference(net, upsample_to, ref_fn, np.ascontiguousarray(x[i:i + chunk])),
+                   tf.constant(x_hat[i:i + chunk])).numpy()
            for i in range(0, len(x), chunk)]
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0)

@@ -205,3 +205,24 @@ def test_the_converter_refuses_a_pickle_that_holds_anything_but_numpy_arrays(tmp
     with pytest.raises(pickle.UnpicklingError, match="refusing to unpickle builtins.print"), \
             pytest.warns(UserWarning, match="SHA-256"):
         read_ckpt(sdist, "alexnet")
+
+
+def test_reference_features_are_reused_without_changing_the_distance():
+    """A sweep compares the same test images with many reconstructions: their features are computed once."""
+    import tensorflow as tf
+
+    from linksim import lpips as lp
+
+    rng = np.random.default_rng(5)
+    x = rng.random((20, 28, 28, 1), dtype=np.float32)
+    noisy = [np.clip(x + s * rng.standard_normal(x.shape).astype(np.float32), 0, 1) for s in (0.05, 0.2)]
+    lp._REFERENCES.clear()
+    first = [lp.lpips_distance(x, y) for y in noisy]
+    assert len(lp._REFERENCES) == 1                     # one chunk of references, computed once
+    layer = lp.get_lpips()
+    for y, d in zip(noisy, first):
+        direct = layer(tf.constant(x), tf.constant(y)).numpy()   # both images through the network together
+        np.testing.assert_allclose(d, direct, rtol=1e-5, atol=1e-6)
+    other = np.ascontiguousarray(x[::-1])
+    lp.lpips_distance(other, noisy[0][::-1])
+    assert len(lp._REFERENCES) == 2                     # other images: other references
