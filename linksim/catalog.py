@@ -32,7 +32,7 @@ __all__ = ["Spec", "CATALOG", "METRIC_TASKS", "builtin_names", "check_params", "
 
 #: The largest seed linksim accepts: numpy's ``default_rng`` and ``RandomState`` take
 #: seeds below 2**32; TensorFlow's op seeds are int64.
-from linksim.limits import MAX_EPOCHS, MAX_SEED  # noqa: E402 - one definition
+from linksim.limits import MAX_EPOCHS, MAX_GRID_POINTS, MAX_SEED  # noqa: E402 - one definition
 
 Check = Callable[[Any], Optional[str]]
 Problem = tuple[tuple, str]   # (path relative to the component's mapping, message)
@@ -252,7 +252,8 @@ GSW_DEFAULTS = {"tau": 3000.0, "r": None, "weights_from": "calibration", "classe
 SCHEME_OPTIONS = {
     "snr_train_db": snr_train, "batch_size": integer(1), "patience": integer(1), "lr_patience": integer(1),
     "val_fraction": number(what="a number in (0, 0.5)", positive=True, below=0.5), "jit_compile": boolean(),
-    "train_channel": lambda v: None if isinstance(v, dict) else choice(*TRAIN_CHANNELS)(v),  # a mapping: cross check
+    "train_channel": lambda v: None if isinstance(v, dict) else (
+        choice(*TRAIN_CHANNELS)(v) and choice(*TRAIN_CHANNELS)(v).replace(" (got", " or a channel mapping (got")),
     "train_seed": seed, "spread": boolean(), "label": string(),
 }
 #: Training epochs: at most limits.MAX_EPOCHS (a typo guard).
@@ -293,6 +294,17 @@ def _jscc_cross(p: dict) -> Iterator[Problem]:
         if "hop_snr_db" in tc:
             yield ("train_channel", "hop_snr_db"), ("the training SNR is snr_train_db (one value for every hop); "
                                                     "hop_snr_db does not apply to train_channel")
+        relays = tc.get("relay", "af")
+        hops = tc.get("hops", 2) if tc.get("type") == "multihop" else 1
+        if isinstance(hops, int) and hops > 1:
+            if "df" in (relays if isinstance(relays, list) else [relays]):
+                yield ("train_channel", "relay"), ("a JSCC model cannot be trained through decode-and-forward relays "
+                                                   "(they are not differentiable); train over one hop (awgn) and "
+                                                   "evaluate on the DF chain, or train through af / qf relays")
+            s = p.get("snr_train_db")
+            if isinstance(s, (list, tuple)) and len(s) == 2 and s[0] != s[1]:
+                yield ("snr_train_db",), (f"training through a relay chain (train_channel) takes one snr_train_db, "
+                                          f"not a range (got {s!r}): a chain takes one SNR per hop")
     if p.get("spread") is True and tc not in (None, "awgn"):
         yield ("spread",), ("spread applies at evaluation; a model trained through a relay chain "
                             "(train_channel: scenario or a channel) saw it without spreading: use one or the other")
@@ -648,24 +660,25 @@ def check_channel(spec: dict) -> Iterator[Problem]:
     A sweep (``hops`` or a relay option given as a list, :mod:`linksim.channel_sweep`)
     is checked chain by chain; each problem is reported once.
     """
-    from linksim.channel_sweep import channel_variants, is_sweep
+    from linksim.channel_sweep import chain_count, channel_variants, is_sweep, is_sweep_list
 
     if not (isinstance(spec, dict) and is_sweep(spec)):
         yield from _check_one_channel(spec)
         return
     if spec.get("type") != "multihop":
-        yield ("hops",), "only a multihop channel sweeps its hops or relay options"
+        yield (("hops",) if isinstance(spec.get("hops"), list) else ("relay_params",)), (
+            "only a multihop channel sweeps its hops or relay options")
         return
     if isinstance(spec.get("hops"), list):
         problem = hops_check(spec["hops"])
         if problem:
             yield ("hops",), problem
             return
-    for opt, values in (spec.get("relay_params") or {}).items():
-        if isinstance(values, list) and not all(v is None or isinstance(v, (str, int, float)) for v in values):
-            yield ("relay_params", opt), (f"a relay option given as a list sweeps it: a list of single values "
-                                          f"(numbers or names), got {values!r}")
-            return
+    n_chains = chain_count(spec)
+    if n_chains > MAX_GRID_POINTS:
+        yield (("hops",) if isinstance(spec.get("hops"), list) else ("relay_params",)), (
+            f"the sweep makes {n_chains:,} chains, more than the grid limit of {MAX_GRID_POINTS:,}")
+        return
     if isinstance(spec.get("hops"), list):
         for key, what in (("relay", "one relay name for every relay"), ("hop", "one hop mapping for every hop")):
             if isinstance(spec.get(key), list):
@@ -673,7 +686,8 @@ def check_channel(spec: dict) -> Iterator[Problem]:
                                f"{'relay' if key == 'relay' else 'hop'} (the number of hops changes)")
                 return
     params = spec.get("relay_params")
-    if isinstance(params, dict) and any(k in CATALOG["relays"] for k in params):
+    if isinstance(params, dict) and any(k in CATALOG["relays"] and isinstance(v, dict)
+                                        and any(is_sweep_list(x) for x in v.values()) for k, v in params.items()):
         yield ("relay_params",), ("a relay option given as a list sweeps it; that needs relay_params to hold the "
                                   "options of every relay, not a mapping keyed by relay name")
         return

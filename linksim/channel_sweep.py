@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass, field
 
 __all__ = ["ChannelVariant", "channel_variants", "sweep_axes", "variant_columns", "row_variant_key", "is_sweep",
-           "max_hops"]
+           "max_hops", "chain_count", "is_sweep_list", "format_value", "variant_tag"]
 
 
 @dataclass(frozen=True)
@@ -64,15 +64,39 @@ def variant_tag(columns: dict) -> str:
         if col == "hops":
             parts.append(f"{v} hop{'s' if v != 1 else ''}")
         else:
-            parts.append(f"{col[len('relay_'):]} {v:g}" if isinstance(v, (int, float)) else f"{col} {v}")
+            parts.append(f"{col[len('relay_'):]} {format_value(v)}")
     return ", ".join(parts)
+
+
+def format_value(v) -> str:
+    """A swept value as labels and seeds show it: ``4``, ``0.1234561`` (12 significant digits), ``measured``."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    return format(v, ".12g")
+
+
+def is_sweep_list(v) -> bool:
+    """A relay option's value that sweeps it: a non-empty list of single values (numbers, names).
+
+    A list of lists is one value (a QF ``constellation`` of ``[re, im]`` points), not a sweep.
+    """
+    return isinstance(v, list) and bool(v) and all(x is None or isinstance(x, (str, int, float)) for x in v)
 
 
 def _swept_relay_options(ch: dict) -> list[str]:
     params = ch.get("relay_params")
     if not isinstance(params, dict):
         return []
-    return [k for k, v in params.items() if isinstance(v, list)]
+    return [k for k, v in params.items() if is_sweep_list(v)]
+
+
+def chain_count(ch: dict) -> int:
+    """How many chains :func:`channel_variants` makes, computed without making them (an upper bound)."""
+    hops = ch.get("hops")
+    n = len(hops) if isinstance(hops, list) else 1
+    for opt in _swept_relay_options(ch):
+        n *= len(ch["relay_params"][opt])
+    return n
 
 
 def is_sweep(ch: dict) -> bool:

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from linksim.channel_sweep import channel_variants, is_sweep, variant_columns  # noqa: E402
+from linksim.channel_sweep import channel_variants, format_value, is_sweep, variant_columns  # noqa: E402
 from linksim.registry import PLOTS  # noqa: E402
 from linksim.run.directory import (REFERENCE, RunDirectory, RunError, example_path, is_reference,  # noqa: E402
                                    read_results)
@@ -42,7 +42,9 @@ def _split_reference(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _reference_line(ax, ref: pd.DataFrame, column: str, label: str = REFERENCE) -> None:
     """The reference value of ``column`` as a dotted horizontal line, when there is one."""
     if len(ref) and column in ref.columns and pd.notna(ref[column].iloc[0]):
-        ax.axhline(float(ref[column].iloc[0]), color="k", linestyle=":", linewidth=1.2, label=label)
+        value = float(ref[column].iloc[0])
+        ax.axhline(value, color="k", linestyle=":", linewidth=1.2,
+                   label=f"{label} ({value:.3g})" if label == REFERENCE else label)
 
 
 def _low_mid_high(values) -> list:
@@ -111,11 +113,26 @@ def _chains(df: pd.DataFrame, scenario: dict) -> list[tuple[str, pd.DataFrame]]:
     for v in channel_variants(ch):
         mask = pd.Series(True, index=df.index)
         for c in cols:
-            want = v.columns.get(c)
-            mask &= df[c].isna() if want is None else (pd.to_numeric(df[c], errors="coerce") == want)
+            mask &= _matches(df[c], v.columns.get(c))
         if mask.any():
             out.append((v.tag, df[mask]))
     return out or [("", df)]
+
+
+def _matches(column: pd.Series, want) -> pd.Series:
+    """Rows whose chain column holds ``want`` (None: empty; a number or a name as read back from results.csv)."""
+    if want is None:
+        return column.isna()
+    if isinstance(want, (int, float)) and not isinstance(want, bool):
+        return pd.to_numeric(column, errors="coerce") == want
+    return column.astype(str) == str(want)
+
+
+def _first_chain(df: pd.DataFrame, scenario: dict) -> tuple[pd.DataFrame, str]:
+    """The rows of the first chain of a channel sweep and its tag (a plot that does not split by chain)."""
+    _, ref = _split_reference(df)
+    tag, rows = _chains(df, scenario)[0]
+    return (pd.concat([rows[~is_reference(rows)], ref]) if tag else df), tag
 
 
 def _panel_grid(n: int, width: float = 4.2, height: float = 3.6):
@@ -219,8 +236,8 @@ def _vs_hops(name: str, column: str, ylabel: str):
         ch = scenario.get("channel") or {}
         opt_cols = [c for c in variant_columns(ch) if c != "hops" and c in d.columns] if isinstance(ch, dict) else []
         # one row of panels per value of the swept relay options (a one-hop chain, which has none, is in every row)
-        combos = [()] if not opt_cols else sorted({tuple(r) for r in d.loc[d["_hops"] > 1, opt_cols]
-                                                   .itertuples(index=False, name=None)})
+        combos = [()] if not opt_cols else list(dict.fromkeys(
+            tuple(r) for r in d.loc[d["_hops"] > 1, opt_cols].itertuples(index=False, name=None)))
         pick = _low_mid_high(sorted(d["snr_db"].dropna().unique()))
         fig, axes = plt.subplots(len(combos), len(pick), figsize=(4.2 * len(pick), 3.6 * len(combos)),
                                  squeeze=False, sharey=True)
@@ -230,7 +247,7 @@ def _vs_hops(name: str, column: str, ylabel: str):
                 mask = d["_hops"] == 1
                 inner = pd.Series(True, index=d.index)
                 for c, v in zip(opt_cols, combo):
-                    inner &= pd.to_numeric(d[c], errors="coerce") == v
+                    inner &= _matches(d[c], v)
                 rows = d[mask | inner]
             for ax, snr in zip(axes[r], pick):
                 at = rows[rows["snr_db"] == snr]
@@ -238,7 +255,7 @@ def _vs_hops(name: str, column: str, ylabel: str):
                     g = g.sort_values("_hops")
                     ax.plot(g["_hops"], g[column], marker=_MARKERS[i % len(_MARKERS)], label=label, **_line_style(g))
                 _reference_line(ax, ref, column)
-                extra = ", ".join(f"{c[len('relay_'):]} {v:g}" for c, v in zip(opt_cols, combo))
+                extra = ", ".join(f"{c[len('relay_'):]} {format_value(v)}" for c, v in zip(opt_cols, combo))
                 ax.set_title(f"SNR {snr:g} dB per hop" + (f", {extra}" if extra else ""), fontsize=9)
                 ax.set_xlabel("hops")
                 ax.set_xticks(sorted(d["_hops"].unique()))
@@ -269,26 +286,14 @@ for _metric, _column, _label in (("psnr", "psnr_db", "PSNR [dB]"), ("ssim", "ssi
     _vs_hops(f"{_metric}_vs_hops", _column, _label)
 
 
-@PLOTS.register("accuracy_vs_snr")
-def draw_accuracy(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
-    """Downstream classifier accuracy against SNR, one line per scheme, the reference dotted."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    if not _curves(df, "accuracy", ax):
-        plt.close(fig)
-        return None
-    _, ref = _split_reference(df)
-    if len(ref):
-        _reference_line(ax, ref, "accuracy", f"{REFERENCE} ({float(ref['accuracy'].iloc[0]):.3f})")
-    path = run_dir / "accuracy_vs_snr.png"
-    _finish(fig, ax, f"{scenario.get('name', '')}: task accuracy vs SNR\n{_rate_note(scenario, df)}",
-            "SNR (Es/N0 per hop) [dB]", "Classification accuracy", path)
-    return path
+draw_accuracy = _simple("accuracy_vs_snr", "accuracy", "Classification accuracy")  # the reference dotted
 
 
 def _vs_rate(name: str, column: str, ylabel: str):
     def draw(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
         if column not in df.columns or "channel_uses" not in df.columns:
             return None
+        df, chain = _first_chain(df, scenario)  # a channel sweep: the first chain
         d, ref = _split_reference(df)
         if d["channel_uses"].nunique() < 2 or d[column].isna().all():
             return None  # the scenario does not sweep the rate
@@ -306,7 +311,8 @@ def _vs_rate(name: str, column: str, ylabel: str):
             ax.grid(True, alpha=0.3)
         axes[0, 0].set_ylabel(ylabel)
         axes[0, -1].legend(fontsize=7)
-        fig.suptitle(f"{scenario.get('name', '')}: {ylabel.split(' [')[0]} vs rate", fontsize=10)
+        fig.suptitle(f"{scenario.get('name', '')}: {ylabel.split(' [')[0]} vs rate" + (f" ({chain})" if chain else ""),
+                     fontsize=10)
         fig.tight_layout()
         path = run_dir / f"{name}.png"
         fig.savefig(path, dpi=150)
@@ -346,6 +352,7 @@ def plot_function(name: str, scenario: dict):
 def _draw_vs_option(df: pd.DataFrame, scenario: dict, run_dir: Path, name: str, column: str, option: str):
     if column not in df.columns:
         return None
+    df, chain = _first_chain(df, scenario)  # a channel sweep: the first chain
     values = {s.get("label"): s[option] for s in scenario.get("schemes", []) if option in s}
     d = df[df["scheme"].isin(values)].copy()
     d = d[d[column].notna()]
@@ -364,7 +371,8 @@ def _draw_vs_option(df: pd.DataFrame, scenario: dict, run_dir: Path, name: str, 
                     label=f"SNR {snr:g} dB{tag}")
     _reference_line(ax, _split_reference(df)[1], column)
     path = run_dir / f"{name}.png"
-    _finish(fig, ax, f"{scenario.get('name', '')}: {column} vs {option}\n{_rate_note(scenario, df)}",
+    _finish(fig, ax, f"{scenario.get('name', '')}: {column} vs {option}" + (f" ({chain})" if chain else "")
+            + f"\n{_rate_note(scenario, df)}",
             option, column, path)
     return path
 
@@ -439,7 +447,10 @@ def draw_examples(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | Non
                     axes[r, j].axis("off")
             axes[r, 0].set_ylabel(f"{s}\n{_point_label(point)} dB", fontsize=7, rotation=0, ha="right", va="center")
             r += 1
-    fig.suptitle(f"{scenario.get('name', '')}: example reconstructions", fontsize=9)
+    ch = scenario.get("channel") or {}
+    chain = _chains(df, scenario)[0][0] if isinstance(ch, dict) and is_sweep(ch) else ""
+    fig.suptitle(f"{scenario.get('name', '')}: example reconstructions" + (f" ({chain})" if chain else ""),
+                 fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (1.3 * rows)))  # keep the title above the first row
     path = run_dir / "examples.png"
     fig.savefig(path, dpi=120)

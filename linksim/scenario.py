@@ -470,7 +470,7 @@ def _check_values(data: dict, err) -> list[int]:
             raise err(("quick", "snr_db"), f"{n_quick:,} SNR points exceed the limit of {limits.MAX_SNR_POINTS:,}")
     ch = data["channel"]
     hops = channel_sweep.max_hops(ch)
-    n_variants = len(channel_sweep.channel_variants(ch)) if channel_sweep.is_sweep(ch) else 1
+    n_variants = channel_sweep.chain_count(ch) if channel_sweep.is_sweep(ch) else 1
     if isinstance(ch.get("hops"), list):
         if "hop_snr_db" in ch:
             raise err(("channel", "hop_snr_db"), "per-hop SNRs need a fixed number of hops; with a sweep over hops "
@@ -500,7 +500,7 @@ def _check_values(data: dict, err) -> list[int]:
     n_rates = len(rate[key]) if isinstance(rate[key], list) else 1
     grid = n_snr * n_rates * len(data["schemes"]) * n_variants
     if grid > limits.MAX_GRID_POINTS:
-        chains = f" x {n_variants} chains" if n_variants > 1 else ""
+        chains = f" x {n_variants:,} chains" if n_variants > 1 else ""
         raise err(("snr_db",), f"the grid has {grid:,} points ({n_snr} SNR x {n_rates} rate x "
                                f"{len(data['schemes'])} scheme(s){chains}), more than the limit of "
                                f"{limits.MAX_GRID_POINTS:,}")

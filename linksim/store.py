@@ -335,6 +335,8 @@ def deflate_keras_file(path) -> None:
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, data, compresslevel=9)
     with zipfile.ZipFile(tmp) as z:
-        if [(n, z.read(n)) for n in z.namelist()] != members:  # pragma: no cover - zipfile is exact
-            raise OSError(f"re-packing {path} changed its contents")
+        same = [(n, z.read(n)) for n in z.namelist()] == members
+    if not same:  # pragma: no cover - zipfile is exact
+        tmp.unlink()
+        raise OSError(f"re-packing {path} changed its contents")
     os.replace(tmp, path)

@@ -276,7 +276,8 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
                 test_images=int(len(x_test)), channel=chains[0].channel.describe(), **topo)
     if swept:
         meta.update(chains=[{**c.columns, "channel": c.channel.describe()} for c in chains],
-                    hops=sorted({c.columns["hops"] for c in chains}))
+                    hops=sorted({c.columns["hops"] for c in chains}),
+                    relay=sorted({topology(c.channel)["relay"].split("/")[0] for c in chains} - {"none"}) or "none")
     img_metrics = image_metric_names(scenario.data["metrics"])
     for m in img_metrics:  # before any training: e.g. missing LPIPS weights fail now, with the fix
         get_metric(m).ensure_available()
@@ -296,7 +297,8 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
     num_classes = _num_classes(y_train, y_test)
 
     with store.sharing_loaded_models():  # a channel sweep prepares each scheme once per chain
-        for c, k, i in ((c, k, i) for c in range(len(chains)) for k in ks for i in range(len(scenario.schemes))):
+        encoded = {}  # one scheme's transmissions, reused for every chain
+        for k, i, c in ((k, i, c) for k in ks for i in range(len(scenario.schemes)) for c in range(len(chains))):
             chain = chains[c]
             scheme = build_scheme(scenario, i)
             vkey = chain.key if swept else ()
@@ -311,11 +313,17 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
                                         **({"chain": chain.tag} if swept else {})})
             if not todo:
                 continue
-            bar.set_postfix_str(f"{where}: source coding")
-            states = [scheme.encode(x_test[j:j + batch]) for j in range(0, len(x_test), batch)]
-            check = getattr(scheme, "check_source_coding", None)  # e.g. a separation codec that never fits
-            if check is not None and c == 0:
-                check(states)
+            # what is sent does not depend on the chain: encode once per (scheme, rate, model) for every chain
+            entry = getattr(scheme, "entry", None)
+            enc_key = (i, k, str(entry.path) if entry is not None else None)
+            if enc_key not in encoded:
+                bar.set_postfix_str(f"{where}: source coding")
+                encoded.clear()  # keep one scheme's transmissions at a time (memory)
+                encoded[enc_key] = [scheme.encode(x_test[j:j + batch]) for j in range(0, len(x_test), batch)]
+                check = getattr(scheme, "check_source_coding", None)  # e.g. a separation codec that never fits
+                if check is not None:
+                    check(encoded[enc_key])
+            states = encoded[enc_key]
             hop_snr = chain.hop_snr
             for snr in todo:
                 cols = hop_snr.columns(snr)

@@ -74,3 +74,21 @@ def test_cli_summary_names_the_chain(tmp_path, capsys):
     assert main(["run", str(path), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split()[:4] == ["scheme", "hops", "relay_bits", "snr_db"]
+
+
+def test_a_sweep_of_a_named_relay_option_plots_each_chain(tmp_path):
+    scen = {**SCENARIO, "name": "gain_sweep",
+            "channel": {"type": "multihop", "hops": [1, 2], "relay": "af",
+                        "relay_params": {"gain": ["fixed", "measured"]}},
+            "schemes": [{"type": "uncoded", "label": "Uncoded"}], "snr_db": [0, 10]}
+    p = tmp_path / "g.yaml"
+    p.write_text(yaml.safe_dump(scen, sort_keys=False))
+    out = tmp_path / "run"
+    df = run_scenario(load_scenario(p), out, progress=False)
+    assert sorted(map(str, df["relay_gain"].fillna("-"))) == ["-", "-", "fixed", "fixed", "measured", "measured"]
+    from linksim.plotting import _chains
+
+    chains = _chains(df, yaml.safe_load((out / "scenario.yaml").read_text()))
+    assert [t for t, _ in chains] == ["1 hop", "2 hops, gain fixed", "2 hops, gain measured"]
+    assert all(len(g) == 2 for _, g in chains)
+    assert (out / "psnr_vs_hops.png").exists() and (out / "psnr_vs_snr.png").exists()

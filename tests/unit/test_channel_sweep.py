@@ -118,3 +118,49 @@ def test_default_plots_follow_the_listed_metrics(capsys, tmp_path):
 
     p = tmp_path / "s.yaml"
     assert load_scenario(p).data["plots"] == ["psnr_vs_snr"]
+
+
+def test_a_constellation_list_is_one_value_not_a_sweep(capsys, tmp_path):
+    ch = {"type": "multihop", "hops": 2, "relay": "qf",
+          "relay_params": {"bits": 2, "constellation": [[1, 1], [-1, -1], [1, -1], [-1, 1]]}}
+    assert not is_sweep(ch)
+    rc, err = validate_text(capsys, tmp_path, BASE + "channel: {type: multihop, hops: [1, 2], relay: qf, relay_params: "
+                                                     "{bits: [2, 4], constellation: [[1, 1], [-1, -1], [1, -1], [-1, 1]]}}\n")
+    assert rc == 0, err
+
+
+def test_text_valued_and_per_mode_relay_options_with_a_hops_sweep(capsys, tmp_path):
+    rc, err = validate_text(capsys, tmp_path, BASE + "channel: {type: multihop, hops: [1, 2], relay: af, "
+                                                     "relay_params: {gain: [fixed, measured]}}\n")
+    assert rc == 0, err
+    assert [v.tag for v in channel_variants({"type": "multihop", "hops": [1, 2], "relay": "af",
+                                             "relay_params": {"gain": ["fixed", "measured"]}})] == \
+        ["1 hop", "2 hops, gain fixed", "2 hops, gain measured"]
+    rc, err = validate_text(capsys, tmp_path, BASE + "channel: {type: multihop, hops: [2, 3], relay: qf, "
+                                                     "relay_params: {qf: {bits: 4}}}\n")
+    assert rc == 0, err
+
+
+def test_a_huge_sweep_is_refused_before_its_chains_are_made(capsys, tmp_path):
+    many = "[" + ", ".join(str(i) for i in range(1, 17)) + "]"
+    text = BASE + (f"channel: {{type: multihop, hops: {list(range(1, 65))}, relay: qf, "
+                   f"relay_params: {{bits: {many}, clip: {[0.1 * i for i in range(1, 101)]}}}}}\n")
+    rc, err = validate_text(capsys, tmp_path, text)
+    assert rc == 2 and "102,400 chains" in err and "limit" in err, err
+
+
+@pytest.mark.parametrize("extra, field, words", [
+    ("train_channel: {type: multihop, hops: 2, relay: df}", "schemes[0].train_channel.relay", "decode-and-forward"),
+    ("train_channel: {type: multihop, hops: 2, relay: af}\n    snr_train_db: [0, 20]", "schemes[0].snr_train_db",
+     "not a range"),
+])
+def test_train_channel_cross_checks(capsys, tmp_path, extra, field, words):
+    text = BASE.replace("schemes: [{type: linear}]", "schemes:\n  - type: deepjscc\n    " + extra)
+    rc, err = validate_text(capsys, tmp_path, text)
+    assert rc == 2 and f"field '{field}'" in err and words in err, err
+
+
+def test_chain_tags_keep_close_values_apart():
+    vs = channel_variants({"type": "multihop", "hops": 2, "relay": "qf",
+                           "relay_params": {"bits": 4, "clip": [0.1234561, 0.1234562]}})
+    assert len({v.tag for v in vs}) == 2
