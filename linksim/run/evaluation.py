@@ -193,23 +193,24 @@ def train_scenario(scenario: Scenario, *, store=None, progress: bool = True) -> 
         out.append({"scheme": task.label, "stored_model": task.describe().get("stored_model")})
     num_classes = _num_classes(y_train, y_test)
     seen = set()
-    for chain in st.chains:  # a model trained through the scenario's chain differs per chain
-        for k in ks:
-            for i in range(len(scenario.schemes)):
-                scheme = build_scheme(scenario, i)
-                if not scheme.trainable:
-                    continue
-                prepare_scheme(scenario, i, scheme, scheme_context(scenario, image_shape, k, x_train, chain.channel,
-                                                                   store, progress, y_train=y_train,
-                                                                   num_classes=num_classes))
-                if (scheme.label, k, str(scheme.entry.path)) in seen:
-                    continue
-                seen.add((scheme.label, k, str(scheme.entry.path)))
-                where = ", ".join(filter(None, [f"k = {k}" if len(ks) > 1 else "",
-                                                chain.tag if getattr(scheme, "train_channel", "awgn") == "scenario"
-                                                else ""]))
-                out.append({"scheme": f"{scheme.label} ({where})" if where else scheme.label,
-                            "stored_model": str(scheme.entry.path)})
+    with store.sharing_loaded_models():  # each chain loads the same stored models
+        for chain in st.chains:  # a model trained through the scenario's chain differs per chain
+            for k in ks:
+                for i in range(len(scenario.schemes)):
+                    scheme = build_scheme(scenario, i)
+                    if not scheme.trainable:
+                        continue
+                    prepare_scheme(scenario, i, scheme, scheme_context(scenario, image_shape, k, x_train, chain.channel,
+                                                                       store, progress, y_train=y_train,
+                                                                       num_classes=num_classes))
+                    if (scheme.label, k, str(scheme.entry.path)) in seen:
+                        continue
+                    seen.add((scheme.label, k, str(scheme.entry.path)))
+                    where = ", ".join(filter(None, [f"k = {k}" if len(ks) > 1 else "",
+                                                    chain.tag if getattr(scheme, "train_channel", "awgn") == "scenario"
+                                                    else ""]))
+                    out.append({"scheme": f"{scheme.label} ({where})" if where else scheme.label,
+                                "stored_model": str(scheme.entry.path)})
     return out
 
 
