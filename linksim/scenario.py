@@ -158,11 +158,24 @@ class Scenario:
                 if v not in picks:
                     picks.append(v)
             data["snr_db"] = picks
+        data["channel"] = quick_channel(data["channel"], q)
         data["quick_mode"] = True
         return Scenario(data, self.source, self._lines)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.data, sort_keys=False)
+
+
+def quick_channel(channel: dict, quick: dict) -> dict:
+    """The ``channel`` mapping with the ``quick`` block's ``hops`` and ``relay_params`` applied (a smaller sweep)."""
+    if "hops" not in quick and "relay_params" not in quick:
+        return channel
+    ch = dict(channel)
+    if "hops" in quick:
+        ch["hops"] = copy.deepcopy(quick["hops"])
+    if "relay_params" in quick:
+        ch["relay_params"] = {**(ch.get("relay_params") or {}), **copy.deepcopy(quick["relay_params"])}
+    return ch
 
 
 def _range_points(spec: dict) -> int:
@@ -353,6 +366,12 @@ def _check_options(data: dict, err, channel_uses: list | None) -> None:
     ch = data["channel"]
     if _builtin(registry.CHANNELS, ch["type"]):
         _raise_first(catalog.check_channel(ch), err, ("channel",))
+        q = data.get("quick") or {}
+        if "hops" in q or "relay_params" in q:
+            if ch["type"] != "multihop":
+                raise err(("quick", "hops" if "hops" in q else "relay_params"),
+                          "quick.hops and quick.relay_params apply to a multihop channel")
+            _raise_first(catalog.check_channel(quick_channel(ch, q)), err, ("quick",))
     else:
         _plugin_options(registry.CHANNELS, ch["type"],
                         {k: v for k, v in ch.items() if k not in ("type", "hop_snr_db")}, err, ("channel",))

@@ -164,3 +164,19 @@ def test_chain_tags_keep_close_values_apart():
     vs = channel_variants({"type": "multihop", "hops": 2, "relay": "qf",
                            "relay_params": {"bits": 4, "clip": [0.1234561, 0.1234562]}})
     assert len({v.tag for v in vs}) == 2
+
+
+def test_quick_hops_and_relay_params_shrink_the_sweep(capsys, tmp_path):
+    from linksim.scenario import load_scenario
+
+    text = BASE + ("channel: {type: multihop, hops: [1, 2, 3, 4], relay: qf, relay_params: {bits: [2, 4, 6, 8]}}\n"
+                   "quick: {hops: [1, 4], relay_params: {bits: [2, 8]}}\n")
+    rc, err = validate_text(capsys, tmp_path, text)
+    assert rc == 0, err
+    q = load_scenario(tmp_path / "s.yaml").quick()
+    assert [v.columns for v in channel_variants(q.data["channel"])] == [
+        {"hops": 1, "relay_bits": None}, {"hops": 4, "relay_bits": 2}, {"hops": 4, "relay_bits": 8}]
+    rc, err = validate_text(capsys, tmp_path, text.replace("bits: [2, 8]}}", "bits: [2, 80]}}"))
+    assert rc == 2 and "field 'quick.relay_params.bits'" in err, err
+    rc, err = validate_text(capsys, tmp_path, BASE + "quick: {hops: [1, 2]}\n")
+    assert rc == 2 and "field 'quick.hops'" in err and "multihop" in err, err
