@@ -547,15 +547,7 @@ def classifier_request(context, label: str = "SD-JSCC") -> dict:
     from linksim.tasks.classifier import classifier_train_seed
 
     extra = context.extra or {}
-    labels = extra.get("train_labels")
-    if labels is None:
-        raise ValueError(f"{label}: SD-JSCC needs the downstream classifier, hence the training labels; "
-                         f"the scheme context has none (context.extra['train_labels'] is missing; the "
-                         f"data set must be labelled)")
-    labels = np.asarray(labels)
-    if len(labels) != len(context.train_images):
-        raise ValueError(f"{label}: context.extra['train_labels'] has {len(labels)} labels for "
-                         f"{len(context.train_images)} training images")
+    labels = training_labels_of(context, f"{label}: SD-JSCC needs the downstream classifier")
     num_classes = extra.get("num_classes")
     num_classes = int(np.max(labels)) + 1 if num_classes is None else int(num_classes)
     config = extra.get("classifier_config")
@@ -713,6 +705,26 @@ class SDJSCCSemanticLoss(JSCCLoss):
                 "calibration_size": self.calibration_size, "mse_weight": self.mse_weight}
 
 
+def training_labels_of(context, needs: str) -> np.ndarray:
+    """The training labels of a scheme context (``context.extra["train_labels"]``), one per training image.
+
+    Raises
+    ------
+    ValueError
+        ``"<needs>, hence the training labels; ..."`` without labels, or with as many
+        labels as training images.
+    """
+    labels = (context.extra or {}).get("train_labels")
+    if labels is None:
+        raise ValueError(f"{needs}, hence the training labels; the scheme context has none "
+                         f"(context.extra['train_labels'] is missing; the data set must be labelled)")
+    labels = np.asarray(labels)
+    if len(labels) != len(context.train_images):
+        raise ValueError(f"{needs.split(':')[0]}: context.extra['train_labels'] has {len(labels)} labels for "
+                         f"{len(context.train_images)} training images")
+    return labels
+
+
 # ------------------------------------------------------------------ DHD hash alignment
 def hash_request_of(context, label: str = "dhd") -> dict:
     """Arguments of :func:`~linksim.tasks.hashing.load_or_train_hash_network` from a scheme context.
@@ -729,15 +741,7 @@ def hash_request_of(context, label: str = "dhd") -> dict:
     from linksim.tasks.retrieval import hash_request
 
     extra = context.extra or {}
-    labels = extra.get("train_labels")
-    if labels is None:
-        raise ValueError(f"{label}: the hash alignment loss needs the deep hash network, hence the training labels; "
-                         f"the scheme context has none (context.extra['train_labels'] is missing; the data set "
-                         f"must be labelled)")
-    labels = np.asarray(labels)
-    if len(labels) != len(context.train_images):
-        raise ValueError(f"{label}: context.extra['train_labels'] has {len(labels)} labels for "
-                         f"{len(context.train_images)} training images")
+    labels = training_labels_of(context, f"{label}: the hash alignment loss needs the deep hash network")
     config = extra.get("hash_config")
     if config is None:
         config = (extra.get("task") or {}).get("hash")

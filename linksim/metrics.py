@@ -177,22 +177,12 @@ def _register(metric: Metric) -> None:
     METRICS.register(metric.name)(holder)
 
 
-def lpips_alexnet(x, x_hat) -> np.ndarray:
-    """Per-image LPIPS v0.1 with AlexNet (:func:`linksim.lpips.lpips_distance`); lower is better.
+def _lpips_of(net: str, doc: str):
+    """The per-image LPIPS metric function of backbone ``net`` (:func:`linksim.lpips.lpips_distance`)."""
+    def metric(x, x_hat) -> np.ndarray:
+        return lpips_distance(x, x_hat, net=net)
 
-    Input
-    -----
-    x, x_hat : [batch, H, W, C], float32 in [0, 1], C = 1 or 3
-
-    Output
-    ------
-    [batch], float64
-    """
-    return lpips_distance(x, x_hat, net="alexnet")
-
-
-def lpips_vgg16(x, x_hat) -> np.ndarray:
-    """Per-image LPIPS v0.1 with VGG16 (weights converted by the user: ``docs/lpips.md``).
+    metric.__doc__ = doc + """
 
     Input
     -----
@@ -205,9 +195,13 @@ def lpips_vgg16(x, x_hat) -> np.ndarray:
     Raises
     ------
     linksim.lpips_weights.LPIPSWeightsError
-        The VGG16 weights are missing (the message gives the commands that make them).
+        The backbone's weights are missing (the message gives the commands that make them).
     """
-    return lpips_distance(x, x_hat, net="vgg16")
+    return metric
+
+
+lpips_alexnet = _lpips_of("alexnet", "Per-image LPIPS v0.1 with AlexNet (weights shipped); lower is better.")
+lpips_vgg16 = _lpips_of("vgg16", "Per-image LPIPS v0.1 with VGG16 (weights converted by the user: ``docs/lpips.md``).")
 
 
 def _lpips_weights_present(net: str):

@@ -466,6 +466,85 @@ def _augment(x, flip, dy, dx, max_shift: int):
     return tf.gather(xp, cols, axis=2, batch_dims=1)
 
 
+def split_and_optimizer(model, x, y, val_fraction, seed, batch_size, learning_rate, epochs):
+    """A task trainer's class-stratified split and Adam on a cosine decay to 5 % (built for the model's weights).
+
+    Output
+    ------
+    ``(x_tr, y_tr, x_val, y_val, batch_size, batches_per_epoch, optimizer, variables)``
+    """
+    tr_idx, val_idx = _split(y, val_fraction, int(seed))
+    bs = min(int(batch_size), len(tr_idx))
+    n_batches = max(1, len(tr_idx) // bs)
+    schedule = keras.optimizers.schedules.CosineDecay(float(learning_rate), decay_steps=int(epochs) * n_batches,
+                                                      alpha=0.05)
+    opt = keras.optimizers.Adam(learning_rate=schedule)
+    variables = model.trainable_variables
+    opt.build(variables)
+    return x[tr_idx], y[tr_idx], x[val_idx], y[val_idx], bs, n_batches, opt, variables
+
+
+def stored_task_model(store, name: str, spec: dict, fits, what: str, setting: str, dataset_spec,
+                      train_missing: bool, have_data: bool):
+    """A task's stored model (the classifier, the hash network) when it is there and fits, else ``(None, None)``.
+
+    ``fits(model)`` says whether a loaded model fits the setting (a misfit is
+    retrained, with a warning); ``setting`` describes it for the messages.
+
+    Raises
+    ------
+    ValueError
+        The model is missing (or does not fit) and ``train_missing`` is False, or
+        training is needed and ``have_data`` is False.
+    """
+    model, entry = store.load(name, spec)
+    if model is not None and not fits(model):
+        warnings.warn(f"the stored {what} {entry.path} does not fit {setting}; it will be retrained", stacklevel=3)
+        model = None
+    if model is not None:
+        return model, entry
+    if not train_missing:
+        raise ValueError(f"no trained {what} in the model store for data set {dataset_spec!r} ({setting}); "
+                         f"run `linksim train` on the scenario first")
+    if not have_data:
+        raise ValueError(f"x_train and y_train are needed to train the {what} the store lacks")
+    return None, None
+
+
+def check_training_data(x, y, num_classes, val_fraction, seed) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled training images as a trainer takes them (the classifier's and the hash network's).
+
+    ``num_classes`` is the model's number of classes, or a function of the image
+    shape that gives it. Output: ``(x, y)``, images uint8 or float32 ``[N, H, W, C]``
+    and labels ``[N]``.
+
+    Raises
+    ------
+    ValueError
+        ``val_fraction`` outside (0, 0.5), a bad seed, images that are not
+        ``[N, H, W, C]``, fewer than 4 images, labels that do not match the images or
+        the model's classes.
+    """
+    if not (isinstance(val_fraction, (int, float)) and 0 < val_fraction < 0.5):
+        raise ValueError(f"val_fraction must be in (0, 0.5) (got {val_fraction!r})")
+    check_train_seed(seed, "seed")
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"x must be images [N, H, W, C] (got shape {x.shape})")
+    if x.dtype != np.uint8:
+        x = x.astype(np.float32, copy=False)
+    y = _labels_1d(y, "y")
+    if len(y) != len(x):
+        raise ValueError(f"y has {len(y)} labels for {len(x)} images")
+    if len(x) < 4:
+        raise ValueError(f"training needs at least 4 images (got {len(x)})")
+    num_classes = num_classes(x.shape[1:]) if callable(num_classes) else int(num_classes)
+    if y.min() < 0 or y.max() >= num_classes:
+        raise ValueError(f"labels must be in range({num_classes}), the model's classes "
+                         f"(got min {y.min()}, max {y.max()})")
+    return x, y
+
+
 def _check_positive_int(name, v):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
         raise ValueError(f"{name} must be a positive integer (got {v!r})")
@@ -549,36 +628,14 @@ def train_classifier(model, x, y, *, epochs: int = DEFAULT_TRAINING["epochs"],
         _check_positive_int(name, v)
     if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
         raise ValueError(f"learning_rate must be > 0 (got {learning_rate!r})")
-    if not (isinstance(val_fraction, (int, float)) and 0 < val_fraction < 0.5):
-        raise ValueError(f"val_fraction must be in (0, 0.5) (got {val_fraction!r})")
-    check_train_seed(seed, "seed")
-    x = np.asarray(x)
-    if x.ndim != 4:
-        raise ValueError(f"x must be images [N, H, W, C] (got shape {x.shape})")
-    if x.dtype != np.uint8:
-        x = x.astype(np.float32, copy=False)
-    y = _labels_1d(y, "y")
-    if len(y) != len(x):
-        raise ValueError(f"y has {len(y)} labels for {len(x)} images")
-    if len(x) < 4:
-        raise ValueError(f"training needs at least 4 images (got {len(x)})")
-    num_classes = int(model(tf.zeros((1,) + x.shape[1:], tf.float32), training=False).shape[-1])
-    if y.min() < 0 or y.max() >= num_classes:
-        raise ValueError(f"labels must be in range({num_classes}), the model's classes "
-                         f"(got min {y.min()}, max {y.max()})")
+    x, y = check_training_data(x, y, lambda shape: int(model(tf.zeros((1,) + shape, tf.float32),
+                                                               training=False).shape[-1]), val_fraction, seed)
     config = {"epochs": int(epochs), "batch_size": int(batch_size), "learning_rate": float(learning_rate),
               "val_fraction": float(val_fraction), "seed": int(seed), "patience": int(patience),
               "augment": bool(augment), "hflip": bool(hflip)}
 
-    tr_idx, val_idx = _split(y, val_fraction, int(seed))
-    x_tr, y_tr, x_val, y_val = x[tr_idx], y[tr_idx], x[val_idx], y[val_idx]
-    bs = min(int(batch_size), len(x_tr))
-    n_batches = max(1, len(x_tr) // bs)
-    schedule = keras.optimizers.schedules.CosineDecay(float(learning_rate), decay_steps=int(epochs) * n_batches,
-                                                      alpha=0.05)
-    opt = keras.optimizers.Adam(learning_rate=schedule)
-    variables = model.trainable_variables
-    opt.build(variables)
+    x_tr, y_tr, x_val, y_val, bs, n_batches, opt, variables = split_and_optimizer(
+        model, x, y, val_fraction, seed, batch_size, learning_rate, epochs)
 
     scale = x.dtype == np.uint8
     loss_obj = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -743,20 +800,13 @@ def load_or_train_classifier(store, *, dataset_spec: dict, image_shape, num_clas
     seed = classifier_train_seed(config, seed)
     spec = classifier_spec(dataset_spec=dataset_spec, image_shape=image_shape, num_classes=num_classes,
                            seed=seed, config=config)
-    model, entry = store.load(STORE_NAME, spec)
-    if model is not None and not (isinstance(model, ImageClassifier) and model.image_shape == image_shape
-                                  and model.num_classes == int(num_classes)):
-        warnings.warn(f"the stored classifier {entry.path} does not fit images {image_shape} with "
-                      f"{num_classes} classes; it will be retrained", stacklevel=2)
-        model = None
+    model, entry = stored_task_model(
+        store, STORE_NAME, spec, lambda m: isinstance(m, ImageClassifier) and m.image_shape == image_shape
+        and m.num_classes == int(num_classes), "classifier",
+        f"images {image_shape}, {num_classes} classes, seed {seed}", dataset_spec, train_missing,
+        x_train is not None and y_train is not None)
     if model is not None:
         return model, entry
-    if not train_missing:
-        raise ValueError(f"no trained classifier in the model store for data set {dataset_spec!r} "
-                         f"(images {image_shape}, {num_classes} classes, seed {seed}); "
-                         f"run `linksim train` on the scenario first")
-    if x_train is None or y_train is None:
-        raise ValueError("x_train and y_train are needed to train the classifier the store lacks")
     model_cfg, train_cfg = spec["model"], spec["training"]
     keras.utils.set_random_seed(int(seed))
     model = ImageClassifier(image_shape, int(num_classes), width=model_cfg["width"],

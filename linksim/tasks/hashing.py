@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 import weakref
 from pathlib import Path
 from typing import Callable
@@ -37,7 +36,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from linksim.tasks.classifier import ConvBlock, _check_image_shape, _check_positive_int, _labels_1d, _split
+from linksim.tasks.classifier import (ConvBlock, _check_image_shape, _check_positive_int, check_training_data,
+                                     split_and_optimizer, stored_task_model)
 from linksim.training import DEFAULT_TRAIN_SEED, check_train_seed, fit, training_facts
 
 __all__ = ["DeepHashNetwork", "DEFAULT_MODEL", "DEFAULT_TRAINING", "DEFAULT_EVAL", "HASH_OPTIONS", "STORE_NAME",
@@ -428,36 +428,14 @@ def train_hash_network(model: DeepHashNetwork, x, y, *, epochs: int = DEFAULT_TR
             raise ValueError(f"{name} must be a finite number >= 0 (got {v!r})")
     if isinstance(weak_scale, bool) or not isinstance(weak_scale, (int, float)) or not 0 <= weak_scale <= 1:
         raise ValueError(f"weak_scale must be a number in [0, 1] (got {weak_scale!r})")
-    if not (isinstance(val_fraction, (int, float)) and 0 < val_fraction < 0.5):
-        raise ValueError(f"val_fraction must be in (0, 0.5) (got {val_fraction!r})")
-    check_train_seed(seed, "seed")
-    x = np.asarray(x)
-    if x.ndim != 4:
-        raise ValueError(f"x must be images [N, H, W, C] (got shape {x.shape})")
-    if x.dtype != np.uint8:
-        x = x.astype(np.float32, copy=False)
-    y = _labels_1d(y, "y")
-    if len(y) != len(x):
-        raise ValueError(f"y has {len(y)} labels for {len(x)} images")
-    if len(x) < 4:
-        raise ValueError(f"training needs at least 4 images (got {len(x)})")
-    if y.min() < 0 or y.max() >= model.num_classes:
-        raise ValueError(f"labels must be in range({model.num_classes}), the model's classes "
-                         f"(got min {y.min()}, max {y.max()})")
+    x, y = check_training_data(x, y, model.num_classes, val_fraction, seed)
     config = {"epochs": int(epochs), "batch_size": int(batch_size), "learning_rate": float(learning_rate),
               "val_fraction": float(val_fraction), "patience": int(patience), "temperature": float(temperature),
               "distill_weight": float(distill_weight), "quant_weight": float(quant_weight), "sigma": float(sigma),
               "weak_scale": float(weak_scale), "hflip": bool(hflip), "seed": int(seed)}
 
-    tr_idx, val_idx = _split(y, val_fraction, int(seed))
-    x_tr, y_tr, x_val, y_val = x[tr_idx], y[tr_idx], x[val_idx], y[val_idx]
-    bs = min(int(batch_size), len(x_tr))
-    n_batches = max(1, len(x_tr) // bs)
-    schedule = keras.optimizers.schedules.CosineDecay(float(learning_rate), decay_steps=int(epochs) * n_batches,
-                                                      alpha=0.05)
-    opt = keras.optimizers.Adam(learning_rate=schedule)
-    variables = model.trainable_variables
-    opt.build(variables)
+    x_tr, y_tr, x_val, y_val, bs, n_batches, opt, variables = split_and_optimizer(
+        model, x, y, val_fraction, seed, batch_size, learning_rate, epochs)
     scale = x.dtype == np.uint8
     images, labels = tf.constant(x_tr), tf.constant(y_tr)
     rgb = x.shape[-1] == 3
@@ -721,21 +699,13 @@ def load_or_train_hash_network(store, *, dataset_spec: dict, image_shape, num_cl
     spec = hash_spec(dataset_spec=dataset_spec, image_shape=image_shape, num_classes=num_classes, config=config)
     _, _, eval_cfg = _resolve_config(config)
     seed = spec["seed"]
-    model, entry = store.load(STORE_NAME, spec)
-    if model is not None and not (isinstance(model, DeepHashNetwork) and model.image_shape == image_shape
-                                  and model.num_classes == int(num_classes)
-                                  and model.bits == spec["model"]["bits"]):
-        warnings.warn(f"the stored hash network {entry.path} does not fit images {image_shape} with "
-                      f"{num_classes} classes and {spec['model']['bits']} bits; it will be retrained", stacklevel=2)
-        model = None
+    model, entry = stored_task_model(
+        store, STORE_NAME, spec, lambda m: isinstance(m, DeepHashNetwork) and m.image_shape == image_shape
+        and m.num_classes == int(num_classes) and m.bits == spec["model"]["bits"], "hash network",
+        f"images {image_shape}, {num_classes} classes, {spec['model']['bits']} bits, seed {seed}", dataset_spec,
+        train_missing, x_train is not None and y_train is not None)
     if model is not None:
         return model, entry
-    if not train_missing:
-        raise ValueError(f"no trained hash network in the model store for data set {dataset_spec!r} "
-                         f"(images {image_shape}, {num_classes} classes, {spec['model']['bits']} bits, seed {seed}); "
-                         f"run `linksim train` on the scenario first")
-    if x_train is None or y_train is None:
-        raise ValueError("x_train and y_train are needed to train the hash network the store lacks")
     model_cfg, train_cfg = spec["model"], spec["training"]
     keras.utils.set_random_seed(int(seed))
     model = DeepHashNetwork(image_shape, int(num_classes), bits=model_cfg["bits"], width=model_cfg["width"],
