@@ -433,6 +433,7 @@ CATALOG: dict[str, dict[str, Spec]] = {
 CATALOG["metrics"].update({"accuracy": Spec(task="classification"), "f1": Spec(task="classification")})
 CATALOG["metrics"].update({"lpips": Spec(), "lpips_vgg": Spec()})  # linksim/lpips.py
 CATALOG["plots"]["lpips_vs_snr"] = Spec()
+CATALOG["plots"]["lpips_vgg_vs_snr"] = Spec()
 CATALOG["plots"].update({name: Spec() for name in ("hash_cos_vs_snr", "hash_hamming_norm_vs_snr",
                                                    "retrieval_map_vs_snr")})
 #: ``<metric>_vs_hops`` (linksim.plotting._vs_hops): a sweep over the number of hops

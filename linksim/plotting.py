@@ -213,6 +213,7 @@ _simple("psnr_vs_snr", "psnr_db", "PSNR [dB]")
 _simple("ssim_vs_snr", "ssim", "SSIM")
 _simple("ms_ssim_vs_snr", "ms_ssim", "MS-SSIM")
 _simple("lpips_vs_snr", "lpips", "LPIPS (AlexNet, lower is better)")
+_simple("lpips_vgg_vs_snr", "lpips_vgg", "LPIPS (VGG16, lower is better)")
 _simple("ber_vs_snr", "ber", "BER (information bits)", log=True,
         note="points with zero errors are not drawn")
 _simple("bler_vs_snr", "bler", "BLER (codewords)", log=True,

@@ -18,7 +18,7 @@ schemes:
   - type: linear
     label: Linear
 metrics: [psnr, METRIC]
-plots: [lpips_vs_snr, table]
+plots: [METRIC_vs_snr, table]
 evaluation: {example_images: 0}
 """
 
