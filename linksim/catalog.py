@@ -252,8 +252,8 @@ GSW_DEFAULTS = {"tau": 3000.0, "r": None, "weights_from": "calibration", "classe
 SCHEME_OPTIONS = {
     "snr_train_db": snr_train, "batch_size": integer(1), "patience": integer(1), "lr_patience": integer(1),
     "val_fraction": number(what="a number in (0, 0.5)", positive=True, below=0.5), "jit_compile": boolean(),
-    "train_channel": lambda v: None if isinstance(v, dict) else (
-        choice(*TRAIN_CHANNELS)(v) and choice(*TRAIN_CHANNELS)(v).replace(" (got", " or a channel mapping (got")),
+    "train_channel": lambda v: None if isinstance(v, dict) or (isinstance(v, str) and v in TRAIN_CHANNELS) else (
+        f"must be one of {', '.join(TRAIN_CHANNELS)} or a channel mapping {{type: ..., **options}} (got {v!r})"),
     "train_seed": seed, "spread": boolean(), "label": string(),
 }
 #: Training epochs: at most limits.MAX_EPOCHS (a typo guard).
@@ -666,21 +666,20 @@ def check_channel(spec: dict) -> Iterator[Problem]:
     if not (isinstance(spec, dict) and is_sweep(spec)):
         yield from _check_one_channel(spec)
         return
+    hops_swept = isinstance(spec.get("hops"), list)
+    swept_field = ("hops",) if hops_swept else ("relay_params",)
     if spec.get("type") != "multihop":
-        yield (("hops",) if isinstance(spec.get("hops"), list) else ("relay_params",)), (
-            "only a multihop channel sweeps its hops or relay options")
+        yield swept_field, "only a multihop channel sweeps its hops or relay options"
         return
-    if isinstance(spec.get("hops"), list):
-        problem = hops_check(spec["hops"])
-        if problem:
-            yield ("hops",), problem
-            return
+    problem = hops_check(spec["hops"]) if hops_swept else None
+    if problem:
+        yield ("hops",), problem
+        return
     n_chains = chain_count(spec)
     if n_chains > MAX_GRID_POINTS:
-        yield (("hops",) if isinstance(spec.get("hops"), list) else ("relay_params",)), (
-            f"the sweep makes {n_chains:,} chains, more than the grid limit of {MAX_GRID_POINTS:,}")
+        yield swept_field, f"the sweep makes {n_chains:,} chains, more than the grid limit of {MAX_GRID_POINTS:,}"
         return
-    if isinstance(spec.get("hops"), list):
+    if hops_swept:
         for key, what in (("relay", "one relay name for every relay"), ("hop", "one hop mapping for every hop")):
             if isinstance(spec.get(key), list):
                 yield (key,), (f"with a sweep over hops, {key} must be {what}, not a list of one per "

@@ -142,15 +142,11 @@ def channel_variants(ch: dict) -> list[ChannelVariant]:
             spec = dict(ch)
             if isinstance(ch.get("hops"), list):
                 spec["hops"] = hops
-            if opts:
-                if hops == 1:
-                    spec.pop("relay_params", None)
-                    spec.pop("relay", None)
-                else:
-                    spec["relay_params"] = {**ch["relay_params"], **dict(zip(opts, combo))}
-            elif hops == 1 and isinstance(ch.get("hops"), list):
+            if hops == 1 and (opts or isinstance(ch.get("hops"), list)):  # a swept one-hop chain has no relay
                 spec.pop("relay_params", None)
                 spec.pop("relay", None)
+            elif opts:
+                spec["relay_params"] = {**ch["relay_params"], **dict(zip(opts, combo))}
             columns = {"hops": hops, **{f"relay_{o}": v for o, v in zip(opts, combo)}}
             key = repr(tuple(columns.values()))
             if key in seen:

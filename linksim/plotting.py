@@ -19,7 +19,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from linksim.channel_sweep import channel_variants, format_value, is_sweep, variant_columns  # noqa: E402
+from linksim.channel_sweep import (channel_variants, format_value, is_sweep, is_sweep_list,  # noqa: E402
+                                   variant_columns)
 from linksim.registry import PLOTS  # noqa: E402
 from linksim.run.directory import (REFERENCE, RunDirectory, RunError, example_path, is_reference,  # noqa: E402
                                    read_results)
@@ -195,8 +196,8 @@ def _rate_note(scenario: dict, df: pd.DataFrame) -> str:
         relay = relay if isinstance(relay, str) else "/".join(relay)
         hops = ch.get("hops", 2)
         hops = f"{min(hops)}-{max(hops)}" if isinstance(hops, list) else hops
-        swept = ", ".join(f"{k} {'/'.join(f'{x:g}' for x in v)}" for k, v in (ch.get("relay_params") or {}).items()
-                          if isinstance(v, list) and all(isinstance(x, (int, float)) for x in v))
+        swept = ", ".join(f"{k} {'/'.join(map(format_value, v))}" for k, v in (ch.get("relay_params") or {}).items()
+                          if is_sweep_list(v))
         parts.append(f"{hops} hops, {relay.upper()} relay" + (f" ({swept})" if swept else ""))
     cu = df["channel_uses"].dropna() if "channel_uses" in df.columns else []
     if len(cu):

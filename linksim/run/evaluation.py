@@ -24,7 +24,7 @@ from linksim.registry import TASKS
 from linksim.run.directory import (REFERENCE, REFERENCE_TYPE, RunDirectory, default_run_dir, finish_meta,
                                    new_meta, row_snr_key, snr_key)
 from linksim.run.setup import (build_scheme, dataset_spec, load_setting, point_seed, prepare_scheme,
-                               scheme_context, set_seed, topology)
+                               scheme_context, set_seed, topology, trains_per_chain)
 from linksim.scenario import Scenario
 
 __all__ = ["Aggregate", "make_row", "reference_row", "build_tasks", "run_scenario", "train_scenario"]
@@ -207,8 +207,7 @@ def train_scenario(scenario: Scenario, *, store=None, progress: bool = True) -> 
                         continue
                     seen.add((scheme.label, k, str(scheme.entry.path)))
                     where = ", ".join(filter(None, [f"k = {k}" if len(ks) > 1 else "",
-                                                    chain.tag if getattr(scheme, "train_channel", "awgn") == "scenario"
-                                                    else ""]))
+                                                    chain.tag if trains_per_chain(scheme) else ""]))
                     out.append({"scheme": f"{scheme.label} ({where})" if where else scheme.label,
                                 "stored_model": str(scheme.entry.path)})
     return out
@@ -302,14 +301,13 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
         for k, i, c in ((k, i, c) for k in ks for i in range(len(scenario.schemes)) for c in range(len(chains))):
             chain = chains[c]
             scheme = build_scheme(scenario, i)
-            vkey = chain.key if swept else ()
-            todo = [s for s in snrs if (scheme.label, k, snr_key(s), vkey) not in done]
+            todo = [s for s in snrs if (scheme.label, k, snr_key(s), chain.key) not in done]
             where = ", ".join([scheme.label] + ([f"k = {k}"] if len(ks) > 1 else []) + ([chain.tag] if swept else []))
             if scheme.trainable:
                 bar.set_postfix_str(f"{where}: loading or training the model")
             prepare_scheme(scenario, i, scheme, scheme_context(scenario, image_shape, k, x_train, chain.channel, store,
                                                                progress, train_missing, y_train, num_classes))
-            if c == 0 or getattr(scheme, "train_channel", "awgn") == "scenario":
+            if c == 0 or trains_per_chain(scheme):
                 meta["schemes"].append({**scheme.describe(), "channel_uses": k,
                                         **({"chain": chain.tag} if swept else {})})
             if not todo:

@@ -23,8 +23,8 @@ from linksim.run.directory import snr_key
 from linksim.scenario import Scenario
 
 __all__ = ["set_seed", "point_seed", "load_data", "channel_uses_for", "channel_uses_list", "HopSNR",
-           "make_channel", "make_chains", "Chain", "topology", "build_scheme", "scheme_context", "prepare_scheme",
-           "dataset_spec"]
+           "make_channel", "make_chains", "Chain", "trains_per_chain", "topology", "build_scheme", "scheme_context",
+           "prepare_scheme", "dataset_spec"]
 
 
 # --------------------------------------------------------------------------- seeding
@@ -175,8 +175,8 @@ class Chain:
 
     @property
     def key(self) -> tuple:
-        """The values of ``columns``: what tells this chain's results rows apart."""
-        return tuple(self.columns.values())
+        """The values of ``columns`` in a sweep (what tells this chain's results rows apart), else ``()``."""
+        return tuple(self.columns.values()) if self.swept else ()
 
     @property
     def tag(self) -> str:
@@ -191,14 +191,13 @@ def make_chains(scenario: Scenario) -> list[Chain]:
     from linksim.channel_sweep import channel_variants, is_sweep
 
     ch = scenario.data["channel"]
-    if not is_sweep(ch):
-        channel, hop_snr = make_channel(scenario)
-        return [Chain(channel, hop_snr, {"hops": int(channel.describe()["hops"])}, False)]
-    out = []
-    for v in channel_variants(ch):
-        channel, hop_snr = make_channel(scenario, v.spec)
-        out.append(Chain(channel, hop_snr, dict(v.columns), True))
-    return out
+    swept = is_sweep(ch)
+    return [Chain(*make_channel(scenario, v.spec), dict(v.columns), swept) for v in channel_variants(ch)]
+
+
+def trains_per_chain(scheme) -> bool:
+    """Whether ``scheme``'s model depends on the chain (``train_channel: scenario``): one model per chain."""
+    return getattr(scheme, "train_channel", "awgn") == "scenario"
 
 
 @dataclass
