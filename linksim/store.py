@@ -11,6 +11,23 @@ A stored model is a folder ``<name>-<key>/`` holding
 - ``checkpoints/`` (while training): the state of an unfinished training run,
   from which ``linksim train`` resumes.
 
+Large constant arrays that several models hold (the PCA basis of every
+PCA-DeepJSCC model trained on one data set) are stored once per store, content
+addressed, in ``<root>/shared/<sha256>.npy`` (the SHA-256 covers dtype, shape and
+bytes). A layer opts in (:func:`save_sharing_variables`,
+:func:`load_sharing_variables`; :class:`~linksim.schemes.deepjscc_pca.PCACode`
+does for its ``basis``): while :meth:`ModelStore.save` writes a model, such a
+variable is written to ``<write root>/shared/`` and ``model.keras`` holds only a
+reference to it (its digest); while :meth:`ModelStore.load` reads one, the
+reference is resolved in ``<root>/shared/`` of every root, in order, and the
+content hash of what is read is checked. The context is a
+:class:`contextvars.ContextVar` (:func:`shared_arrays`). Outside it (a user's
+``model.save``, training checkpoints) arrays are written inline as usual, and a
+``keras.saving.load_model`` of a stored model resolves references in the
+default store's ``shared/`` folders (which include the shipped weights'). An
+archive with the array inline (written before sharing, or outside a store) loads
+as before. ``shared/`` is not a model folder: :meth:`ModelStore.list` skips it.
+
 The key is the first 16 hex digits of the SHA-256 of the canonical JSON of the
 spec, so two scenarios that ask for the same model share it, and any change to
 what determines the weights gives a new key.
@@ -29,6 +46,7 @@ when none does the model is trained again.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import os
@@ -38,11 +56,16 @@ import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 from linksim import __version__
 
-__all__ = ["ModelStore", "StoredModel", "spec_key", "default_store", "model_file_problem", "SHIPPED_DIR"]
+__all__ = ["ModelStore", "StoredModel", "spec_key", "default_store", "model_file_problem", "SHIPPED_DIR",
+           "SHARED_DIR_NAME", "SharedArrayError", "shared_arrays", "array_digest", "put_shared_array",
+           "get_shared_array", "save_sharing_variables", "load_sharing_variables"]
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
+SHARED_DIR_NAME = "shared"
 
 
 def spec_key(spec: dict) -> str:
@@ -121,6 +144,196 @@ def model_file_problem(path) -> str | None:
     return None
 
 
+# --------------------------------------------------------------------------- shared arrays
+
+class SharedArrayError(OSError):
+    """A shared array a model refers to is missing from every folder searched, or its content is damaged."""
+
+
+# (folder written to or None, folders read from in order) while a store saves or loads a model
+_SHARED_ARRAYS: contextvars.ContextVar = contextvars.ContextVar("linksim_shared_arrays", default=None)
+_REFERENCE_PREFIX = b"linksim-shared-array:sha256:"
+
+
+@contextlib.contextmanager
+def shared_arrays(write_dir=None, read_dirs=()):
+    """Within the block, shared variables are written to ``write_dir`` and resolved in ``read_dirs``.
+
+    Input
+    -----
+    write_dir : path or None, where :func:`put_shared_array` writes (None: opted-in
+        variables are saved inline)
+    read_dirs : paths, where :func:`get_shared_array` searches, in order
+    """
+    token = _SHARED_ARRAYS.set((None if write_dir is None else Path(write_dir), [Path(d) for d in read_dirs]))
+    try:
+        yield
+    finally:
+        _SHARED_ARRAYS.reset(token)
+
+
+def _shared_context():
+    """(write folder or None, read folders): the active context's, else no writing and the default store's."""
+    ctx = _SHARED_ARRAYS.get()
+    if ctx is not None:
+        return ctx
+    return None, [root / SHARED_DIR_NAME for root in default_store().roots]
+
+
+def array_digest(array) -> str:
+    """SHA-256 (64 hex digits) of an array's dtype, shape and C-order bytes."""
+    a = np.ascontiguousarray(array)
+    h = hashlib.sha256(f"{a.dtype.str}{list(a.shape)}\n".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def put_shared_array(array, folder=None) -> str:
+    """Write ``array`` once as ``<folder>/<digest>.npy`` (atomically; kept if present and intact); its digest.
+
+    Input
+    -----
+    array : array-like
+    folder : path or None, the active context's write folder when None
+
+    Output
+    ------
+    digest : str, :func:`array_digest` of ``array``
+
+    Raises
+    ------
+    SharedArrayError
+        No folder given and no context with a write folder is active.
+    OSError
+        The file cannot be written.
+    """
+    a = np.ascontiguousarray(array)
+    if folder is None:
+        folder = _shared_context()[0]
+        if folder is None:
+            raise SharedArrayError("no shared-array folder to write to (not inside a model store's save)")
+    folder = Path(folder)
+    digest = array_digest(a)
+    path = folder / f"{digest}.npy"
+    if path.is_file() and _read_checked(path, digest)[1] is None:
+        return digest
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{digest}.{os.getpid()}.tmp.npy"
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, a, allow_pickle=False)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return digest
+
+
+def _read_checked(path: Path, digest: str):
+    """(array, None) if ``path`` holds the array of ``digest``, else (None, why not)."""
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        return None, f"{path} cannot be read ({exc})"
+    if array_digest(a) != digest:
+        return None, f"{path} is corrupted (its content hashes to {array_digest(a)[:16]}...)"
+    return a, None
+
+
+def get_shared_array(digest: str, folders=None):
+    """The array stored under ``digest``: the first intact ``<folder>/<digest>.npy``.
+
+    Input
+    -----
+    digest : str, 64 hex digits (:func:`array_digest`)
+    folders : paths or None, the active context's read folders (else the default
+        store's ``shared/`` folders) when None
+
+    Output
+    ------
+    np.ndarray whose :func:`array_digest` is ``digest``
+
+    Raises
+    ------
+    SharedArrayError
+        No folder holds an intact copy (the message names the digest, the folders
+        searched and any copy that is damaged).
+    """
+    if folders is None:
+        folders = _shared_context()[1]
+    folders = [Path(f) for f in folders]
+    problems = []
+    for folder in folders:
+        path = folder / f"{digest}.npy"
+        if not path.is_file():
+            continue
+        a, problem = _read_checked(path, digest)
+        if problem is None:
+            return a
+        problems.append(problem)
+    searched = ", ".join(str(f) for f in folders) or "none"
+    damaged = f"; {'; '.join(problems)}" if problems else ""
+    raise SharedArrayError(f"shared array {digest} not found intact (folders searched: {searched}){damaged}; "
+                           "the model file refers to it: copy its shared/ folder along with the model")
+
+
+def _reference(digest: str):
+    return np.frombuffer(_REFERENCE_PREFIX + digest.encode("ascii"), np.uint8).copy()
+
+
+def _referenced_digest(value) -> str | None:
+    """The digest a stored entry refers to, or None when it is the array itself."""
+    value = np.asarray(value)
+    if value.dtype != np.uint8 or value.ndim != 1 or value.size != len(_REFERENCE_PREFIX) + 64:
+        return None
+    raw = value.tobytes()
+    return raw[len(_REFERENCE_PREFIX):].decode("ascii") if raw.startswith(_REFERENCE_PREFIX) else None
+
+
+def save_sharing_variables(layer, store, shared) -> None:
+    """A layer's ``save_own_variables`` with the variables named in ``shared`` stored as shared arrays.
+
+    As Keras's (entry ``str(i)`` for the i-th of the trainable then non-trainable
+    variables); inside a store's save (:func:`shared_arrays` with a write folder) a
+    shared variable's entry is a reference (a uint8 array: a prefix and the
+    digest), so the number of entries is unchanged; elsewhere it is the array.
+
+    Input
+    -----
+    layer : keras.layers.Layer
+    store : the Keras weights store of the layer
+    shared : names (``variable.name``) of the variables to share
+    """
+    write_dir = _shared_context()[0]
+    for i, v in enumerate(layer._trainable_variables + layer._non_trainable_variables):
+        if write_dir is not None and v.name in shared:
+            store[f"{i}"] = _reference(put_shared_array(np.asarray(v), write_dir))
+        else:
+            store[f"{i}"] = v
+
+
+def load_sharing_variables(layer, store) -> None:
+    """A layer's ``load_own_variables`` resolving references written by :func:`save_sharing_variables`.
+
+    An entry that is the array itself (an archive written outside a store, or
+    before sharing) is assigned as Keras does.
+
+    Raises
+    ------
+    ValueError
+        The number of entries is not the layer's number of variables (Keras's check).
+    SharedArrayError
+        A referenced array is missing or damaged (:func:`get_shared_array`).
+    """
+    layer._check_load_own_variables(store)
+    for i, v in enumerate(layer._trainable_variables + layer._non_trainable_variables):
+        value = store[f"{i}"]
+        digest = _referenced_digest(value)
+        v.assign(value if digest is None else get_shared_array(digest))
+
+
+# --------------------------------------------------------------------------- the store
+
 class ModelStore:
     """Search and write trained models.
 
@@ -155,6 +368,10 @@ class ModelStore:
     @property
     def write_root(self) -> Path:
         return self.roots[0]
+
+    def sharing_arrays(self):
+        """The :func:`shared_arrays` context of this store: write to the write root's, read every root's ``shared/``."""
+        return shared_arrays(self.write_root / SHARED_DIR_NAME, [r / SHARED_DIR_NAME for r in self.roots])
 
     def check_writable(self) -> Path:
         """The write root, created if missing.
@@ -253,7 +470,8 @@ class ModelStore:
             model = None
             if problem is None:
                 try:
-                    model = keras.saving.load_model(e.model_file, compile=False)
+                    with self.sharing_arrays():
+                        model = keras.saving.load_model(e.model_file, compile=False)
                 except Exception as exc:  # incompatible or damaged inside: try the next copy
                     problem = f"{type(exc).__name__}: {exc}"
             if model is None:
@@ -273,7 +491,8 @@ class ModelStore:
         e = self.entry(name, spec)
         e.path.mkdir(parents=True, exist_ok=True)
         tmp = e.path / "model.keras.tmp.keras"
-        model.save(tmp)
+        with self.sharing_arrays():
+            model.save(tmp)
         deflate_keras_file(tmp)
         os.replace(tmp, e.model_file)
         e.history_file.write_text(json.dumps(history, indent=1))
@@ -292,6 +511,8 @@ class ModelStore:
             if not self._readable(root):
                 continue
             for d in sorted(root.iterdir()):
+                if d.name == SHARED_DIR_NAME:  # the shared arrays, not a model
+                    continue
                 e = StoredModel(d)
                 if e.complete():
                     try:
