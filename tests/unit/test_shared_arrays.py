@@ -65,6 +65,7 @@ def test_two_models_with_one_basis_share_one_file_and_load_bit_identical(tmp_pat
     assert [c["name"] for c in store.list()] == ["first", "second"]  # shared/ is not a model
 
 
+@pytest.mark.filterwarnings("ignore:Skipping nested container")  # Keras, after the failed load
 def test_a_missing_shared_file_is_an_error_naming_the_digest_and_the_folders(tmp_path):
     store = ModelStore([tmp_path / "a"])
     e = _save(store, "m", _code_model(3))
