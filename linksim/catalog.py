@@ -263,6 +263,12 @@ FIRST_STAGE = {"epochs": EPOCHS, "learning_rate": number(positive=True, allow_no
 DEEPJSCC_ARCH = {"filters": int_list(4), "kernel_size": integer(1), "quantizer": choice(*QUANTIZERS),
                  "snr_side_info": boolean()}
 PCA_ARCH = {"filters": int_list(4), "kernel_size": integer(1), "snr_adaptive": boolean()}
+MCR2_FEATURES = ("received", "transmitted")
+MCR2_ARCH = {"filters": int_list(4), "kernel_size": integer(1), "gate": boolean(), "groups": integer(1),
+             "always_on": integer(1), "gate_units": integer(1), "tau_start": number(positive=True),
+             "tau_end": number(positive=True)}
+MCR2_LOSS = {"beta": number(minimum=0), "eps2": number(positive=True), "features": choice(*MCR2_FEATURES),
+             "gate_lambda": number(minimum=0)}
 SEMANTIC = {"feature_layer": choice(*FEATURE_LAYERS), "tau": number(positive=True),
             "r": number(positive=True, allow_none=True), "weights_from": choice(*WEIGHTS_FROM),
             "classes": choice(*CLASS_AVERAGING), "calibration_size": integer(1), "mse_weight": number(minimum=0)}
@@ -308,6 +314,19 @@ def _jscc_cross(p: dict) -> Iterator[Problem]:
     if p.get("spread") is True and tc not in (None, "awgn"):
         yield ("spread",), ("spread applies at evaluation; a model trained through a relay chain "
                             "(train_channel: scenario or a channel) saw it without spreading: use one or the other")
+
+
+def _mcr2_arch_cross(p: dict) -> Iterator[Problem]:
+    g, a = p.get("groups", 8), p.get("always_on", 2)
+    if isinstance(g, int) and isinstance(a, int) and a > g:
+        yield ("always_on",), f"always_on must be at most groups ({g}); got {a}"
+
+
+def _mcr2_scheme_cross(p: dict) -> Iterator[Problem]:
+    yield from _jscc_cross(p)
+    yield from _mcr2_arch_cross(p)
+    if "gate_lambda" in p and p.get("gate") is not True:
+        yield ("gate_lambda",), "gate_lambda is the cost of the gate's channel uses: it needs gate: true"
 
 
 def _nogsw_cross(p: dict) -> Iterator[Problem]:
@@ -359,6 +378,9 @@ CATALOG: dict[str, dict[str, Spec]] = {
     "schemes": {
         "deepjscc": Spec({**SCHEME_OPTIONS, **DEEPJSCC_ARCH, **FIRST_STAGE}, cross=_jscc_cross),
         "deepjscc_pca": Spec({**SCHEME_OPTIONS, **PCA_ARCH, **FIRST_STAGE}, cross=_jscc_cross),
+        "mcr2_jscc": Spec({**{k: v for k, v in SCHEME_OPTIONS.items() if k != "spread"}, **MCR2_ARCH, **MCR2_LOSS,
+                           "subspace_dim": integer(1), "classifier_images": integer(1), **FIRST_STAGE},
+                          cross=_mcr2_scheme_cross),
         "jscc": Spec({"architecture": anything, "stages": anything, **SCHEME_OPTIONS},
                      required=("architecture", "stages"), cross=_jscc_cross),
         "linear": Spec({"design_snr_db": number(allow_none=True, what="a finite number (Es/N0 in dB)"),
@@ -372,9 +394,12 @@ CATALOG: dict[str, dict[str, Spec]] = {
     "architectures": {
         "deepjscc": Spec(dict(DEEPJSCC_ARCH)),
         "deepjscc_pca": Spec(dict(PCA_ARCH)),
+        "mcr2": Spec(dict(MCR2_ARCH), cross=_mcr2_arch_cross),
     },
     "losses": {
         "dhd": Spec({"lam": number(minimum=0)}),
+        "gate_rate": Spec({"lam": number(minimum=0)}),
+        "mcr2": Spec({"eps2": number(positive=True), "features": choice(*MCR2_FEATURES)}),
         "log_mse": Spec(),
         "mse": Spec(),
         "semantic": Spec({"feature_layer": SEMANTIC["feature_layer"], "gsw": boolean(),
@@ -439,6 +464,11 @@ CATALOG["plots"].update({name: Spec() for name in ("hash_cos_vs_snr", "hash_hamm
 #: ``<metric>_vs_hops`` (linksim.plotting._vs_hops): a sweep over the number of hops
 CATALOG["plots"].update({f"{m}_vs_hops": Spec() for m in ("psnr", "ssim", "lpips", "accuracy", "hash_cos",
                                                            "hash_hamming_norm", "retrieval_map")})
+CATALOG["metrics"]["used_channel_uses"] = Spec()
+CATALOG["metrics"]["feature_accuracy"] = Spec(task="feature_classification")
+CATALOG["tasks"]["feature_classification"] = Spec()
+CATALOG["plots"].update({name: Spec() for name in ("feature_accuracy_vs_snr", "used_channel_uses_vs_snr",
+                                                   "accuracy_vs_used_channel_uses")})
 CATALOG["metrics"].update({name: Spec(task="hashing")
                            for name in ("hash_cos", "hash_hamming", "hash_hamming_norm", "retrieval_map")})
 
@@ -549,6 +579,14 @@ def check_scheme(name: str, params: dict, channel_uses: list[int] | None = None)
     p = params
     if name == "jscc":
         yield from _check_jscc(p)
+    arch = p.get("architecture") if name == "jscc" else p if name == "mcr2_jscc" else None
+    if isinstance(arch, dict) and (name == "mcr2_jscc" or arch.get("type") == "mcr2"):
+        g = arch.get("groups", 8)
+        for k in channel_uses or []:
+            if _is_int(g) and g > 0 and k % g:
+                where = ("architecture", "groups") if name == "jscc" else ("groups",)
+                yield where, (f"mcr2: {k} channel uses per image are not a multiple of groups ({g}): the gate sends "
+                              f"whole groups of k / groups symbols; choose groups dividing k")
     if name in ("separation", "sscc"):
         yield from _sub_component("codecs", p["codec"], ("codec",), "codec")
         code = p.get("channel_code")

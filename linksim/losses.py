@@ -453,6 +453,9 @@ class JSCCLoss:
 
     #: The name of the loss in a stage's store spec (``training.loss``); part of the store key.
     label = "loss"
+    #: True: called as ``loss(x, out, labels)`` with the batch's training labels ([batch] int32;
+    #: the stage then needs a labelled data set).
+    uses_labels = False
 
     def prepare(self, context, *, val_fraction: float) -> None:
         """Hook called once before the stage trains, with the scheme's context.

@@ -226,12 +226,18 @@ _ALL = [
     Metric("bler", "bler", "link", "Block (codeword) error rate after channel decoding (digital schemes)."),
     Metric("bpp", "bpp", "link", "Source bits per pixel as sent (payload plus framing)."),
     Metric("channel_uses", "channel_uses", "link", "Complex channel uses per image (k)."),
+    Metric("used_channel_uses", "used_channel_uses", "link",
+           "Complex channel uses an image actually spent, mean over images (a gated scheme sends fewer than k; "
+           "the spread is used_channel_uses_std)."),
     Metric("decode_failures", "decode_failures", "link", "Images whose channel or image decoding failed (fallback shown)."),
     Metric("accuracy", "accuracy", "task",
            "Downstream classifier's accuracy on the received images (reference row: on the originals).",
            task="classification"),
     Metric("f1", "f1", "task", "Downstream classifier's macro F1 score on the received images.",
            task="classification"),
+    Metric("feature_accuracy", "feature_accuracy", "task",
+           "Accuracy of the scheme's own classification of the received features, without decoding the image "
+           "(mcr2_jscc's nearest-subspace classifier; NaN for other schemes).", task="feature_classification"),
     Metric("hash_cos", "hash_cos", "task",
            "Mean cosine similarity of the DHD hashes H(S) and H(S') of sent and received images.", task="hashing"),
     Metric("hash_hamming", "hash_hamming", "task",

@@ -291,6 +291,77 @@ for _metric, _column, _label in (("psnr", "psnr_db", "PSNR [dB]"), ("ssim", "ssi
 draw_accuracy = _simple("accuracy_vs_snr", "accuracy", "Classification accuracy")  # the reference dotted
 
 
+_simple("feature_accuracy_vs_snr", "feature_accuracy", "Accuracy in feature space (received features, no decoding)")
+
+
+@PLOTS.register("used_channel_uses_vs_snr")
+def draw_used_channel_uses(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
+    """Channel uses actually spent per image against SNR (mean, shaded +- one standard deviation), with k dotted."""
+    if "used_channel_uses" not in df.columns:
+        return None
+    df, chain = _first_chain(df, scenario)
+    d, _ = _split_reference(df)
+    d = d[d["used_channel_uses"].notna()]
+    if d.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for i, (label, g) in enumerate(d.groupby("scheme", sort=False)):
+        g = g.sort_values("snr_db")
+        line, = ax.plot(g["snr_db"], g["used_channel_uses"], marker=_MARKERS[i % len(_MARKERS)], label=label,
+                        **_line_style(g))
+        if "used_channel_uses_std" in g.columns and g["used_channel_uses_std"].notna().any():
+            sd = g["used_channel_uses_std"].fillna(0.0).astype(float)
+            ax.fill_between(g["snr_db"], g["used_channel_uses"] - sd, g["used_channel_uses"] + sd,
+                            color=line.get_color(), alpha=0.15)
+    for k in sorted(d["channel_uses"].dropna().unique()):
+        ax.axhline(k, color="k", linestyle=":", linewidth=1)
+        ax.annotate(f"allocated k = {k:g}", (ax.get_xlim()[0], k), fontsize=7, va="bottom")
+    _finish(fig, ax, f"{scenario.get('name', '')}: channel uses spent vs SNR" + (f" ({chain})" if chain else ""),
+            "SNR (Es/N0 per hop) [dB]", "channel uses per image (mean, +- 1 sd)",
+            run_dir / "used_channel_uses_vs_snr.png")
+    return run_dir / "used_channel_uses_vs_snr.png"
+
+
+PLOT_COLUMNS["used_channel_uses_vs_snr"] = ("used_channel_uses",)
+
+
+@PLOTS.register("accuracy_vs_used_channel_uses")
+def draw_accuracy_vs_used(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
+    """Accuracy against the channel uses actually spent: one point per (scheme, SNR), labelled by SNR.
+
+    Solid: classification of the received features (``feature_accuracy``); dashed:
+    the image classifier on the decoded images (``accuracy``).
+    """
+    if "used_channel_uses" not in df.columns:
+        return None
+    df, chain = _first_chain(df, scenario)
+    d, ref = _split_reference(df)
+    fig, ax = plt.subplots(figsize=(6.8, 4.6))
+    drawn, i = False, 0
+    for label, g in d.groupby("scheme", sort=False):
+        g = g.sort_values("snr_db")
+        for column, style, what in (("feature_accuracy", "-", "feature space"), ("accuracy", "--", "decoded")):
+            if column not in g.columns or g[column].isna().all():
+                continue
+            ax.plot(g["used_channel_uses"], g[column], linestyle=style, marker=_MARKERS[i % len(_MARKERS)],
+                    markersize=4, label=f"{label} ({what})")
+            for x, y, snr in zip(g["used_channel_uses"], g[column], g["snr_db"]):
+                ax.annotate(f"{snr:g}", (x, y), fontsize=6, alpha=0.6, xytext=(2, 2), textcoords="offset points")
+            drawn = True
+            i += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    _reference_line(ax, ref, "accuracy")
+    path = run_dir / "accuracy_vs_used_channel_uses.png"
+    _finish(fig, ax, f"{scenario.get('name', '')}: accuracy vs channel uses spent" + (f" ({chain})" if chain else ""),
+            "channel uses per image actually spent (numbers: SNR in dB)", "classification accuracy", path)
+    return path
+
+
+PLOT_COLUMNS["accuracy_vs_used_channel_uses"] = ("used_channel_uses",)
+
+
 def _vs_rate(name: str, column: str, ylabel: str):
     def draw(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
         if column not in df.columns or "channel_uses" not in df.columns:

@@ -579,7 +579,7 @@ def fit(model, optimizer, *, train_step: Callable, epoch_batches: Callable, n_ba
 def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Callable = mse_loss,
                checkpoint_dir: str | Path | None = None, progress: bool = True,
                callbacks: list[Callable] | None = None, desc: str = "train",
-               log_dir: str | Path | None = None) -> dict:
+               log_dir: str | Path | None = None, y_train: np.ndarray | None = None) -> dict:
     """Train a JSCC ``model`` on ``x_train`` with :func:`fit` (see the module docstring).
 
     Parameters
@@ -591,7 +591,7 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
     x_train : [N, H, W, C], float32 in [0, 1]
         Training images; ``val_fraction`` of them are held out for validation.
     config : TrainConfig
-    loss_fn : callable ``(x, out) -> scalar``
+    loss_fn : callable ``(x, out) -> scalar``, or ``(x, out, labels) -> scalar`` with ``y_train``
         Receives what the model returned (images, or the dict of outputs, so a loss
         can use a rate term or the symbols). Default :func:`mse_loss`.
     checkpoint_dir : path, optional
@@ -605,6 +605,9 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
         Label of the progress display.
     log_dir : path, optional
         TensorBoard logs; None (default): none.
+    y_train : [N] int, optional
+        The class of every training image: given, the loss is called with the batch's
+        labels as a third argument (e.g. the rate-reduction loss, ``mcr2``).
 
     Output
     ------
@@ -624,6 +627,12 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
         raise ValueError(f"training needs at least 4 images (got {len(x_train)})")
     tr_idx, val_idx = _split(len(x_train), config.val_fraction, config.seed)
     x_tr, x_val = x_train[tr_idx], x_train[val_idx]
+    if y_train is not None:
+        y_train = np.asarray(y_train).astype(np.int32)
+        if len(y_train) != len(x_train):
+            raise ValueError(f"y_train has {len(y_train)} labels for {len(x_train)} training images")
+        labels = tf.constant(y_train[tr_idx])
+        val_labels = y_train[val_idx]
     lo, hi = config.snr_range()
     # validation SNRs: one value, or for a range one per image, evenly spaced over it
     val_snr = (np.float32(lo) if hi == lo else
@@ -641,14 +650,14 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
         x = tf.gather(images, idx)
         with tf.GradientTape() as tape:
             out = model(x, snr, training=True)
-            loss = loss_fn(x, out)
+            loss = loss_fn(x, out) if y_train is None else loss_fn(x, out, tf.gather(labels, idx))
         grads = tape.gradient(loss, variables)
         opt.apply_gradients(zip(grads, variables))
         return metrics(x, out, loss)
 
-    def val_step(x, snr=tf.constant(val_snr)):
+    def val_step(x, snr=tf.constant(val_snr), y=None):
         out = model(x, snr, training=False)
-        return metrics(x, out, loss_fn(x, out))
+        return metrics(x, out, loss_fn(x, out) if y is None else loss_fn(x, out, y))
 
     bs = min(config.batch_size, len(x_tr))
     n_batches = max(1, len(x_tr) // bs)
@@ -662,8 +671,11 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
                 else np.full(n_batches, lo, np.float32))
         return order[:n_batches * bs].reshape(n_batches, bs).astype(np.int32), snrs
 
+    val_data = (x_val,) if hi == lo else (x_val, val_snr)
+    if y_train is not None:  # the labels ride along: an SNR per image
+        val_data = (x_val, np.broadcast_to(val_snr, (len(x_val),)).astype(np.float32), val_labels)
     history = fit(model, opt, train_step=train_step, epoch_batches=epoch_batches, n_batches=n_batches,
-                  val_step=val_step, val_data=(x_val,) if hi == lo else (x_val, val_snr), val_batch_size=256,
+                  val_step=val_step, val_data=val_data, val_batch_size=256,
                   epochs=config.epochs,
                   seed=config.seed, monitor="val_loss", mode="min", min_delta=1e-7, patience=config.patience,
                   lr_patience=config.lr_patience, min_lr=config.learning_rate / 64,

@@ -66,7 +66,8 @@ def make_row(scheme, point_columns: dict, agg: Aggregate, image_shape, wall_s: f
     Columns, in order: ``scheme``, ``scheme_type``, the point's SNR columns, the topology
     (``hops``, ``relay``), the image metrics (mean over images, NaN when none is finite),
     the task metrics, ``bpp`` (NaN for analog schemes), ``channel_uses``,
-    ``bandwidth_ratio``, ``used_channel_uses``, for digital schemes ``ber``, ``bler``,
+    ``bandwidth_ratio``, ``used_channel_uses`` (and ``used_channel_uses_std`` when the scheme
+    reports the spread), for digital schemes ``ber``, ``bler``,
     ``decode_failures``, ``bits``, ``blocks``; then ``images`` and ``wall_s``.
 
     Parameters
@@ -104,6 +105,9 @@ def make_row(scheme, point_columns: dict, agg: Aggregate, image_shape, wall_s: f
     row["channel_uses"] = c["channel_uses"] / n_img
     row["bandwidth_ratio"] = row["channel_uses"] / float(np.prod(image_shape))
     row["used_channel_uses"] = c.get("used_channel_uses", c["channel_uses"]) / n_img
+    if "used_channel_uses_sq" in c:  # a variable-length transmission: the spread over images
+        row["used_channel_uses_std"] = float(np.sqrt(max(0.0, c["used_channel_uses_sq"] / n_img
+                                                          - row["used_channel_uses"] ** 2)))
     if scheme.digital:
         row["ber"] = c["bit_errors"] / max(1, c["bits"])
         row["bler"] = c["block_errors"] / max(1, c["blocks"])
@@ -338,7 +342,7 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
                     idx = np.arange(j * batch, j * batch + len(x))
                     res = scheme.evaluate(state, hop_snr.per_hop(snr))
                     per_image = {m: get_metric(m)(x, res.images) for m in img_metrics}
-                    outs = {name: task.evaluate(res.images, idx) for name, task in tasks.items()}
+                    outs = {name: task.evaluate_result(res, idx) for name, task in tasks.items()}
                     agg.add(res.counts, per_image, outs)
                     if first is None:
                         first = res.images[:n_examples]

@@ -73,11 +73,18 @@ class BatchResult:
     counts : dict
         Sums over the batch that the runner adds up over batches: ``images``,
         ``source_bits``, ``channel_uses`` and for digital schemes ``bit_errors``,
-        ``bits``, ``block_errors``, ``blocks``, ``decode_failures``.
+        ``bits``, ``block_errors``, ``blocks``, ``decode_failures``; a variable-length
+        transmission adds ``used_channel_uses`` and ``used_channel_uses_sq`` (the sums of
+        the symbols each image used, and of their squares: the table's mean and spread).
+    outputs : dict
+        Per-image arrays ``[B]`` a task may read besides the images
+        (:meth:`linksim.tasks.base.Task.evaluate_result`), e.g. ``feature_class``: the
+        class a feature-space classifier gave each received image.
     """
 
     images: np.ndarray
     counts: dict
+    outputs: dict = field(default_factory=dict)
 
 
 class Scheme:

@@ -109,6 +109,11 @@ class JSCCArchitecture:
     #: transmitter); False: ``model.encoder(images)``.
     encoder_uses_snr = False
 
+    def schedules(self, model, epochs: int) -> list:
+        """Per-epoch schedules of a training stage (objects with ``set_epoch(e)`` and
+        ``on_epoch_end(epochs_done, logs)``, e.g. an annealed temperature); default none."""
+        return []
+
     def initialize(self, model, train_images, snr_train_db) -> None:
         """Set a freshly built stage-1 model's data-dependent starting point (default: nothing).
 
@@ -213,10 +218,11 @@ class WeightedLoss:
         """A ``train_jscc`` callback: set the weights of the next epoch."""
         self.set_epoch(int(epochs_done))
 
-    def __call__(self, x, out):
+    def __call__(self, x, out, labels=None):
         total = 0.0
         for v, (loss, _, _) in zip(self.weights, self.terms):
-            total = total + v * loss(x, out)
+            term = loss(x, out, labels) if getattr(loss, "uses_labels", False) else loss(x, out)
+            total = total + v * term
         return total
 
 
@@ -528,10 +534,10 @@ class JSCCScheme(Scheme):
                  "bandwidth_ratio": int(context.channel_uses) / float(np.prod(context.image_shape)),
                  "dataset": context.dataset_spec, "seed": self.train_seed,
                  **training_facts(history, self.train_seed)}
+        for loss in self.stages[i].losses:
+            facts.update(loss.card())
         if i > 0:
             facts["final_val_loss"] = history["val_loss"][best - 1] if best else None
-            for loss in self.stages[i].losses:
-                facts.update(loss.card())
             facts["stage1_model" if i == 1 else "previous_model"] = str(self.stage_entries[i - 1].path)
             bits = self.latent_bits_per_image_for(context)
             if bits is not None:
@@ -551,10 +557,21 @@ class JSCCScheme(Scheme):
         sionna.phy.config.seed = self.train_seed
         loss_fn = self.stages[i].loss_fn()
         kwargs = {}
-        if isinstance(loss_fn, WeightedLoss):
+        # per-epoch schedules (loss ramps, the architecture's own, e.g. a gate's temperature), set for the
+        # epoch a resumed run starts at
+        schedules = ([loss_fn] if isinstance(loss_fn, WeightedLoss) else []) + self.architecture.schedules(
+            model, config.epochs)
+        if schedules:
             hist = Path(entry.checkpoint_dir) / "history.json"
-            loss_fn.set_epoch(len(json.loads(hist.read_text())["epoch"]) if hist.exists() else 0)
-            kwargs["callbacks"] = [loss_fn.on_epoch_end]
+            start = len(json.loads(hist.read_text())["epoch"]) if hist.exists() else 0
+            for sch in schedules:
+                sch.set_epoch(start)
+            kwargs["callbacks"] = [sch.on_epoch_end for sch in schedules]
+        if any(getattr(loss, "uses_labels", False) for loss in self.stages[i].losses):
+            from linksim.losses import training_labels_of
+
+            kwargs["y_train"] = training_labels_of(context, f"{self.label}: a loss of stage {i + 1} needs the "
+                                                            f"class of every training image")
         desc = self.label if len(self.stages) == 1 else f"{self.label} (stage {i + 1}/{len(self.stages)})"
         return train_jscc(model, context.train_images, config, loss_fn=loss_fn,
                           checkpoint_dir=entry.checkpoint_dir, log_dir=entry.log_dir, progress=context.progress,

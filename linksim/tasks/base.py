@@ -14,7 +14,7 @@ Life of a task in a run::
     row = task.reference_row()               # its metrics on the original test images
     for each (scheme, SNR point):
         for each batch:
-            out = task.evaluate(received_images, indices)   # per-image outputs of a batch
+            out = task.evaluate_result(result, indices)     # per-image outputs of a batch
         values = task.summarise(outputs, indices)           # metric columns of the point
 
 ``outputs`` is ``{key: np.concatenate(per-batch arrays)}`` over the whole test set;
@@ -93,6 +93,15 @@ class Task:
     def evaluate(self, received_images, indices) -> dict[str, np.ndarray]:
         """Per-image outputs for a batch of received images (``indices``: their test-set positions)."""
         raise NotImplementedError
+
+    def evaluate_result(self, result, indices) -> dict[str, np.ndarray]:
+        """Per-image outputs for a scheme's :class:`~linksim.schemes.base.BatchResult` (what the run calls).
+
+        Default: :meth:`evaluate` of the received images. A task that reads what a
+        scheme reports besides the images (``result.outputs``, e.g. a feature-space
+        classification) overrides this.
+        """
+        return self.evaluate(result.images, indices)
 
     def summarise(self, outputs: dict[str, np.ndarray], indices) -> dict[str, float]:
         """The metric values (results-table columns) of a whole SNR point from its outputs."""
