@@ -9,7 +9,8 @@ Targets (issues 2 and 4): ``scenarios/awgn_sscc.yaml`` and, with the shipped
 weights, ``scenarios/multihop_df.yaml`` each finish in under 3 minutes on a 2-core
 machine. With ``--quick`` (``linksim run --quick``; issue 11): the quick runs of
 ``scenarios/dhd_multihop_df.yaml`` and ``scenarios/dhd_multihop_qf.yaml`` each
-finish in under a minute.
+finish in under a minute; so do those of ``scenarios/mcr2_gated.yaml`` and
+``scenarios/mcr2_beta.yaml`` (issue 12).
 
 Usage::
 
@@ -34,7 +35,8 @@ from recording import machine_facts, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = ["scenarios/multihop_df.yaml", "scenarios/awgn_sscc.yaml", "scenarios/awgn_jscc_vs_sscc.yaml"]
-DEFAULT_QUICK = ["scenarios/dhd_multihop_df.yaml", "scenarios/dhd_multihop_qf.yaml"]
+DEFAULT_QUICK = ["scenarios/dhd_multihop_df.yaml", "scenarios/dhd_multihop_qf.yaml", "scenarios/mcr2_gated.yaml",
+                 "scenarios/mcr2_beta.yaml"]
 TARGET_S = 180.0
 TARGET_QUICK_S = 60.0
 

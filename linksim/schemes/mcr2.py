@@ -349,8 +349,10 @@ class MCR2JSCC(keras.Model):
 
     def call(self, images, snr_db, training=False):
         b = tf.shape(images)[0]
-        snr = tf.broadcast_to(tf.cast(snr_db, tf.float32), [b])
-        x, mask = self.transmit(images, snr, training=training)
+        snr = tf.cast(snr_db, tf.float32)
+        # the gate sees one SNR per image (a chain's per-hop SNRs: the weakest hop's); the channel gets them as given
+        gate_snr = tf.broadcast_to(snr if snr.shape.rank in (0, 1) else tf.reduce_min(snr, axis=0), [b])
+        x, mask = self.transmit(images, gate_snr, training=training)
         num_symbols = tf.cast(tf.round(tf.reduce_sum(tf.stop_gradient(mask), axis=1)), tf.int32)
         out = self.channel(x, snr, num_symbols=num_symbols if self.gate is not None else None)
         y = out["y"]

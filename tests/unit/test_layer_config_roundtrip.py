@@ -151,6 +151,12 @@ CASES: dict[str, Case] = {
                                   quantizer="binary", snr_side_info=True, channel=Fresh(_af_chain),
                                   name="jscc_rt"),
                              lambda: (_images(2, (16, 16, 3)), tf.constant(7.0))),
+    "linksim>FeatureGate": Case(dict(groups=4, always_on=3, units=5, name="gate_rt"),
+                                lambda: (_real(3, 32), tf.constant([0.0, 10.0, 20.0]))),
+    "linksim>MCR2JSCC": Case(dict(image_shape=(16, 16, 3), channel_uses=96, filters=(8, 8, 8, 8), kernel_size=3,
+                                  gate=True, groups=4, always_on=1, gate_units=5, channel=Fresh(_af_chain),
+                                  name="mcr2_rt"),
+                             lambda: (_images(2, (16, 16, 3)), tf.constant(7.0))),
     # --------------------------------------------------------------- tasks
     "linksim>ConvBlock": Case(dict(filters=6, batch_norm=False, name="block_rt"),
                               lambda: (_images(2, (8, 8, 2)),)),

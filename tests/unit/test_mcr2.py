@@ -300,7 +300,7 @@ def test_every_shipped_gated_model_spends_fewer_channel_uses_at_high_snr_and_nev
 
     gated = [(opts, ctx) for name, _, opts, ctx in _scenario_contexts()
              if name == "mcr2_gated.yaml" and opts.get("gate")]
-    assert len(gated) == 2
+    assert len(gated) == 4
     x_test = to_float(get_dataset("embedded").load("test", 200, seed=1234)[0])
     for opts, ctx in gated:
         opts = {k: v for k, v in opts.items() if k != "type"}
