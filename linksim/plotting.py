@@ -327,35 +327,53 @@ PLOT_COLUMNS["used_channel_uses_vs_snr"] = ("used_channel_uses",)
 
 @PLOTS.register("accuracy_vs_used_channel_uses")
 def draw_accuracy_vs_used(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
-    """Accuracy against the channel uses actually spent: one point per (scheme, SNR), labelled by SNR.
+    """Accuracy against the channel uses actually spent, one point per (scheme, SNR): feature space and decoded.
 
-    Solid: classification of the received features (``feature_accuracy``); dashed:
-    the image classifier on the decoded images (``accuracy``).
+    Left panel: classification of the received features (``feature_accuracy``); right:
+    the image classifier on the decoded images (``accuracy``, reference dotted). A
+    scheme whose spending varies with the SNR is a line with each point labelled by
+    its SNR; one that always spends the same is a column of markers (slightly offset
+    so they do not hide each other).
     """
     if "used_channel_uses" not in df.columns:
         return None
     df, chain = _first_chain(df, scenario)
     d, ref = _split_reference(df)
-    fig, ax = plt.subplots(figsize=(6.8, 4.6))
-    drawn, i = False, 0
-    for label, g in d.groupby("scheme", sort=False):
-        g = g.sort_values("snr_db")
-        for column, style, what in (("feature_accuracy", "-", "feature space"), ("accuracy", "--", "decoded")):
-            if column not in g.columns or g[column].isna().all():
-                continue
-            ax.plot(g["used_channel_uses"], g[column], linestyle=style, marker=_MARKERS[i % len(_MARKERS)],
-                    markersize=4, label=f"{label} ({what})")
-            for x, y, snr in zip(g["used_channel_uses"], g[column], g["snr_db"]):
-                ax.annotate(f"{snr:g}", (x, y), fontsize=6, alpha=0.6, xytext=(2, 2), textcoords="offset points")
-            drawn = True
-            i += 1
-    if not drawn:
-        plt.close(fig)
+    panels = [(c, t) for c, t in (("feature_accuracy", "in feature space (received features)"),
+                                  ("accuracy", "decoded images + classifier")) if c in d.columns and d[c].notna().any()]
+    if not panels:
         return None
-    _reference_line(ax, ref, "accuracy")
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.6), squeeze=False, sharey=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    schemes = list(dict.fromkeys(d["scheme"]))
+    for ax, (column, title) in zip(axes[0], panels):
+        fixed = 0
+        for i, label in enumerate(schemes):
+            g = d[(d["scheme"] == label) & d[column].notna()].sort_values("snr_db")
+            if g.empty:
+                continue
+            style = dict(color=colors[i % len(colors)], marker=_MARKERS[i % len(_MARKERS)], label=label)
+            if g["used_channel_uses"].nunique() > 1:
+                ax.plot(g["used_channel_uses"], g[column], linestyle="-", markersize=5, **style)
+                for x, y, snr in zip(g["used_channel_uses"], g[column], g["snr_db"]):
+                    ax.annotate(f"{snr:g}", (x, y), fontsize=6, alpha=0.7, xytext=(3, 2), textcoords="offset points")
+            else:
+                x = g["used_channel_uses"] + 1.5 * fixed
+                fixed += 1
+                ax.plot(x, g[column], linestyle="none", markersize=4, alpha=0.8, **style)
+        if column == "accuracy":
+            _reference_line(ax, ref, "accuracy")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("channel uses per image actually spent (labels: SNR in dB)")
+        ax.grid(True, alpha=0.3)
+    axes[0, 0].set_ylabel("classification accuracy")
+    axes[0, -1].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"{scenario.get('name', '')}: accuracy vs channel uses spent" + (f" ({chain})" if chain else ""),
+                 fontsize=10)
+    fig.tight_layout()
     path = run_dir / "accuracy_vs_used_channel_uses.png"
-    _finish(fig, ax, f"{scenario.get('name', '')}: accuracy vs channel uses spent" + (f" ({chain})" if chain else ""),
-            "channel uses per image actually spent (numbers: SNR in dB)", "classification accuracy", path)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
     return path
 
 
