@@ -11,8 +11,9 @@ k = 128, shipped weights) and, as the simplest reference, the linear analog code
    its subspace dimension r in {1, 2, 4, 8, 16, 32} at 0, 10 and 20 dB (the scenarios
    use r = 8): is r = 8 a fair choice for every model, the linear code included?
 
-500 test images (seed 1234, the scenarios' test set), the classifier fitted on 5,000
-training images' sent features (as the scheme does), AWGN noise seeded per SNR.
+500 test images (seed 1234, the scenarios' test set), the classifier fitted on the sent
+features of 5,000 training images (a fixed random subset drawn with seed 0; the scheme
+draws its own with its ``train_seed``), AWGN noise seeded per SNR.
 Writes ``benchmarks/results/mcr2_feature_space.json``; the tables are in docs/mcr2.md.
 """
 

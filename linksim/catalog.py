@@ -580,7 +580,7 @@ def check_scheme(name: str, params: dict, channel_uses: list[int] | None = None)
     if name == "jscc":
         yield from _check_jscc(p)
     arch = p.get("architecture") if name == "jscc" else p if name == "mcr2_jscc" else None
-    if isinstance(arch, dict) and (name == "mcr2_jscc" or arch.get("type") == "mcr2"):
+    if isinstance(arch, dict) and (name == "mcr2_jscc" or arch.get("type") == "mcr2") and arch.get("gate") is True:
         g = arch.get("groups", 8)
         for k in channel_uses or []:
             if _is_int(g) and g > 0 and k % g:

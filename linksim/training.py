@@ -396,8 +396,9 @@ class _Run:
     """The per-epoch bookkeeping of :func:`fit` (called from its Keras callback)."""
 
     def __init__(self, *, network, optimizer, epochs, seed, monitor, mode, min_delta, patience, lr_patience,
-                 min_lr, checkpoint_dir, log_dir, progress, callbacks, desc, n_batches):
+                 min_lr, checkpoint_dir, log_dir, progress, callbacks, desc, n_batches, schedules=None):
         self.optimizer, self.epochs, self.seed = optimizer, epochs, seed
+        self.schedules = list(schedules or [])
         self.monitor, self.sign, self.min_delta = monitor, (1.0 if mode == "min" else -1.0), min_delta
         self.patience, self.lr_patience, self.min_lr = patience, lr_patience, min_lr
         self.progress, self.callbacks, self.desc, self.n_batches = progress, callbacks or [], desc, n_batches
@@ -424,6 +425,8 @@ class _Run:
     def begin_epoch(self, epoch):
         self.epoch_start = time.perf_counter()
         seed_epoch(self.seed, epoch)
+        for schedule in self.schedules:   # after a resumed run's restore, so a checkpointed value is overridden
+            schedule.set_epoch(epoch)
 
     def end_epoch(self, epoch, logs) -> bool:
         """Record the finished epoch; True when training must stop."""
@@ -477,7 +480,7 @@ def fit(model, optimizer, *, train_step: Callable, epoch_batches: Callable, n_ba
         mode: str = "min", min_delta: float = 0.0, patience: int, lr_patience: int | None = None,
         min_lr: float = 0.0, checkpoint_dir: str | Path | None = None, log_dir: str | Path | None = None,
         progress: bool | str = True, callbacks: list[Callable] | None = None, desc: str = "train",
-        steps_per_execution: int = 8) -> dict:
+        steps_per_execution: int = 8, schedules: list | None = None) -> dict:
     """The training loop of every network: ``keras.Model.fit`` over step functions (see the module docstring).
 
     Parameters
@@ -527,6 +530,10 @@ def fit(model, optimizer, *, train_step: Callable, epoch_batches: Callable, n_ba
         Called after each epoch's checkpoint with the 1-based epoch and its metrics.
     desc : str
         Label of the progress display.
+    schedules : list, optional
+        Objects with ``set_epoch(epoch)``, called with the 0-based epoch before each
+        epoch trains (also the first epoch of a resumed run, after its checkpoint is
+        restored): loss-weight ramps, an annealed temperature.
     steps_per_execution : int
         At most this many training steps per call of Keras's compiled train
         function (default 8: less Python overhead per step): the largest divisor
@@ -550,7 +557,7 @@ def fit(model, optimizer, *, train_step: Callable, epoch_batches: Callable, n_ba
     run = _Run(network=model, optimizer=optimizer, epochs=epochs, seed=seed, monitor=monitor, mode=mode,
                min_delta=min_delta, patience=patience, lr_patience=lr_patience, min_lr=min_lr,
                checkpoint_dir=checkpoint_dir, log_dir=log_dir, progress=progress, callbacks=callbacks, desc=desc,
-               n_batches=n_batches)
+               n_batches=n_batches, schedules=schedules)
     start = run.start
     if start >= epochs or (start > 0 and run.stopped):
         return run.finish(start > 0 and run.stopped)
@@ -579,7 +586,8 @@ def fit(model, optimizer, *, train_step: Callable, epoch_batches: Callable, n_ba
 def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Callable = mse_loss,
                checkpoint_dir: str | Path | None = None, progress: bool = True,
                callbacks: list[Callable] | None = None, desc: str = "train",
-               log_dir: str | Path | None = None, y_train: np.ndarray | None = None) -> dict:
+               log_dir: str | Path | None = None, y_train: np.ndarray | None = None,
+               schedules: list | None = None) -> dict:
     """Train a JSCC ``model`` on ``x_train`` with :func:`fit` (see the module docstring).
 
     Parameters
@@ -608,6 +616,8 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
     y_train : [N] int, optional
         The class of every training image: given, the loss is called with the batch's
         labels as a third argument (e.g. the rate-reduction loss, ``mcr2``).
+    schedules : list, optional
+        Per-epoch schedules (``set_epoch(epoch)`` before each epoch), as :func:`fit`.
 
     Output
     ------
@@ -655,9 +665,11 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
         opt.apply_gradients(zip(grads, variables))
         return metrics(x, out, loss)
 
-    def val_step(x, snr=tf.constant(val_snr), y=None):
+    def val_step(x, *rest):
+        # a batch is (x), (x, snr) for an SNR range, and the labels last when they are given
+        snr = rest[0] if hi > lo else tf.constant(val_snr)
         out = model(x, snr, training=False)
-        return metrics(x, out, loss_fn(x, out) if y is None else loss_fn(x, out, y))
+        return metrics(x, out, loss_fn(x, out) if y_train is None else loss_fn(x, out, rest[-1]))
 
     bs = min(config.batch_size, len(x_tr))
     n_batches = max(1, len(x_tr) // bs)
@@ -671,15 +683,13 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
                 else np.full(n_batches, lo, np.float32))
         return order[:n_batches * bs].reshape(n_batches, bs).astype(np.int32), snrs
 
-    val_data = (x_val,) if hi == lo else (x_val, val_snr)
-    if y_train is not None:  # the labels ride along: an SNR per image
-        val_data = (x_val, np.broadcast_to(val_snr, (len(x_val),)).astype(np.float32), val_labels)
+    val_data = ((x_val,) if hi == lo else (x_val, val_snr)) + (() if y_train is None else (val_labels,))
     history = fit(model, opt, train_step=train_step, epoch_batches=epoch_batches, n_batches=n_batches,
                   val_step=val_step, val_data=val_data, val_batch_size=256,
                   epochs=config.epochs,
                   seed=config.seed, monitor="val_loss", mode="min", min_delta=1e-7, patience=config.patience,
                   lr_patience=config.lr_patience, min_lr=config.learning_rate / 64,
                   checkpoint_dir=checkpoint_dir, log_dir=log_dir, progress=progress, callbacks=callbacks,
-                  desc=desc)
+                  desc=desc, schedules=schedules)
     history.update(n_train=int(len(x_tr)), n_val=int(len(x_val)), config=dict(asdict(config)))
     return history

@@ -54,9 +54,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import warnings
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -110,8 +108,8 @@ class JSCCArchitecture:
     encoder_uses_snr = False
 
     def schedules(self, model, epochs: int) -> list:
-        """Per-epoch schedules of a training stage (objects with ``set_epoch(e)`` and
-        ``on_epoch_end(epochs_done, logs)``, e.g. an annealed temperature); default none."""
+        """Per-epoch schedules of a training stage: objects with ``set_epoch(e)``, called with the 0-based
+        epoch before each epoch trains (e.g. an annealed temperature); default none."""
         return []
 
     def initialize(self, model, train_images, snr_train_db) -> None:
@@ -557,16 +555,10 @@ class JSCCScheme(Scheme):
         sionna.phy.config.seed = self.train_seed
         loss_fn = self.stages[i].loss_fn()
         kwargs = {}
-        # per-epoch schedules (loss ramps, the architecture's own, e.g. a gate's temperature), set for the
-        # epoch a resumed run starts at
-        schedules = ([loss_fn] if isinstance(loss_fn, WeightedLoss) else []) + self.architecture.schedules(
+        # per-epoch schedules (loss ramps, the architecture's own, e.g. a gate's temperature): set before every
+        # epoch, also the first of a resumed run (after its checkpoint is restored)
+        kwargs["schedules"] = ([loss_fn] if isinstance(loss_fn, WeightedLoss) else []) + self.architecture.schedules(
             model, config.epochs)
-        if schedules:
-            hist = Path(entry.checkpoint_dir) / "history.json"
-            start = len(json.loads(hist.read_text())["epoch"]) if hist.exists() else 0
-            for sch in schedules:
-                sch.set_epoch(start)
-            kwargs["callbacks"] = [sch.on_epoch_end for sch in schedules]
         if any(getattr(loss, "uses_labels", False) for loss in self.stages[i].losses):
             from linksim.losses import training_labels_of
 

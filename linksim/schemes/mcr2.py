@@ -72,6 +72,13 @@ def _normalise(z):
     return z * tf.math.rsqrt(tf.maximum(tf.reduce_sum(tf.square(z), axis=1, keepdims=True), 1e-12))
 
 
+def _gram(z):
+    """``(Z Zᵀ, m, d)`` of the rows of ``z`` normalised to unit l2 norm: the ``[m, m]`` Gram matrix."""
+    z = _normalise(z)
+    m, d = tf.cast(tf.shape(z)[0], tf.float32), tf.cast(tf.shape(z)[1], tf.float32)
+    return tf.matmul(z, z, transpose_b=True), m, d
+
+
 def _logdet_spd(a):
     """``log det`` of symmetric positive-definite matrices ``[..., n, n]`` through their Cholesky factors."""
     chol = tf.linalg.cholesky(a)
@@ -90,12 +97,8 @@ def coding_rate(z, eps2: float = 0.5):
     ------
     scalar tf.float32
     """
-    z = _normalise(z)
-    m = tf.cast(tf.shape(z)[0], tf.float32)
-    d = tf.cast(tf.shape(z)[1], tf.float32)
-    gram = tf.matmul(z, z, transpose_b=True)                                  # [m, m]
-    eye = tf.eye(tf.shape(z)[0])
-    return 0.5 * _logdet_spd(eye + d / (m * eps2) * gram)
+    gram, m, d = _gram(z)
+    return 0.5 * _logdet_spd(tf.eye(tf.shape(gram)[0]) + d / (m * eps2) * gram)
 
 
 def class_coding_rate(z, labels, num_classes: int, eps2: float = 0.5):
@@ -112,15 +115,12 @@ def class_coding_rate(z, labels, num_classes: int, eps2: float = 0.5):
     ------
     scalar tf.float32
     """
-    z = _normalise(z)
-    m = tf.cast(tf.shape(z)[0], tf.float32)
-    d = tf.cast(tf.shape(z)[1], tf.float32)
+    gram, m, d = _gram(z)
     member = tf.transpose(tf.one_hot(tf.cast(labels, tf.int32), int(num_classes)))   # [C, m], the diagonals of Π_j
     counts = tf.reduce_sum(member, axis=1)                                            # tr(Π_j)
-    gram = tf.matmul(z, z, transpose_b=True)
     masked = member[:, :, None] * gram[None] * member[:, None, :]                      # D_j G D_j, [C, m, m]
     scale = d / (tf.maximum(counts, 1.0) * eps2)
-    logdets = _logdet_spd(tf.eye(tf.shape(z)[0])[None] + scale[:, None, None] * masked)
+    logdets = _logdet_spd(tf.eye(tf.shape(gram)[0])[None] + scale[:, None, None] * masked)
     return tf.reduce_sum(counts / (2.0 * m) * logdets)
 
 
@@ -171,6 +171,9 @@ class RateReductionLoss(JSCCLoss):
         """
         labels = training_labels_of(context, "mcr2: the rate-reduction loss needs the class of every image")
         self.num_classes = int((context.extra or {}).get("num_classes") or int(np.max(labels)) + 1)
+        if int(np.min(labels)) < 0 or int(np.max(labels)) >= self.num_classes:
+            raise ValueError(f"mcr2: the training labels must be classes 0 .. {self.num_classes - 1} "
+                             f"(got {int(np.min(labels))} .. {int(np.max(labels))})")
 
     def spec(self, context) -> dict:
         return {"mcr2": {"eps2": self.eps2, "features": self.features}}
@@ -268,8 +271,9 @@ class FeatureGate(keras.layers.Layer):
     def call(self, slots, snr_db, training=False, groups_on=None):
         b = tf.shape(slots)[0]
         s = self.groups - self.always_on
-        if groups_on is not None:
-            choice = tf.one_hot(tf.cast(groups_on, tf.int32) - self.always_on, s + 1)
+        if groups_on is not None:   # forced (a DF relay), within always_on .. G
+            forced = tf.clip_by_value(tf.cast(groups_on, tf.int32), self.always_on, self.groups)
+            choice = tf.one_hot(forced - self.always_on, s + 1)
         else:
             logits = self.policy_logits(slots, snr_db)
             if training:
@@ -385,10 +389,8 @@ class TemperatureSchedule:
         return self.tau_start * (self.tau_end / self.tau_start) ** t
 
     def set_epoch(self, epoch: int) -> None:
+        """Set the temperature of 0-based ``epoch`` (the training loop calls it before every epoch)."""
         self.model.set_temperature(self.tau(int(epoch)))
-
-    def on_epoch_end(self, epochs_done: int, logs=None) -> None:
-        self.set_epoch(int(epochs_done))
 
 
 @ARCHITECTURES.register("mcr2")
@@ -445,9 +447,9 @@ class MCR2Architecture(JSCCArchitecture):
         return dict(self._config)
 
     def check_channel_uses(self, channel_uses: int) -> None:
-        """Raise ValueError when ``k`` is not a multiple of ``groups``."""
+        """Raise ValueError when the model is gated and ``k`` is not a multiple of ``groups``."""
         g = self._config["groups"]
-        if int(channel_uses) % g:
+        if self._config["gate"] and int(channel_uses) % g:
             raise ValueError(f"mcr2: channel_uses ({channel_uses}) must be a multiple of groups ({g}): "
                              f"the gate sends whole groups of k / groups symbols")
 
@@ -576,6 +578,8 @@ class MCR2JSCCScheme(JSCCScheme):
         loss = {"beta": 0.01, "eps2": 0.5, "features": "received", "gate_lambda": 0.05, **g["loss"]}
         _number("beta", loss["beta"], minimum=0)
         _number("gate_lambda", loss["gate_lambda"], minimum=0)
+        if "gate_lambda" in g["loss"] and not g["architecture"].get("gate", False):
+            raise ValueError("gate_lambda is the cost of the gate's channel uses: it needs gate: true")
         losses = [{"type": "mse"}, {"type": "mcr2", "weight": loss["beta"], "eps2": loss["eps2"],
                                     "features": loss["features"]}]
         if g["architecture"].get("gate", False):

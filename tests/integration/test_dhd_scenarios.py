@@ -4,33 +4,24 @@ import json
 import math
 from pathlib import Path
 
-import pandas as pd
 import pytest
+from scenario_runs import quick_run
 
-from linksim.cli import main
 from linksim.run import REFERENCE
 from linksim.store import SHIPPED_DIR
 
-REPO = Path(__file__).resolve().parents[2]
 PLOTS = ("psnr_vs_snr", "lpips_vs_snr", "hash_cos_vs_snr", "retrieval_map_vs_snr", "psnr_vs_hops", "lpips_vs_hops",
          "hash_cos_vs_hops", "hash_hamming_norm_vs_hops", "retrieval_map_vs_hops", "examples")
 
 
-def _quick(tmp_path_factory, name):
-    out = tmp_path_factory.mktemp(name)
-    assert main(["run", str(REPO / "scenarios" / f"{name}.yaml"), "--quick", "--out", str(out),
-                 "--no-progress"]) == 0
-    return out, pd.read_csv(out / "results.csv")
-
-
 @pytest.fixture(scope="module")
 def df_run(tmp_path_factory):
-    return _quick(tmp_path_factory, "dhd_multihop_df")
+    return quick_run(tmp_path_factory, "dhd_multihop_df")
 
 
 @pytest.fixture(scope="module")
 def qf_run(tmp_path_factory):
-    return _quick(tmp_path_factory, "dhd_multihop_qf")
+    return quick_run(tmp_path_factory, "dhd_multihop_qf")
 
 
 def _stored(out):

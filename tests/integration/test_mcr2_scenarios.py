@@ -4,22 +4,16 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
+from scenario_runs import quick_run
 
-from linksim.cli import main
 from linksim.run import REFERENCE
 from linksim.store import SHIPPED_DIR
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def _quick(tmp_path_factory, name):
-    out = tmp_path_factory.mktemp(name)
-    assert main(["run", str(REPO / "scenarios" / f"{name}.yaml"), "--quick", "--out", str(out),
-                 "--no-progress"]) == 0
-    meta = json.loads((out / "meta.json").read_text())
-    return out, pd.read_csv(out / "results.csv"), meta
+    out, df = quick_run(tmp_path_factory, name)
+    return out, df, json.loads((out / "meta.json").read_text())
 
 
 @pytest.fixture(scope="module")

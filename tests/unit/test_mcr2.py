@@ -7,7 +7,7 @@ import tensorflow as tf
 from linksim.channels import AWGNChannel
 from linksim.registry import LOSSES
 from linksim.schemes.base import BatchResult, SchemeContext
-from linksim.schemes.mcr2 import (MCR2JSCC, FeatureGate, MCR2Architecture, MCR2JSCCScheme,
+from linksim.schemes.mcr2 import (MCR2JSCC, MCR2Architecture, MCR2JSCCScheme,
                                   NearestSubspaceClassifier, TemperatureSchedule, class_coding_rate, coding_rate,
                                   level_features, rate_reduction)
 from linksim.store import ModelStore, default_store
@@ -105,8 +105,8 @@ def test_the_gate_sends_whole_groups_in_a_thermometer_and_keeps_unit_energy_per_
         power = np.abs(sym.numpy()) ** 2
         assert np.allclose(power.sum(1) / mask.sum(1), 1.0, atol=1e-5)    # mean energy 1 per used symbol
         assert (power[mask == 0] == 0).all()
-    forced, fmask = model.transmit(x[:3], snr[:3], groups_on=tf.constant([1, 3, 4]))
-    assert fmask.numpy().sum(1).tolist() == [4, 12, 16]
+    forced, fmask = model.transmit(x[:5], snr[:5], groups_on=tf.constant([1, 3, 4, 0, 9]))
+    assert fmask.numpy().sum(1).tolist() == [4, 12, 16, 4, 16]     # forced counts clipped to always_on .. G
     out = model(x, snr)
     y = out["features"].numpy()
     k = 16
@@ -130,7 +130,7 @@ def test_the_temperature_is_annealed_geometrically_over_the_epochs():
     sch = TemperatureSchedule(model, 2.0, 0.2, 11)
     assert sch.tau(0) == pytest.approx(2.0) and sch.tau(10) == pytest.approx(0.2)
     assert sch.tau(5) == pytest.approx(np.sqrt(2.0 * 0.2))
-    sch.on_epoch_end(10)
+    sch.set_epoch(10)
     assert float(model.gate.tau) == pytest.approx(0.2)
 
 
@@ -138,11 +138,14 @@ def test_the_architecture_checks_its_options():
     with pytest.raises(ValueError, match="always_on must be at most groups"):
         MCR2Architecture(groups=2, always_on=3)
     with pytest.raises(ValueError, match="multiple of groups"):
-        MCR2Architecture(groups=8).build((8, 8, 1), 12)
+        MCR2Architecture(groups=8, gate=True).build((8, 8, 1), 12)
+    assert MCR2Architecture(groups=8).build((8, 8, 1), 12).channel_uses == 12   # no gate: any k
     with pytest.raises(ValueError, match="gate must be true or false"):
         MCR2Architecture(gate="yes")
     with pytest.raises(ValueError, match="gate_lambda"):
-        MCR2JSCCScheme(gate_lambda=-1)
+        MCR2JSCCScheme(gate_lambda=-1, gate=True)
+    with pytest.raises(ValueError, match="gate_lambda is the cost of the gate's channel uses: it needs gate: true"):
+        MCR2JSCCScheme(gate_lambda=0.1)
 
 
 def test_a_gate_that_wont_fit_is_a_validate_error_naming_the_field(tmp_path):
@@ -155,6 +158,7 @@ def test_a_gate_that_wont_fit_is_a_validate_error_naming_the_field(tmp_path):
     problems = list(check_scheme("mcr2_jscc", {"groups": 8, "gate": True}, channel_uses=[100]))
     assert any(p[0] == ("groups",) and "not a multiple of groups (8)" in p[1] for p in problems)
     assert not list(check_scheme("mcr2_jscc", {"groups": 4, "gate": True}, channel_uses=[100]))
+    assert not list(check_scheme("mcr2_jscc", {"groups": 8}, channel_uses=[100]))   # without a gate any k
 
 
 # ------------------------------------------------------------------ nearest-subspace classification
@@ -311,3 +315,56 @@ def test_every_shipped_gated_model_spends_fewer_channel_uses_at_high_snr_and_nev
         k = ctx.channel_uses
         assert low.max() <= k and high.max() <= k
         assert high.mean() < low.mean(), opts["label"]    # 200 test images, the policy's argmax: deterministic
+
+
+@pytest.mark.parametrize("relay,params", [("af", {}), ("qf", {"bits": 4})])
+def test_gated_transmissions_cross_af_and_qf_relays_with_their_length(tmp_path, relay, params):
+    from linksim.channels.relay import MultiHopChannel
+
+    x, y = _tiny_data(64)
+    chain = MultiHopChannel(hops=2, relay=relay, relay_params=params)
+    s = MCR2JSCCScheme(gate=True, groups=4, always_on=1, filters=[4, 4, 4, 4], epochs=1, steps_per_epoch=2,
+                       batch_size=32, subspace_dim=2, classifier_images=64)
+    s.prepare(_context(x, y, ModelStore([tmp_path]), channel=chain))
+    state = s.encode(x[:16])
+    images, slots, used = (t.numpy() for t in s._receive(state, tf.constant([6.0, 12.0])))
+    k = 16
+    assert np.isfinite(images).all() and set(used.tolist()) <= {4, 8, 12, 16}
+    for b in range(16):   # the relays forward the used symbols only: nothing arrives beyond them
+        n = int(used[b])
+        assert (slots[b, n:k] == 0).all() and (slots[b, k + n:] == 0).all()
+        assert np.abs(slots[b, :n]).sum() > 0
+
+
+def test_the_temperature_of_a_resumed_run_is_that_of_its_epoch_not_the_checkpointed_one(tmp_path):
+    from linksim.training import TrainConfig, train_jscc
+
+    x, y = _tiny_data(64)
+    model = MCR2JSCC((8, 8, 1), 16, filters=(4, 4, 4, 4), gate=True, groups=4, always_on=1)
+    sch = TemperatureSchedule(model, 2.0, 0.2, 4)
+    cfg = TrainConfig(epochs=4, batch_size=32, snr_train_db=[0, 20], steps_per_epoch=1, seed=3)
+    seen = []
+
+    def record(epoch, logs):
+        seen.append((epoch, float(model.gate.tau.numpy())))
+        if epoch == 2 and len(seen) == 2:
+            raise KeyboardInterrupt     # interrupted after epoch 2's checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        train_jscc(model, x, cfg, loss_fn=lambda a, o: tf.reduce_mean(tf.square(a - o["images"])),
+                   checkpoint_dir=tmp_path, progress=False, callbacks=[record], schedules=[sch])
+    model.set_temperature(5.0)                                    # whatever a new process starts with
+    train_jscc(model, x, cfg, loss_fn=lambda a, o: tf.reduce_mean(tf.square(a - o["images"])),
+               checkpoint_dir=tmp_path, progress=False, callbacks=[record], schedules=[sch])
+    # every epoch (1-based e) ran at tau(e - 1), the resumed epochs 3 and 4 too
+    assert [e for e, _ in seen] == [1, 2, 3, 4]
+    assert [t for _, t in seen] == pytest.approx([sch.tau(e - 1) for e, _ in seen], rel=1e-6)
+
+
+def test_labels_ride_along_when_training_through_a_chain_at_one_snr(tmp_path):
+    x, y = _tiny_data(64)
+    s = MCR2JSCCScheme(filters=[4, 4, 4, 4], groups=4, beta=0.01, epochs=1, steps_per_epoch=2, batch_size=32,
+                       snr_train_db=10, subspace_dim=2, classifier_images=64,
+                       train_channel={"type": "multihop", "hops": 2, "relay": "af"})
+    s.prepare(_context(x, y, ModelStore([tmp_path])))     # validation batches: (x, labels) with one SNR
+    assert s.entry.card()["epochs_run"] == 1
