@@ -208,13 +208,10 @@ class WeightedLoss:
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
-        """Set every weight for 0-based ``epoch`` (ramps: ``w * min(1, (epoch + 1) / ramp_epochs)``)."""
+        """Set every weight for 0-based ``epoch`` (ramps: ``w * min(1, (epoch + 1) / ramp_epochs)``); the
+        training loop calls it before every epoch (a stage's ``schedules``)."""
         for v, (_, w, ramp) in zip(self.weights, self.terms):
             v.assign(float(w) * (min(1.0, (epoch + 1) / ramp) if ramp else 1.0))
-
-    def on_epoch_end(self, epochs_done: int, logs=None) -> None:
-        """A ``train_jscc`` callback: set the weights of the next epoch."""
-        self.set_epoch(int(epochs_done))
 
     def __call__(self, x, out, labels=None):
         total = 0.0

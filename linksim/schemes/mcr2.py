@@ -51,6 +51,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from linksim.channels.awgn import no_to_snr_db
 from linksim.losses import JSCCLoss, _number, _positive_int, training_labels_of
 from linksim.registry import ARCHITECTURES, LOSSES, SCHEMES
 from linksim.schemes.base import BatchResult, SchemeContext
@@ -619,19 +620,13 @@ class MCR2JSCCScheme(JSCCScheme):
     def symbol_levels(self) -> list[int]:
         """The numbers of symbols an image may use: every count of groups the gate can send, or just ``k``."""
         k = int(self.context.channel_uses)
-        if not self.architecture.model_config()["gate"]:
+        if self.model.gate is None:
             return [k]
         gs = k // self.model.groups
         return [g * gs for g in range(self.model.always_on, self.model.groups + 1)]
 
-    def _bind(self, context, model, entry) -> None:
-        super()._bind(context, model, entry)
-        self._encode = tf.identity   # the gate needs the SNR: the encoder runs per SNR point, in _receive_impl
-
     def _regenerate_impl(self, y, no):
         """A DF relay: decode the image, re-encode it sending as many groups as it received."""
-        from linksim.channels.awgn import no_to_snr_db
-
         snr = no_to_snr_db(no)
         images = self.model.decoder(y, snr)
         groups_on = None
@@ -663,6 +658,7 @@ class MCR2JSCCScheme(JSCCScheme):
         return BatchResult(images, counts, outputs={"feature_class": pred, "used_channel_uses": used})
 
     def encode(self, images: np.ndarray):
+        """The images themselves: the gate needs the SNR, so the encoder runs per SNR point (``evaluate``)."""
         return tf.constant(np.asarray(images, np.float32))
 
     def describe(self) -> dict:
