@@ -484,6 +484,34 @@ def split_and_optimizer(model, x, y, val_fraction, seed, batch_size, learning_ra
     return x[tr_idx], y[tr_idx], x[val_idx], y[val_idx], bs, n_batches, opt, variables
 
 
+def unit_scale(x):
+    """``to_unit(batch)`` for batches of ``x``'s images: float32 in [0, 1] (uint8 images divided by 255)."""
+    scale = np.asarray(x).dtype == np.uint8
+
+    def to_unit(xb):
+        xb = tf.cast(xb, tf.float32)
+        return xb / 255.0 if scale else xb
+    return to_unit
+
+
+def fit_task_network(model, opt, *, monitor: str, mode: str, x_tr, x_val, y_val, config: dict, **fit_args) -> dict:
+    """A task trainer's :func:`linksim.training.fit` (the classifier's, the hash network's).
+
+    Validation on ``(x_val, y_val)`` in batches of 500, early stopping on ``monitor``;
+    ``fit_args`` are :func:`~linksim.training.fit`'s other arguments.
+
+    Output
+    ------
+    dict: the history, with ``best_<monitor>`` (its value at the best epoch, None
+    without one), ``n_train``, ``n_val`` and ``config``.
+    """
+    history = fit(model, opt, val_data=(x_val, y_val), val_batch_size=500, monitor=monitor, mode=mode, **fit_args)
+    best_epoch = history["best_epoch"]
+    history.update({f"best_{monitor}": history[monitor][best_epoch - 1] if best_epoch else None},
+                   n_train=int(len(x_tr)), n_val=int(len(x_val)), config=config)
+    return history
+
+
 def stored_task_model(store, name: str, spec: dict, fits, what: str, setting: str, dataset_spec,
                       train_missing: bool, have_data: bool):
     """A task's stored model (the classifier, the hash network) when it is there and fits, else ``(None, None)``.
@@ -637,13 +665,9 @@ def train_classifier(model, x, y, *, epochs: int = DEFAULT_TRAINING["epochs"],
     x_tr, y_tr, x_val, y_val, bs, n_batches, opt, variables = split_and_optimizer(
         model, x, y, val_fraction, seed, batch_size, learning_rate, epochs)
 
-    scale = x.dtype == np.uint8
+    to_unit = unit_scale(x)
     loss_obj = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     images, labels = tf.constant(x_tr), tf.constant(y_tr)
-
-    def to_unit(xb):
-        xb = tf.cast(xb, tf.float32)
-        return xb / 255.0 if scale else xb
 
     def batch_accuracy(yb, logits):
         return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1), yb), tf.float32))
@@ -673,14 +697,11 @@ def train_classifier(model, x, y, *, epochs: int = DEFAULT_TRAINING["epochs"],
         return (order[:m].reshape(n_batches, bs).astype(np.int32), flips[:m].reshape(n_batches, bs),
                 shifts[0, :m].reshape(n_batches, bs), shifts[1, :m].reshape(n_batches, bs))
 
-    history = fit(model, opt, train_step=train_step, epoch_batches=epoch_batches, n_batches=n_batches,
-                  val_step=val_step, val_data=(x_val, y_val), val_batch_size=500, epochs=int(epochs),
-                  seed=int(seed), monitor="val_accuracy", mode="max", patience=int(patience),
-                  checkpoint_dir=checkpoint_dir, log_dir=log_dir, progress=progress, callbacks=callbacks, desc=desc)
-    best_epoch = history["best_epoch"]
-    history.update(best_val_accuracy=history["val_accuracy"][best_epoch - 1] if best_epoch else None,
-                   n_train=int(len(x_tr)), n_val=int(len(x_val)), config=config)
-    return history
+    return fit_task_network(model, opt, monitor="val_accuracy", mode="max", x_tr=x_tr, x_val=x_val, y_val=y_val,
+                            config=config, train_step=train_step, epoch_batches=epoch_batches, n_batches=n_batches,
+                            val_step=val_step, epochs=int(epochs), seed=int(seed), patience=int(patience),
+                            checkpoint_dir=checkpoint_dir, log_dir=log_dir, progress=progress, callbacks=callbacks,
+                            desc=desc)
 
 
 # -------------------------------------------------------------------- model store

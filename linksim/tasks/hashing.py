@@ -37,8 +37,8 @@ import numpy as np
 import tensorflow as tf
 
 from linksim.tasks.classifier import (ConvBlock, _check_image_shape, _check_positive_int, check_training_data,
-                                     split_and_optimizer, stored_task_model)
-from linksim.training import DEFAULT_TRAIN_SEED, check_train_seed, fit, training_facts
+                                     fit_task_network, split_and_optimizer, stored_task_model, unit_scale)
+from linksim.training import DEFAULT_TRAIN_SEED, check_train_seed, training_facts
 
 __all__ = ["DeepHashNetwork", "DEFAULT_MODEL", "DEFAULT_TRAINING", "DEFAULT_EVAL", "HASH_OPTIONS", "STORE_NAME",
            "hash_proxy_loss", "self_distillation_loss", "bce_quantization_loss", "augment_views",
@@ -436,14 +436,10 @@ def train_hash_network(model: DeepHashNetwork, x, y, *, epochs: int = DEFAULT_TR
 
     x_tr, y_tr, x_val, y_val, bs, n_batches, opt, variables = split_and_optimizer(
         model, x, y, val_fraction, seed, batch_size, learning_rate, epochs)
-    scale = x.dtype == np.uint8
+    to_unit = unit_scale(x)
     images, labels = tf.constant(x_tr), tf.constant(y_tr)
     rgb = x.shape[-1] == 3
     t, dw, qw, sg = float(temperature), float(distill_weight), float(quant_weight), float(sigma)
-
-    def to_unit(xb):
-        xb = tf.cast(xb, tf.float32)
-        return xb / 255.0 if scale else xb
 
     def proxy_accuracy(h, yb):
         pred = tf.argmax(model.proxy_scores(h), -1, output_type=tf.int32)
@@ -479,14 +475,11 @@ def train_hash_network(model: DeepHashNetwork, x, y, *, epochs: int = DEFAULT_TR
         return (order[:m].reshape(n_batches, bs).astype(np.int32), strong.reshape(n_batches, bs, -1),
                 weak.reshape(n_batches, bs, -1))
 
-    history = fit(model, opt, train_step=train_step, epoch_batches=epoch_batches, n_batches=n_batches,
-                  val_step=val_step, val_data=(x_val, y_val), val_batch_size=500, epochs=int(epochs),
-                  seed=int(seed), monitor="val_loss", mode="min", patience=int(patience),
-                  checkpoint_dir=checkpoint_dir, log_dir=log_dir, progress=progress, callbacks=callbacks, desc=desc)
-    best_epoch = history["best_epoch"]
-    history.update(best_val_loss=history["val_loss"][best_epoch - 1] if best_epoch else None,
-                   n_train=int(len(x_tr)), n_val=int(len(x_val)), config=config)
-    return history
+    return fit_task_network(model, opt, monitor="val_loss", mode="min", x_tr=x_tr, x_val=x_val, y_val=y_val,
+                            config=config, train_step=train_step, epoch_batches=epoch_batches, n_batches=n_batches,
+                            val_step=val_step, epochs=int(epochs), seed=int(seed), patience=int(patience),
+                            checkpoint_dir=checkpoint_dir, log_dir=log_dir, progress=progress, callbacks=callbacks,
+                            desc=desc)
 
 
 # --------------------------------------------------------------------------- measures (numpy)
