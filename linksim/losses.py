@@ -549,13 +549,8 @@ def classifier_request(context, label: str = "SD-JSCC") -> dict:
     """
     from linksim.tasks.classifier import classifier_train_seed
 
-    extra = context.extra or {}
-    labels = training_labels_of(context, f"{label}: SD-JSCC needs the downstream classifier")
-    num_classes = extra.get("num_classes")
-    num_classes = int(np.max(labels)) + 1 if num_classes is None else int(num_classes)
-    config = extra.get("classifier_config")
-    if config is None:
-        config = (extra.get("task") or {}).get("classifier")
+    labels, num_classes = training_classes_of(context, f"{label}: SD-JSCC needs the downstream classifier")
+    config = _task_network_config(context, "classifier")
     return {"dataset_spec": context.dataset_spec, "image_shape": tuple(context.image_shape),
             "num_classes": num_classes, "x_train": context.train_images, "y_train": labels,
             "seed": classifier_train_seed(config), "config": config}
@@ -728,6 +723,22 @@ def training_labels_of(context, needs: str) -> np.ndarray:
     return labels
 
 
+def training_classes_of(context, needs: str) -> tuple[np.ndarray, int]:
+    """``(labels, num_classes)`` of a scheme context: :func:`training_labels_of`, and
+    ``context.extra["num_classes"]`` (default ``max(labels) + 1``)."""
+    labels = training_labels_of(context, needs)
+    num_classes = (context.extra or {}).get("num_classes")
+    return labels, int(np.max(labels)) + 1 if num_classes is None else int(num_classes)
+
+
+def _task_network_config(context, name: str):
+    """The options of a task's network in a scheme context: ``extra["<name>_config"]``, else the scenario's
+    ``task.<name>`` (``extra["task"][name]``), else None."""
+    extra = context.extra or {}
+    config = extra.get(f"{name}_config")
+    return (extra.get("task") or {}).get(name) if config is None else config
+
+
 # ------------------------------------------------------------------ DHD hash alignment
 def hash_request_of(context, label: str = "dhd") -> dict:
     """Arguments of :func:`~linksim.tasks.hashing.load_or_train_hash_network` from a scheme context.
@@ -743,14 +754,11 @@ def hash_request_of(context, label: str = "dhd") -> dict:
     """
     from linksim.tasks.retrieval import hash_request
 
-    extra = context.extra or {}
     labels = training_labels_of(context, f"{label}: the hash alignment loss needs the deep hash network")
-    config = extra.get("hash_config")
-    if config is None:
-        config = (extra.get("task") or {}).get("hash")
     return hash_request(dataset_spec=context.dataset_spec, image_shape=context.image_shape,
-                        x_train=context.train_images, y_train=labels, num_classes=extra.get("num_classes"),
-                        config=config)
+                        x_train=context.train_images, y_train=labels,
+                        num_classes=(context.extra or {}).get("num_classes"),
+                        config=_task_network_config(context, "hash"))
 
 
 def hash_alignment(hash_network, x, x_hat, lam: float):

@@ -52,7 +52,7 @@ import numpy as np
 import tensorflow as tf
 
 from linksim.channels.awgn import no_to_snr_db
-from linksim.losses import JSCCLoss, _number, _positive_int, training_labels_of
+from linksim.losses import JSCCLoss, _number, _positive_int, training_classes_of, training_labels_of
 from linksim.registry import ARCHITECTURES, LOSSES, SCHEMES
 from linksim.schemes.base import BatchResult, SchemeContext
 from linksim.schemes.deepjscc_layers import DeepJSCCDecoder, DeepJSCCEncoder, to_slots
@@ -170,8 +170,8 @@ class RateReductionLoss(JSCCLoss):
         ValueError
             Without training labels (``context.extra["train_labels"]``).
         """
-        labels = training_labels_of(context, "mcr2: the rate-reduction loss needs the class of every image")
-        self.num_classes = int((context.extra or {}).get("num_classes") or int(np.max(labels)) + 1)
+        labels, self.num_classes = training_classes_of(context, "mcr2: the rate-reduction loss needs the class of "
+                                                                "every image")
         if int(np.min(labels)) < 0 or int(np.max(labels)) >= self.num_classes:
             raise ValueError(f"mcr2: the training labels must be classes 0 .. {self.num_classes - 1} "
                              f"(got {int(np.min(labels))} .. {int(np.max(labels))})")
