@@ -512,6 +512,17 @@ def fit_task_network(model, opt, *, monitor: str, mode: str, x_tr, x_val, y_val,
     return history
 
 
+def task_model_facts(model, history: dict, seconds: float, image_shape, num_classes: int, dataset_spec,
+                     seed: int) -> dict:
+    """What the card of a trained task network (the classifier, the hash network) says besides its own facts:
+    the epochs, the split, the size, the training time, the setting and :func:`~linksim.training.training_facts`."""
+    return {"epochs_run": history["epochs_run"], "best_epoch": history["best_epoch"],
+            "stopped_early": history["stopped_early"], "n_train": history["n_train"], "n_val": history["n_val"],
+            "num_params": int(model.count_params()), "train_seconds_last_run": round(seconds, 1),
+            "image_shape": list(image_shape), "num_classes": int(num_classes), "dataset": dataset_spec,
+            "seed": int(seed), **training_facts(history, int(seed))}
+
+
 def stored_task_model(store, name: str, spec: dict, fits, what: str, setting: str, dataset_spec,
                       train_missing: bool, have_data: bool):
     """A task's stored model (the classifier, the hash network) when it is there and fits, else ``(None, None)``.
@@ -839,10 +850,6 @@ def load_or_train_classifier(store, *, dataset_spec: dict, image_shape, num_clas
                                **{k: train_cfg[k] for k in DEFAULT_TRAINING})
     seconds = time.perf_counter() - t0
     entry = store.save(STORE_NAME, spec, model, history, {
-        "task": "classifier", "epochs_run": history["epochs_run"], "best_epoch": history["best_epoch"],
-        "final_val_accuracy": history["best_val_accuracy"], "stopped_early": history["stopped_early"],
-        "n_train": history["n_train"], "n_val": history["n_val"], "num_params": int(model.count_params()),
-        "train_seconds_last_run": round(seconds, 1), "image_shape": list(image_shape),
-        "num_classes": int(num_classes), "dataset": dataset_spec, "seed": int(seed),
-        **training_facts(history, int(seed))})
+        "task": "classifier", "final_val_accuracy": history["best_val_accuracy"],
+        **task_model_facts(model, history, seconds, image_shape, num_classes, dataset_spec, seed)})
     return model, entry

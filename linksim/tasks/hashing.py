@@ -37,8 +37,9 @@ import numpy as np
 import tensorflow as tf
 
 from linksim.tasks.classifier import (ConvBlock, _check_image_shape, _check_positive_int, check_training_data,
-                                     fit_task_network, split_and_optimizer, stored_task_model, unit_scale)
-from linksim.training import DEFAULT_TRAIN_SEED, check_train_seed, training_facts
+                                     fit_task_network, split_and_optimizer, stored_task_model, task_model_facts,
+                                     unit_scale)
+from linksim.training import DEFAULT_TRAIN_SEED, check_train_seed
 
 __all__ = ["DeepHashNetwork", "DEFAULT_MODEL", "DEFAULT_TRAINING", "DEFAULT_EVAL", "HASH_OPTIONS", "STORE_NAME",
            "hash_proxy_loss", "self_distillation_loss", "bce_quantization_loss", "augment_views",
@@ -709,14 +710,10 @@ def load_or_train_hash_network(store, *, dataset_spec: dict, image_shape, num_cl
                                  log_dir=entry.log_dir, progress=progress, desc=f"hash network ({model.bits} bits)",
                                  **{k: train_cfg[k] for k in DEFAULT_TRAINING})
     seconds = time.perf_counter() - t0
-    facts = {"task": "hash", "bits": model.bits, "epochs_run": history["epochs_run"],
-             "best_epoch": history["best_epoch"], "final_val_loss": history["best_val_loss"],
+    facts = {"task": "hash", "bits": model.bits, "final_val_loss": history["best_val_loss"],
              "final_val_proxy_accuracy": history["val_accuracy"][history["best_epoch"] - 1]
              if history["best_epoch"] else None,
-             "stopped_early": history["stopped_early"], "n_train": history["n_train"], "n_val": history["n_val"],
-             "num_params": int(model.count_params()), "train_seconds_last_run": round(seconds, 1),
-             "image_shape": list(image_shape), "num_classes": int(num_classes), "dataset": dataset_spec,
-             "seed": int(seed), **training_facts(history, int(seed))}
+             **task_model_facts(model, history, seconds, image_shape, num_classes, dataset_spec, seed)}
     if x_test is not None and y_test is not None:
         top_n = int(eval_cfg["top_n"])
         gallery = hash_outputs(model, x_train)
