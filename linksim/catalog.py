@@ -316,6 +316,22 @@ def _jscc_cross(p: dict) -> Iterator[Problem]:
                             "(train_channel: scenario or a channel) saw it without spreading: use one or the other")
 
 
+CSI_MODES = ("perfect", "pilots", "none")
+
+
+def coherence_check(v):
+    """A fading channel's ``coherence``: image, symbol or a positive integer (symbols per coefficient)."""
+    if v in ("image", "symbol") or (_is_int(v) and v >= 1):
+        return None
+    return f"must be image, symbol or a positive integer (symbols per fading coefficient) (got {v!r})"
+
+
+def _fading_cross(p: dict) -> Iterator[Problem]:
+    if p.get("csi") == "pilots" and p.get("coherence", "image") in ("symbol", 1):
+        yield ("pilots",), ("csi: pilots needs a coherence block longer than one symbol (coherence: image or "
+                            "N >= 2); a pilot per symbol leaves no channel use for data")
+
+
 def _mcr2_arch_cross(p: dict) -> Iterator[Problem]:
     g, a = p.get("groups", 8), p.get("always_on", 2)
     if isinstance(g, int) and isinstance(a, int) and a > g:
@@ -419,12 +435,15 @@ CATALOG: dict[str, dict[str, Spec]] = {
                         "cn_update": choice(*CN_UPDATES)}, cross=_ldpc5g_cross),
         "ldpc_80211n": Spec({"n": choice(1944), "rate": ldpc_rate, "num_iter": integer(1),
                              "cn_update": choice(*CN_UPDATES)}),
+        "none": Spec({"n": integer(1)}),
     },
     "modulations": {
         "qam": Spec({"num_bits_per_symbol": choice(2, 4, 6, 8), "demapping_method": choice("app", "maxlog")}),
     },
     "channels": {
         "awgn": Spec(open=True),
+        "rayleigh": Spec({"coherence": coherence_check, "k_factor": number(minimum=0), "csi": choice(*CSI_MODES),
+                          "pilots": integer(1)}, cross=_fading_cross),
         "multihop": Spec({"hops": integer(1, 64), "relay": anything, "relay_params": relay_params_check,
                           "compensate_gain": boolean(), "hop": anything}),
     },
@@ -465,6 +484,7 @@ CATALOG["plots"].update({name: Spec() for name in ("hash_cos_vs_snr", "hash_hamm
 CATALOG["plots"].update({f"{m}_vs_hops": Spec() for m in ("psnr", "ssim", "lpips", "accuracy", "hash_cos",
                                                            "hash_hamming_norm", "retrieval_map")})
 CATALOG["metrics"]["used_channel_uses"] = Spec()
+CATALOG["metrics"]["pilot_channel_uses"] = Spec()
 CATALOG["metrics"]["feature_accuracy"] = Spec(task="feature_classification")
 CATALOG["tasks"]["feature_classification"] = Spec()
 CATALOG["plots"].update({name: Spec() for name in ("feature_accuracy_vs_snr", "used_channel_uses_vs_snr",
@@ -562,6 +582,9 @@ def code_length(spec: dict | None) -> int | None:
         return 1944
     if spec.get("type") == "ldpc5g":
         n = spec.get("n", 1944)
+        return n if _is_int(n) else None
+    if spec.get("type") == "none":
+        n = spec.get("n", 8)
         return n if _is_int(n) else None
     return None
 

@@ -229,6 +229,9 @@ _ALL = [
     Metric("used_channel_uses", "used_channel_uses", "link",
            "Complex channel uses an image actually spent, mean over images (a gated scheme sends fewer than k; "
            "the spread is used_channel_uses_std)."),
+    Metric("pilot_channel_uses", "pilot_channel_uses", "link",
+           "Channel uses per image spent on pilots (a fading channel with csi: pilots, every hop's), on top of "
+           "channel_uses."),
     Metric("decode_failures", "decode_failures", "link", "Images whose channel or image decoding failed (fallback shown)."),
     Metric("accuracy", "accuracy", "task",
            "Downstream classifier's accuracy on the received images (reference row: on the originals).",

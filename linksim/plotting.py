@@ -145,7 +145,9 @@ def _panel_grid(n: int, width: float = 4.2, height: float = 3.6):
     return fig, list(axes.flat[:n])
 
 
-def _simple(name: str, column: str, ylabel: str, log: bool = False, note: str | None = None):
+def _simple(name: str, column: str, ylabel: str, log: bool = False, note: str | None = None, extra=None):
+    """Register a plot of ``column`` against SNR; ``extra(ax, rows, scenario, tag)`` adds to each panel
+    (its docstring is appended to the plot's)."""
     def draw(df: pd.DataFrame, scenario: dict, run_dir: Path) -> Path | None:
         chains = _chains(df, scenario)
         _, ref = _split_reference(df)
@@ -157,6 +159,8 @@ def _simple(name: str, column: str, ylabel: str, log: bool = False, note: str | 
             if not _curves(df, column, ax, log=log):
                 plt.close(fig)
                 return None
+            if extra:
+                extra(ax, df, scenario, chains[0][0])
             _reference_line(ax, ref, column)
             _finish(fig, ax, f"{title}\n{subtitle}", "SNR (Es/N0 per hop) [dB]", ylabel, path, note)
             return path
@@ -164,6 +168,8 @@ def _simple(name: str, column: str, ylabel: str, log: bool = False, note: str | 
         drawn = False
         for ax, (tag, g) in zip(axes, chains):
             drawn |= _curves(g, column, ax, log=log)
+            if extra:
+                extra(ax, g, scenario, tag)
             _reference_line(ax, ref, column)
             ax.set_title(tag, fontsize=9)
             ax.set_xlabel("SNR (Es/N0 per hop) [dB]")
@@ -182,6 +188,8 @@ def _simple(name: str, column: str, ylabel: str, log: bool = False, note: str | 
         return path
 
     draw.__doc__ = f"{ylabel} against SNR, one line per scheme (a channel sweep: one panel per chain)."
+    if extra is not None:
+        draw.__doc__ += " " + " ".join((extra.__doc__ or "").split())
     PLOT_COLUMNS[name] = (column,)
     PLOTS.register(name)(draw)
     return draw
@@ -210,13 +218,56 @@ def _rate_note(scenario: dict, df: pd.DataFrame) -> str:
     return ", ".join(parts)
 
 
+def _chain_spec(scenario: dict, tag: str):
+    """The ``channel`` mapping of the chain ``tag`` (:func:`_chains`; none written: AWGN); None when no
+    variant has that tag."""
+    ch = scenario.get("channel") or {"type": "awgn"}
+    if not (isinstance(ch, dict) and is_sweep(ch)):
+        return ch
+    return next((v.spec for v in channel_variants(ch) if v.tag == tag), None)
+
+
+def _uncoded(scheme) -> bool:
+    code = scheme.get("channel_code") if isinstance(scheme, dict) else None
+    return code == "none" or (isinstance(code, dict) and code.get("type") == "none")
+
+
+def _theory_lines(ax, rows: pd.DataFrame, scenario: dict, tag: str) -> None:
+    """Each uncoded separation scheme (``channel_code: {type: none}``) on AWGN or Rayleigh fading with
+    perfect CSI also gets its closed-form BER (:func:`linksim.phy.theory.theory_curve`) as a thin dotted
+    line over the panel's SNR range, in the scheme's colour (values below 1e-7 not drawn)."""
+    schemes = [s for s in scenario.get("schemes") or [] if _uncoded(s)]
+    d, _ = _split_reference(rows)
+    snr = pd.to_numeric(d["snr_db"], errors="coerce").dropna() if "snr_db" in d.columns else pd.Series(dtype=float)
+    if not schemes or snr.empty:
+        return
+    from linksim.phy.theory import theory_curve  # deferred: the package linksim.phy loads Sionna
+
+    spec = _chain_spec(scenario, tag)
+    if spec is None:
+        return
+    lo, hi = float(snr.min()), float(snr.max())
+    grid = np.linspace(lo, hi, 241) if hi > lo else np.linspace(lo - 1, hi + 1, 21)
+    colours = {line.get_label(): line.get_color() for line in ax.get_lines()}
+    shown = set()
+    for s in schemes:
+        curve = theory_curve(s, spec)
+        if curve is None:
+            continue
+        label, ber_of = curve
+        ber = np.asarray(ber_of(grid), dtype=float)
+        ax.plot(grid, np.where(ber >= 1e-7, ber, np.nan), linestyle=":", linewidth=1.0,
+                color=colours.get(str(s.get("label")), "k"), label=label if label not in shown else f"_{label}")
+        shown.add(label)
+
+
 _simple("psnr_vs_snr", "psnr_db", "PSNR [dB]")
 _simple("ssim_vs_snr", "ssim", "SSIM")
 _simple("ms_ssim_vs_snr", "ms_ssim", "MS-SSIM")
 _simple("lpips_vs_snr", "lpips", "LPIPS (AlexNet, lower is better)")
 _simple("lpips_vgg_vs_snr", "lpips_vgg", "LPIPS (VGG16, lower is better)")
 _simple("ber_vs_snr", "ber", "BER (information bits)", log=True,
-        note="points with zero errors are not drawn")
+        note="points with zero errors are not drawn", extra=_theory_lines)
 _simple("bler_vs_snr", "bler", "BLER (codewords)", log=True,
         note="points with zero errors are not drawn")
 _simple("bpp_vs_snr", "bpp", "Source rate [bits per pixel]")

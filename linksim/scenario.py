@@ -167,14 +167,17 @@ class Scenario:
 
 
 def quick_channel(channel: dict, quick: dict) -> dict:
-    """The ``channel`` mapping with the ``quick`` block's ``hops`` and ``relay_params`` applied (a smaller sweep)."""
-    if "hops" not in quick and "relay_params" not in quick:
+    """The ``channel`` mapping with the ``quick`` block's ``hops``, ``relay_params`` (a multihop channel) and
+    ``channel_params`` (the options of a one-hop channel) applied (a smaller sweep)."""
+    if not any(k in quick for k in ("hops", "relay_params", "channel_params")):
         return channel
     ch = dict(channel)
     if "hops" in quick:
         ch["hops"] = copy.deepcopy(quick["hops"])
     if "relay_params" in quick:
         ch["relay_params"] = {**(ch.get("relay_params") or {}), **copy.deepcopy(quick["relay_params"])}
+    if "channel_params" in quick:
+        ch.update(copy.deepcopy(quick["channel_params"] or {}))
     return ch
 
 
@@ -364,22 +367,188 @@ def _check_options(data: dict, err, channel_uses: list | None) -> None:
     else:
         _plugin_options(registry.DATASETS, ds["name"], params, err, ("dataset", "params"))
     ch = data["channel"]
-    if _builtin(registry.CHANNELS, ch["type"]):
+    q = data.get("quick") or {}
+    builtin = _builtin(registry.CHANNELS, ch["type"])
+    if channel_sweep.swept_channel_options(ch):  # a one-hop channel whose options are lists
+        _check_channel_option_sweep(ch, err, lambda sub: ("channel",) + tuple(sub), builtin)
+    elif builtin:
         _raise_first(catalog.check_channel(ch), err, ("channel",))
-        q = data.get("quick") or {}
-        if "hops" in q or "relay_params" in q:
-            if ch["type"] != "multihop":
-                raise err(("quick", "hops" if "hops" in q else "relay_params"),
-                          "quick.hops and quick.relay_params apply to a multihop channel")
-            _raise_first(catalog.check_channel(quick_channel(ch, q)), err, ("quick",))
     else:
         _plugin_options(registry.CHANNELS, ch["type"],
                         {k: v for k, v in ch.items() if k not in ("type", "hop_snr_db")}, err, ("channel",))
+    _check_quick_channel_params(ch, q, err, builtin)
+    if builtin and ("hops" in q or "relay_params" in q):
+        if ch["type"] != "multihop":
+            raise err(("quick", "hops" if "hops" in q else "relay_params"),
+                      "quick.hops and quick.relay_params apply to a multihop channel")
+        _raise_first(catalog.check_channel(quick_channel(ch, q)), err, ("quick",))
     for i, s in enumerate(data["schemes"]):
         if _builtin(registry.SCHEMES, s["type"]):
             _raise_first(catalog.check_scheme(s["type"], {k: v for k, v in s.items() if k != "type"},
                                               channel_uses), err, ("schemes", i))
     _raise_first(catalog.check_task(data.get("task") or {}), err, ("task",))
+    _raise_first(_fading_problems(data, channel_uses or []), err, ())
+
+
+def _fading_specs(data: dict):
+    """``(path, spec, scheme index or None)`` of every fading channel mapping: the scenario's channel (each
+    value of a swept option), its hops, and the JSCC schemes' ``train_channel`` mappings."""
+    def hops_of(path, ch, i):
+        if not isinstance(ch, dict):
+            return
+        if ch.get("type") == "rayleigh":
+            yield path, ch, i
+        hop = ch.get("hop")
+        if ch.get("type") == "multihop" and hop is not None:
+            for j, h in enumerate(hop if isinstance(hop, list) else [hop]):
+                if isinstance(h, dict) and h.get("type") == "rayleigh":
+                    yield path + ("hop",) + ((j,) if isinstance(hop, list) else ()), h, i
+    ch = data["channel"]
+    variants = channel_sweep.channel_variants(ch) if channel_sweep.is_sweep(ch) else []
+    for spec in [v.spec for v in variants] or [ch]:
+        yield from hops_of(("channel",), spec, None)
+    for i, s in enumerate(data["schemes"]):
+        if isinstance(s.get("train_channel"), dict):
+            yield from hops_of(("schemes", i, "train_channel"), s["train_channel"], i)
+
+
+def _transmitted_symbols(scheme: dict, k: int) -> int:
+    """Symbols an image's transmission has at ``k`` channel uses (a separation scheme's codewords may
+    leave some idle)."""
+    if scheme.get("type") not in ("separation", "sscc"):
+        return k
+    n = catalog.code_length(scheme.get("channel_code"))
+    m = (scheme.get("modulation") or {}).get("num_bits_per_symbol", 4)
+    if n is None or not isinstance(m, int) or m < 1:
+        return k
+    return -(-((k * m) // n) * n // m)
+
+
+def _fading_problems(data: dict, channel_uses: list):
+    """A coherence that does not divide a transmission; schemes a fading channel does not serve."""
+    seen = set()
+    for path, spec, i in _fading_specs(data):
+        coh = spec.get("coherence", "image")
+        csi = spec.get("csi", "perfect")
+        schemes = list(enumerate(data["schemes"])) if i is None else [(i, data["schemes"][i])]
+        if isinstance(coh, int) and not isinstance(coh, bool) and coh >= 1:
+            for k in channel_uses:
+                for _, s in schemes:
+                    n_sym = _transmitted_symbols(s, k)
+                    if n_sym % coh and (path, n_sym) not in seen:
+                        seen.add((path, n_sym))
+                        yield path + ("coherence",), (
+                            f"coherence {coh} does not divide the transmission of {n_sym} symbols per image "
+                            f"({s.get('label') or s['type']} at {k} channel uses); use a divisor of {n_sym}, "
+                            f"image or symbol")
+        if i is not None:
+            continue
+        for j, s in schemes:
+            code = (s.get("channel_code") or {}).get("type")
+            if s.get("type") in ("separation", "sscc") and code == "ideal":
+                yield ("schemes", j, "channel_code"), (
+                    "the ideal code's bound (capacity at the SNR) assumes AWGN; over a fading channel its rate "
+                    "needs an outage policy linksim does not model: use a practical code (ldpc5g, ldpc_80211n, none)")
+            if s.get("type") in ("uncoded", "linear") and coh != "image" and csi != "none":
+                yield path + ("coherence",), (
+                    f"the analog references ({s['type']}) take one noise variance per image; a fading "
+                    f"coefficient per {'symbol' if coh in ('symbol', 1) else f'{coh} symbols'} with known gains "
+                    f"gives one per symbol: use coherence: image with them")
+
+
+def _sweep_index(values: list, value) -> int:
+    """Where ``value`` is in the sweep list ``values`` (the same type: 1 is not true, 1.0 is not 1)."""
+    return next(j for j, x in enumerate(values) if type(x) is type(value) and x == value)
+
+
+def _check_channel_option_sweep(spec: dict, err, where, builtin: bool) -> None:
+    """A one-hop channel whose options are lists (:func:`linksim.channel_sweep.swept_channel_options`).
+
+    Each value listed once, the number of chains within the grid limit, then every chain
+    (variant) checked as a channel of its own (a built-in's options against the catalogue,
+    a plug-in's option names against its registry). ``where(sub)`` is the scenario path of
+    ``sub``, a path inside ``spec``; a problem of a swept option's value names the item
+    (``channel.csi[2]``).
+    """
+    opts = channel_sweep.swept_channel_options(spec)
+    for opt in opts:
+        seen: dict = {}
+        for j, v in enumerate(spec[opt]):
+            key = (type(v) is bool, channel_sweep._norm(v))  # 1 and 1.0 are the same chain in results.csv
+            if key in seen:
+                raise err(where((opt, j)), f"lists {v!r} twice (items {seen[key]} and {j}); each chain is run once")
+            seen[key] = j
+    n_chains = channel_sweep.chain_count(spec)
+    if n_chains > limits.MAX_GRID_POINTS:
+        raise err(where((opts[0],)), f"the sweep makes {n_chains:,} chains, more than the grid limit of "
+                                     f"{limits.MAX_GRID_POINTS:,}")
+    if not builtin:
+        _plugin_channel_options(spec, err, where)
+        return
+    if any(c == "hops" or c.startswith("relay_") for c in channel_sweep.sweep_axes(spec)):
+        for sub, msg in catalog.check_channel(spec):  # only a multihop channel sweeps its hops or relay options
+            raise err(where(tuple(sub)), msg)
+    variants = channel_sweep.channel_variants(spec)
+    for variant in variants:
+        for sub, msg in catalog.check_channel(variant.spec):
+            sub = tuple(sub)
+            if sub and sub[0] in opts:
+                if _value_problem(spec[sub[0]], variant.spec, sub, msg):  # the item of the list this chain took
+                    sub = (sub[0], _sweep_index(spec[sub[0]], variant.spec[sub[0]])) + sub[1:]
+            elif any((sub, msg) not in [(tuple(s), m) for s, m in catalog.check_channel(v.spec)] for v in variants):
+                msg = f"{msg} (in the chain {variant.tag})"  # e.g. a check of several options together
+            raise err(where(sub), msg)
+
+
+def _value_problem(values: list, chain: dict, sub: tuple, msg: str) -> bool:
+    """Whether the problem ``(sub, msg)`` of ``chain`` comes from its value of the swept option ``sub[0]``
+    (another listed value does not have it), not from the option itself (e.g. an unknown option)."""
+    opt = sub[0]
+    for v in values:
+        if not (type(v) is type(chain[opt]) and v == chain[opt]):
+            if (sub, msg) not in [(tuple(s), m) for s, m in catalog.check_channel({**chain, opt: v})]:
+                return True
+    return False
+
+
+def _check_quick_channel_params(ch: dict, q: dict, err, builtin: bool) -> None:
+    """``quick.channel_params``: options replacing a one-hop channel's at smoke size (e.g. ``{csi: [perfect]}``),
+    checked like the channel; a problem of a replaced option names ``quick.channel_params.<option>``."""
+    params = q.get("channel_params")
+    if params is None:
+        return
+    if ch["type"] == "multihop":
+        raise err(("quick", "channel_params"), "quick.channel_params replaces options of a one-hop channel; "
+                                               "for a multihop channel use quick.hops and quick.relay_params")
+    for key in params:
+        if key in channel_sweep.NOT_CHANNEL_OPTIONS:
+            raise err(("quick", "channel_params", key),
+                      f"{key} cannot be replaced at smoke size: quick.channel_params replaces options of the "
+                      f"'{ch['type']}' channel (e.g. {{csi: [perfect]}})")
+    qch = quick_channel(ch, {"channel_params": params})
+
+    def where(sub):
+        return (("quick", "channel_params") if sub and sub[0] in params else ("channel",)) + tuple(sub)
+
+    if channel_sweep.swept_channel_options(qch):
+        _check_channel_option_sweep(qch, err, where, builtin)
+    elif builtin:
+        for sub, msg in catalog.check_channel(qch):
+            raise err(where(tuple(sub)), msg)
+    else:
+        _plugin_channel_options(qch, err, where)
+
+
+def _plugin_channel_options(spec: dict, err, where) -> None:
+    """A plug-in channel's option names (its registry knows them; the values are its constructor's to check),
+    the error at the first unknown option (``where(sub)``: its scenario path)."""
+    params = {k: v for k, v in spec.items() if k not in ("type", "hop_snr_db")}
+    try:
+        registry.CHANNELS.check_options(spec["type"], params)
+    except ValueError as exc:
+        allowed = registry.CHANNELS.options(spec["type"]) or []
+        bad = next((k for k in params if k not in allowed), None)
+        raise err(where((bad,) if bad is not None else ()), str(exc)) from None
 
 
 def option_plot(name: str, data: dict) -> tuple[str, str] | None:

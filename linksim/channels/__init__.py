@@ -6,9 +6,10 @@ hop, say) is one new file that registers itself with ``@CHANNELS.register(name)`
 """
 
 from linksim.channels.awgn import AWGNChannel, no_to_snr_db, snr_db_to_no
-from linksim.channels.base import Channel
+from linksim.channels.base import Channel, told_snr_db
+from linksim.channels.fading import RayleighFadingChannel
 from linksim.channels.relay import (AmplifyAndForwardRelay, DecodeAndForwardRelay, MultiHopChannel,
                                     QuantizeAndForwardRelay, af_effective_snr, hop_snrs)
 
-__all__ = ["Channel", "AWGNChannel", "snr_db_to_no", "no_to_snr_db", "AmplifyAndForwardRelay",
-           "DecodeAndForwardRelay", "QuantizeAndForwardRelay", "MultiHopChannel", "af_effective_snr", "hop_snrs"]
+__all__ = ["Channel", "told_snr_db", "RayleighFadingChannel", "AWGNChannel", "snr_db_to_no", "no_to_snr_db",
+           "AmplifyAndForwardRelay", "DecodeAndForwardRelay", "QuantizeAndForwardRelay", "MultiHopChannel", "af_effective_snr", "hop_snrs"]

@@ -4,7 +4,7 @@ A channel is a Keras layer whose call returns named outputs::
 
     out = channel(x, snr_db, num_symbols=None)
     out["y"]       # [batch, S] tf.complex64, received symbols (known gains compensated)
-    out["no"]      # tf.float32, scalar or [batch]: noise variance per complex symbol to assume
+    out["no"]      # tf.float32, scalar, [batch] or [batch, S]: noise variance per complex symbol to assume
     out["snr_db"]  # tf.float32, scalar or [batch]: the Es/N0 an SNR-aware decoder is told
     out["state"]   # dict, maybe empty: channel state (per-hop no, "relay_ok", fading, ...)
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-__all__ = ["Channel", "symbol_mask", "apply_mask"]
+__all__ = ["Channel", "symbol_mask", "apply_mask", "told_snr_db"]
 
 
 def symbol_mask(num_symbols, x) -> tf.Tensor | None:
@@ -48,6 +48,25 @@ def apply_mask(x, mask) -> tf.Tensor:
     return x * tf.cast(mask, x.dtype)
 
 
+def told_snr_db(no, mask=None) -> tf.Tensor:
+    """The Es/N0 [dB] an SNR-aware receiver is told for noise variance ``no``.
+
+    ``no`` scalar or ``[batch]``: ``-10 log10(no)``.  ``no`` per symbol, ``[batch, S]``
+    (fading with known gains): the image's effective SNR ``10 log10(mean_s 1 / no_s)``
+    over its used symbols (``mask`` ``[batch, S]`` bool, None: all), ``[batch]``.
+    """
+    no = tf.cast(no, tf.float32)
+    if no.shape.rank is not None and no.shape.rank <= 1:
+        return -10.0 * tf.math.log(no) / tf.math.log(10.0)
+    inv = 1.0 / no
+    if mask is None:
+        mean = tf.reduce_mean(inv, axis=-1)
+    else:
+        m = tf.cast(mask, tf.float32)
+        mean = tf.reduce_sum(inv * m, axis=-1) / tf.maximum(tf.reduce_sum(m, axis=-1), 1.0)
+    return 10.0 * tf.math.log(mean) / tf.math.log(10.0)
+
+
 class Channel(keras.layers.Layer):
     """Base class of every channel: ``call(x, snr_db, num_symbols=None) -> dict``.
 
@@ -68,10 +87,10 @@ class Channel(keras.layers.Layer):
     ------
     dict with
         ``y`` : [batch, S], tf.complex64, the received symbols (gains compensated);
-        ``no`` : tf.float32, scalar or [batch], the noise variance per complex
-        symbol the receiver should assume;
+        ``no`` : tf.float32, scalar, [batch] or [batch, S] (per symbol: fading with
+        known gains), the noise variance per complex symbol the receiver should assume;
         ``snr_db`` : tf.float32, scalar or [batch], the Es/N0 an SNR-aware decoder
-        is told (``-10 log10(no)``);
+        is told (:func:`told_snr_db`: ``-10 log10(no)``, or an image's effective SNR);
         ``state`` : dict, the channel state (may be empty), e.g. ``hop_no``,
         ``segment_no`` (lists of tf.float32) and ``relay_ok`` ([batch, ...] tf.bool,
         whether the regenerating relays decoded each block correctly).
@@ -116,6 +135,11 @@ class Channel(keras.layers.Layer):
             scheme-specific parts), otherwise a bound copy.
         """
         return self
+
+    def pilot_channel_uses(self, num_symbols: int) -> int:
+        """Channel uses per image the channel adds to a transmission of ``num_symbols`` symbols
+        (pilots for channel estimation; 0 by default).  The run reports them per image."""
+        return 0
 
     def describe(self) -> dict:
         """JSON-able facts for run metadata: ``type``, ``hops``, ``relays``, ``hop_types``."""

@@ -74,8 +74,7 @@ import numpy as np
 import tensorflow as tf
 from sionna.phy.utils import expand_to_rank
 
-from linksim.channels.awgn import no_to_snr_db
-from linksim.channels.base import Channel, apply_mask, symbol_mask
+from linksim.channels.base import Channel, apply_mask, symbol_mask, told_snr_db
 from linksim.registry import CHANNELS, RELAYS, UnknownNameError
 
 __all__ = [
@@ -274,6 +273,20 @@ def _broadcast_to(t, y) -> tf.Tensor:
             t = t[..., tf.newaxis]
         return t
     return expand_to_rank(t, tf.rank(y), axis=-1)
+
+
+def _per_symbol_rank(no) -> tf.Tensor:
+    """A hop's ``no`` (scalar, [batch] or [batch, S]) as tf.float32 that broadcasts against [batch, S]:
+    [batch] becomes [batch, 1]."""
+    no = tf.cast(no, tf.float32)
+    return no[:, tf.newaxis] if no.shape.rank == 1 else no
+
+
+def _per_image(no) -> tf.Tensor:
+    """A chain's ``no`` as the contract shows it: [batch, 1] back to [batch] (per-symbol [batch, S] kept)."""
+    if no.shape.rank == 2 and no.shape[-1] == 1:
+        return no[:, 0]
+    return no
 
 
 def _plain(obj):
@@ -1071,7 +1084,7 @@ class MultiHopChannel(Channel):
         for i in range(self.hops):
             out = self.hop_channels[i](x, snr_db=snrs[i], num_symbols=num_symbols)
             y = out["y"]
-            nos.append(tf.cast(out["no"], tf.float32))
+            nos.append(_per_symbol_rank(out["no"]))
             hop_states.append(out["state"])
             if i == self.hops - 1:
                 break
@@ -1080,26 +1093,31 @@ class MultiHopChannel(Channel):
                 g = self._segment_gain(nos, start, i, start_no)
                 y_unit = y / tf.cast(_broadcast_to(g, y), y.dtype)
                 no_seg = self._segment_no(nos, start, i, start_no)
-                segment_nos.append(no_seg)
-                r = relay.forward(y_unit, no_seg, num_symbols=num_symbols)
+                segment_nos.append(_per_image(no_seg))
+                r = relay.forward(y_unit, _per_image(no_seg), num_symbols=num_symbols)
                 x = r["x"]
                 if r.get("ok") is not None:
                     oks.append(r["ok"])
                 start, start_no = i + 1, r.get("no_out")
             else:
                 x = relay(y, nos[i], num_symbols=num_symbols)
-        no = self._segment_no(nos, start, self.hops - 1, start_no)
+        no = _per_image(self._segment_no(nos, start, self.hops - 1, start_no))
         segment_nos.append(no)
         g = self._segment_gain(nos, start, self.hops - 1, start_no)
         if self.compensate_gain:
             y = y / tf.cast(_broadcast_to(g, y), y.dtype)
-        state = {"hop_no": nos, "segment_no": segment_nos, "gain": g, "hop_state": hop_states}
+        state = {"hop_no": [_per_image(n) for n in nos], "segment_no": segment_nos, "gain": _per_image(g),
+                 "hop_state": hop_states}
         if oks:
             ok = oks[0]
             for o in oks[1:]:
                 ok = tf.logical_and(ok, o)
             state["relay_ok"] = ok
-        return {"y": y, "no": no, "snr_db": no_to_snr_db(no), "state": state}
+        return {"y": y, "no": no, "snr_db": told_snr_db(no, symbol_mask(num_symbols, y)), "state": state}
+
+    def pilot_channel_uses(self, num_symbols: int) -> int:
+        """The pilots of every hop: each hop estimates its own channel."""
+        return sum(h.pilot_channel_uses(num_symbols) for h in self.hop_channels)
 
     def get_config(self):
         cfg = {**super().get_config(), "hops": self.hops, "relay": _plain(self.relay),

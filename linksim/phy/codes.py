@@ -1,4 +1,4 @@
-"""Channel codes: the IEEE 802.11n LDPC codes, 5G NR LDPC, and an ideal code.
+"""Channel codes: the IEEE 802.11n LDPC codes, 5G NR LDPC, no code (uncoded), and an ideal code.
 
 Every practical code offers the same three steps, built from Sionna blocks:
 
@@ -31,7 +31,7 @@ from sionna.phy.fec.utils import make_systematic
 from linksim.phy.ieee80211n import BASE_MATRICES_1944, Z_1944, lift
 from linksim.registry import CHANNEL_CODES
 
-__all__ = ["ChannelCode", "LDPC80211n", "LDPC5G", "IdealCode", "CN_UPDATES"]
+__all__ = ["ChannelCode", "LDPC80211n", "LDPC5G", "Uncoded", "IdealCode", "CN_UPDATES"]
 
 #: check-node update rules of Sionna's BP decoders
 CN_UPDATES = ("boxplus-phi", "boxplus", "minsum", "offset-minsum")
@@ -204,6 +204,40 @@ class LDPC5G(ChannelCode):
     def get_config(self) -> dict:
         return {"type": "ldpc5g", "k": self.k_code, "n": self.n, "crc": self.crc, "num_iter": self.num_iter,
                 "cn_update": self.cn_update}
+
+
+@CHANNEL_CODES.register("none")
+class Uncoded(ChannelCode):
+    """No channel code: the bits go straight to the modulation (``channel_code: {type: none}``).
+
+    ``encode`` is the identity; ``decode`` takes hard decisions on the LLRs (bit 1 where
+    ``llr > 0``, Sionna's logit convention).  With ``maxlog`` demapping these are the bits
+    of the nearest constellation point, the detector of the textbook BER curves
+    (:mod:`linksim.phy.theory`); with ``app`` the bit-wise MAP decisions, slightly better at
+    low SNR for 16-QAM and above.  Nothing detects errors: every block is reported
+    decoded (``block_ok`` True), so a separation receiver decodes whatever arrived.
+
+    Parameters
+    ----------
+    n : int
+        Bits per block (default 8, one byte): ``bler`` is then the byte error rate; an
+        image carries ``floor(k log2(M) / n)`` blocks.
+    """
+
+    def __init__(self, n: int = 8):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"none: n must be a positive integer (bits per block), got {n!r}")
+        self.n = self.k = int(n)
+
+    def encode(self, u):
+        return tf.cast(u, tf.float32)
+
+    def decode(self, llr):
+        u_hat = tf.cast(llr > 0.0, tf.float32)
+        return u_hat, tf.ones(tf.shape(u_hat)[:-1], tf.bool)
+
+    def get_config(self) -> dict:
+        return {"type": "none", "n": self.n}
 
 
 @CHANNEL_CODES.register("ideal")

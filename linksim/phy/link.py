@@ -81,6 +81,9 @@ class DigitalLink:
         return self.modulation.mapper(c)                     # [B, S]
 
     def _detect_impl(self, y, no, num_codewords):
+        no = tf.cast(no, tf.float32)
+        if no.shape.rank == 1:
+            no = no[:, tf.newaxis]                           # one per image: broadcast over its symbols
         llr = self.modulation.demapper(y, no)                # [B, S*m]
         n_bits = num_codewords * self.code.n
         llr = tf.reshape(llr[:, :n_bits], [-1, num_codewords, self.code.n])
@@ -98,9 +101,47 @@ class DigitalLink:
         u_hat, ok = self._detect_impl(y, no, num_codewords)
         return {"x": self._transmit_impl(u_hat), "ok": ok}
 
+    def _blind_detect_impl(self, y, no, coherence: int, num_codewords):
+        """Detection without channel knowledge (a fading channel with ``csi: none``).
+
+        Per coherence block of ``coherence`` symbols the receiver estimates the gain
+        blindly: ``|h|^2 = max(mean |y|^2 - no, 0.01 mean |y|^2)`` (the symbols have unit
+        energy) and the phase by the fourth-power estimator, ``arg(-sum y^4) / 4``
+        (square QAM has ``E[x^4] < 0``), which leaves a four-fold ambiguity (multiples of
+        90 degrees).  The four rotations are each demapped and decoded, and each image
+        takes the one under which the most codewords pass the code's check (the first on
+        a tie).  One rotation index per image: the ambiguity is resolved when one
+        coefficient spans the image (``coherence: image``); with shorter blocks each block
+        has its own, and decoding mostly fails.  Without error detection (``channel_code:
+        none``) the first rotation is always taken.
+        """
+        batch, s = tf.shape(y)[0], int(y.shape[-1])
+        blocks = s // coherence
+        yb = tf.reshape(y, [batch, blocks, coherence])
+        no = tf.cast(no, tf.float32)
+        no_b = tf.reshape(no, [-1, 1, 1]) if no.shape.rank else no
+        power = tf.reduce_mean(tf.square(tf.abs(yb)), axis=-1, keepdims=True)
+        gain2 = tf.maximum(power - no_b, 0.01 * power)
+        theta = tf.math.angle(-tf.reduce_sum(tf.pow(yb, 4), axis=-1, keepdims=True)) / 4.0
+        h_hat = tf.complex(tf.sqrt(gain2) * tf.cos(theta), tf.sqrt(gain2) * tf.sin(theta))
+        y_eq = tf.reshape(yb / h_hat, [batch, s])                                       # [B, S]
+        no_eq = tf.reshape(tf.broadcast_to(no_b / gain2, [batch, blocks, coherence]), [batch, s])
+        turns = tf.constant([1, 1j, -1, -1j], tf.complex64)                             # [4]
+        y4 = tf.reshape(y_eq[tf.newaxis] * turns[:, tf.newaxis, tf.newaxis], [4 * batch, s])
+        no4 = tf.tile(no_eq, [4, 1])
+        u4, ok4 = self._detect_impl(y4, no4, num_codewords)                            # [4B, C, k], [4B, C]
+        u4 = tf.reshape(u4, [4, batch, num_codewords, -1])
+        ok4 = tf.reshape(ok4, [4, batch, num_codewords])
+        best = tf.argmax(tf.reduce_sum(tf.cast(ok4, tf.int32), axis=-1), axis=0, output_type=tf.int32)   # [B]
+        pick = tf.stack([best, tf.range(batch)], axis=1)
+        return tf.gather_nd(u4, pick), tf.gather_nd(ok4, pick)
+
     def _receive_impl(self, symbols, snr_db, num_codewords):
         out = self.channel(symbols, snr_db)
-        u_hat, ok = self._detect_impl(out["y"], out["no"], num_codewords)
+        if out["state"].get("csi") == "none":
+            u_hat, ok = self._blind_detect_impl(out["y"], out["no"], out["state"]["coherence"], num_codewords)
+        else:
+            u_hat, ok = self._detect_impl(out["y"], out["no"], num_codewords)
         relay_ok = out["state"].get("relay_ok")
         if relay_ok is not None:
             ok = tf.logical_and(ok, relay_ok)

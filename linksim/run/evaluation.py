@@ -60,14 +60,15 @@ class Aggregate:
 
 
 def make_row(scheme, point_columns: dict, agg: Aggregate, image_shape, wall_s: float,
-             tasks: dict | None = None, topology: dict | None = None) -> dict:
+             tasks: dict | None = None, topology: dict | None = None, pilot_channel_uses: int = 0) -> dict:
     """The results row of one (scheme, SNR point).
 
     Columns, in order: ``scheme``, ``scheme_type``, the point's SNR columns, the topology
     (``hops``, ``relay``), the image metrics (mean over images, NaN when none is finite),
     the task metrics, ``bpp`` (NaN for analog schemes), ``channel_uses``,
     ``bandwidth_ratio``, ``used_channel_uses`` (and ``used_channel_uses_std`` when the scheme
-    reports the spread), for digital schemes ``ber``, ``bler``,
+    reports the spread), ``pilot_channel_uses`` (when the channel sends pilots), for digital schemes
+    ``ber``, ``bler``,
     ``decode_failures``, ``bits``, ``blocks``; then ``images`` and ``wall_s``.
 
     Parameters
@@ -87,6 +88,9 @@ def make_row(scheme, point_columns: dict, agg: Aggregate, image_shape, wall_s: f
         ``{name: Task}``; each summarises its outputs in ``agg``.
     topology : dict, optional
         ``{"hops", "relay"}`` columns.
+    pilot_channel_uses : int
+        Channel uses per image the channel's pilots add (:meth:`Channel.pilot_channel_uses`);
+        the column is written when it is not 0.
     """
     from linksim.metrics import get_metric
 
@@ -108,6 +112,8 @@ def make_row(scheme, point_columns: dict, agg: Aggregate, image_shape, wall_s: f
     if "used_channel_uses_sq" in c:  # a variable-length transmission: the spread over images
         row["used_channel_uses_std"] = float(np.sqrt(max(0.0, c["used_channel_uses_sq"] / n_img
                                                           - row["used_channel_uses"] ** 2)))
+    if pilot_channel_uses:
+        row["pilot_channel_uses"] = float(pilot_channel_uses)
     if scheme.digital:
         row["ber"] = c["bit_errors"] / max(1, c["bits"])
         row["bler"] = c["block_errors"] / max(1, c["blocks"])
@@ -346,8 +352,10 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
                     agg.add(res.counts, per_image, outs)
                     if first is None:
                         first = res.images[:n_examples]
+                sent = agg.counts.get("used_channel_uses", agg.counts["channel_uses"]) / agg.counts["images"]
                 rows.append(make_row(scheme, cols, agg, image_shape, time.time() - t_point, tasks,
-                                     topology(chain.channel, chain.columns)))
+                                     topology(chain.channel, chain.columns),
+                                     pilot_channel_uses=chain.channel.pilot_channel_uses(int(round(sent)))))
                 run_dir.write_results(rows)
                 if n_examples and k == ks[0] and c == 0:  # the example grid shows the first rate and chain
                     run_dir.write_examples(scheme.label, cols, first)

@@ -60,7 +60,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from linksim.channels.awgn import AWGNChannel, no_to_snr_db
+from linksim.channels.awgn import AWGNChannel
+from linksim.channels.base import told_snr_db
 from linksim.losses import JSCCLoss, _number, _positive_int
 from linksim.registry import ARCHITECTURES, LOSSES, SCHEMES, check_known_options
 from linksim.schemes.base import BatchResult, Scheme, SchemeContext
@@ -636,7 +637,7 @@ class JSCCScheme(Scheme):
 
         An SNR-adaptive encoder re-encodes for the SNR of the hop it received from.
         """
-        snr = no_to_snr_db(no)
+        snr = told_snr_db(no)
         images = self.model.decoder(self._despread(y), snr)
         x = self.model.encoder(images, snr) if self.architecture.encoder_uses_snr else self.model.encoder(images)
         return self._spread(x)

@@ -51,7 +51,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from linksim.channels.awgn import no_to_snr_db
+from linksim.channels.base import told_snr_db
 from linksim.losses import JSCCLoss, _number, _positive_int, training_classes_of, training_labels_of
 from linksim.registry import ARCHITECTURES, LOSSES, SCHEMES
 from linksim.schemes.base import BatchResult, SchemeContext
@@ -627,7 +627,7 @@ class MCR2JSCCScheme(JSCCScheme):
 
     def _regenerate_impl(self, y, no):
         """A DF relay: decode the image, re-encode it sending as many groups as it received."""
-        snr = no_to_snr_db(no)
+        snr = told_snr_db(no)
         images = self.model.decoder(y, snr)
         groups_on = None
         if self.model.gate is not None:

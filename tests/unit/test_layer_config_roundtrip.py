@@ -111,6 +111,8 @@ def _case_fallback():
 CASES: dict[str, Case] = {
     # --------------------------------------------------------------- channels and relays
     "linksim>AWGNChannel": Case(dict(name="awgn_rt", dtype="float32"), lambda: (_complex(2, 64), tf.constant(5.0))),
+    "linksim>RayleighFadingChannel": Case(dict(coherence=8, k_factor=2.5, csi="pilots", pilots=3, name="fading_rt"),
+                                          lambda: (_complex(2, 64), tf.constant(5.0))),
     "linksim>AmplifyAndForwardRelay": Case(dict(gain="measured", name="af_rt"),
                                            lambda: (_complex(2, 64), tf.constant(0.1))),
     "linksim>QuantizeAndForwardRelay": Case(dict(bits=3, clip=2.5, straight_through=False, name="qf_rt"),
