@@ -441,6 +441,10 @@ def _fading_problems(data: dict, channel_uses: list):
                             f"coherence {coh} does not divide the transmission of {n_sym} symbols per image "
                             f"({s.get('label') or s['type']} at {k} channel uses); use a divisor of {n_sym}, "
                             f"image or symbol")
+        if "hop" in path and csi == "none":
+            yield path + ("csi",), ("csi: none on a hop of a relay chain is not supported: the relays and the "
+                                    "destination would each need their own blind estimate of a product of "
+                                    "fading gains; use csi: perfect or pilots on every hop")
         if i is not None:
             continue
         for j, s in schemes:
