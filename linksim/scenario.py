@@ -388,6 +388,11 @@ def _check_options(data: dict, err, channel_uses: list | None) -> None:
                                               channel_uses), err, ("schemes", i))
     _raise_first(catalog.check_task(data.get("task") or {}), err, ("task",))
     _raise_first(_fading_problems(data, channel_uses or []), err, ())
+    q = data.get("quick") or {}
+    if quick_channel(data["channel"], q) is not data["channel"]:   # the smoke-size channel: checked too
+        quick = {**data, "channel": quick_channel(data["channel"], q)}
+        _raise_first(((("quick",) + path, msg) for path, msg in _fading_problems(quick, channel_uses or [])),
+                     err, ())
 
 
 def _fading_specs(data: dict):
@@ -410,6 +415,15 @@ def _fading_specs(data: dict):
     for i, s in enumerate(data["schemes"]):
         if isinstance(s.get("train_channel"), dict):
             yield from hops_of(("schemes", i, "train_channel"), s["train_channel"], i)
+
+
+def _measured_af(ch: dict) -> bool:
+    """Whether a multihop mapping's AF relays use ``gain: measured``."""
+    params = ch.get("relay_params") or {}
+    if "af" in params and isinstance(params["af"], dict):
+        params = params["af"]
+    relay = ch.get("relay", "af")
+    return params.get("gain") == "measured" and "af" in (relay if isinstance(relay, list) else [relay])
 
 
 def _transmitted_symbols(scheme: dict, k: int) -> int:
@@ -442,9 +456,16 @@ def _fading_problems(data: dict, channel_uses: list):
                             f"({s.get('label') or s['type']} at {k} channel uses); use a divisor of {n_sym}, "
                             f"image or symbol")
         if "hop" in path and csi == "none":
-            yield path + ("csi",), ("csi: none on a hop of a relay chain is not supported: the relays and the "
+            yield path + ("csi",), ("csi: none on a hop of a multihop channel is not supported: the relays and the "
                                     "destination would each need their own blind estimate of a product of "
-                                    "fading gains; use csi: perfect or pilots on every hop")
+                                    "fading gains; use csi: perfect or pilots on every hop (for one hop without "
+                                    "CSI: channel: {type: rayleigh, csi: none})")
+        if "hop" in path and coh != "image" and _measured_af(data["channel"] if i is None else
+                                                             data["schemes"][i]["train_channel"]):
+            yield path + ("coherence",), ("an AF relay with gain: measured scales a whole image by one measured "
+                                          "gain, which the chain's per-symbol noise model of a fading coefficient "
+                                          "shorter than the image does not describe; use coherence: image or "
+                                          "gain: fixed (the instantaneous gain the relay knows)")
         if i is not None:
             continue
         for j, s in schemes:
@@ -453,7 +474,8 @@ def _fading_problems(data: dict, channel_uses: list):
                 yield ("schemes", j, "channel_code"), (
                     "the ideal code's bound (capacity at the SNR) assumes AWGN; over a fading channel its rate "
                     "needs an outage policy linksim does not model: use a practical code (ldpc5g, ldpc_80211n, none)")
-            if s.get("type") in ("uncoded", "linear") and coh != "image" and csi != "none":
+            if s.get("type") in ("uncoded", "linear") and csi != "none" and (
+                    not isinstance(coh, int) or isinstance(coh, bool) or any(coh < k for k in channel_uses)):
                 yield path + ("coherence",), (
                     f"the analog references ({s['type']}) take one noise variance per image; a fading "
                     f"coefficient per {'symbol' if coh in ('symbol', 1) else f'{coh} symbols'} with known gains "

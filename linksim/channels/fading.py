@@ -159,10 +159,13 @@ class RayleighFadingChannel(Channel):
         return tf.cast(los, g.dtype) + tf.cast(math.sqrt(1.0 / (self.k_factor + 1.0)), g.dtype) * g
 
     def pilot_channel_uses(self, num_symbols: int) -> int:
-        """Pilot symbols an image of ``num_symbols`` symbols costs (0 unless ``csi="pilots"``)."""
-        if self.csi != "pilots":
+        """Pilot symbols an image of ``num_symbols`` symbols costs: ``pilots`` per coherence block it
+        touches, ``ceil(num_symbols / N)`` blocks (0 unless ``csi="pilots"``; never raises, so a
+        transmission shorter than allocated, e.g. a gated scheme's, is counted by what it spent)."""
+        if self.csi != "pilots" or num_symbols <= 0:
             return 0
-        return self.pilots * (int(num_symbols) // coherence_symbols(self.coherence, int(num_symbols)))
+        n = int(num_symbols) if self.coherence == "image" else 1 if self.coherence == "symbol" else self.coherence
+        return self.pilots * -(-int(num_symbols) // n)
 
     def call(self, x, snr_db, num_symbols=None):
         x = tf.convert_to_tensor(x)
@@ -179,6 +182,7 @@ class RayleighFadingChannel(Channel):
         no = snr_db_to_no(snr_db)
         mask = symbol_mask(num_symbols, x)
         r = self._awgn(h * x, no)
+        # the state holds Python values (csi, coherence): fine as long as no compiled function returns it
         state = {"csi": self.csi, "coherence": n}
         if self.csi == "none":
             return {"y": apply_mask(r, mask), "no": no, "snr_db": tf.cast(snr_db, tf.float32), "state": state}

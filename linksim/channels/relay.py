@@ -726,9 +726,10 @@ class DecodeAndForwardRelay(_Relay):
     - ``y`` : ``[..., S]`` tf.complex64, the received symbols with the signal at
       unit gain, ``y = x + n`` (in a chain, the gains of any AF/QF relays since the
       last regeneration are already divided out);
-    - ``no`` : tf.float32, scalar or ``[batch]``, the variance of ``n`` per complex
-      symbol (the segment's effective noise variance, see :class:`MultiHopChannel`),
-      what a demapper or an SNR-aware decoder is given;
+    - ``no`` : tf.float32, scalar, ``[batch]`` or ``[batch, S]`` (fading hops with a
+      coefficient shorter than an image), the variance of ``n`` per complex symbol (the
+      segment's effective noise variance, see :class:`MultiHopChannel`), what a demapper
+      is given (an SNR-aware decoder is told :func:`~linksim.channels.base.told_snr_db`);
     - returns ``x_next`` : ``[..., S]`` tf.complex64, the re-encoded symbols with
       unit average energy, same shape as ``y``, or a dict ``{"x": x_next, "ok":
       [batch, ...] tf.bool}`` when the scheme can tell whether it decoded each block
@@ -908,7 +909,9 @@ class MultiHopChannel(Channel):
     dict (the :class:`~linksim.channels.base.Channel` contract)
         ``y`` : [batch, S] tf.complex64, the destination's symbols (``x + n'`` when
         ``compensate_gain``);
-        ``no`` : ``no_eff`` of the last segment; ``snr_db`` : ``-10 log10(no_eff)``;
+        ``no`` : ``no_eff`` of the last segment (per symbol, ``[batch, S]``, when a fading hop's
+        coefficient is shorter than an image); ``snr_db`` : ``-10 log10(no_eff)``, or the
+        image's effective SNR ``10 log10(mean_s 1 / no_eff_s)`` for a per-symbol ``no_eff``;
         ``state`` : ``hop_no`` (list of every hop's ``no``), ``segment_no`` (list,
         ``no_eff`` of every segment, the last one is ``no``), ``gain`` (``G``),
         ``hop_state`` (list of every hop's own ``state``, e.g. fading coefficients), and
@@ -1098,7 +1101,8 @@ class MultiHopChannel(Channel):
                 x = r["x"]
                 if r.get("ok") is not None:
                     oks.append(r["ok"])
-                start, start_no = i + 1, r.get("no_out")
+                no_out = r.get("no_out")
+                start, start_no = i + 1, (None if no_out is None else _per_symbol_rank(no_out))
             else:
                 x = relay(y, nos[i], num_symbols=num_symbols)
         no = _per_image(self._segment_no(nos, start, self.hops - 1, start_no))

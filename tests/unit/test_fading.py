@@ -110,6 +110,8 @@ def test_pilot_estimate_has_the_error_of_the_mean_of_the_pilots():
     assert out["state"]["pilot_symbols"] == 64 and ch.pilot_channel_uses(64) == 64   # 16 blocks x 4
     assert RayleighFadingChannel(csi="pilots", pilots=2).pilot_channel_uses(64) == 2      # one block per image
     assert RayleighFadingChannel(csi="perfect").pilot_channel_uses(64) == 0
+    # a shorter transmission (a gated scheme) pays for the blocks it touches, without raising
+    assert ch.pilot_channel_uses(30) == 4 * 8 and ch.pilot_channel_uses(0) == 0
     # the estimate's error: regenerate the true h with the same seed (the generator is drawn first)
     sionna.phy.config.seed = 7
     h = ch.coefficients(1000, 16).numpy()
@@ -253,3 +255,24 @@ def test_without_a_code_check_the_blind_receiver_cannot_resolve_the_ambiguity():
     out = link.run(bits, 30.0)
     clean = np.mean(np.all(out["bits"].numpy() == bits.numpy(), axis=(1, 2)))
     assert 0.1 <= clean <= 0.45
+
+
+def test_qf_chains_tuned_to_a_constellation_keep_one_noise_variance_per_image():
+    # a constellation-mode QF relay passes on its own noise: the chain's noise stays [batch] (not [batch, batch])
+    points = np.array([a + 1j * b for a in (-3, -1, 1, 3) for b in (-3, -1, 1, 3)]) / np.sqrt(10.0)
+    for hop in ({"type": "rayleigh"}, {"type": "awgn"}):
+        chain = MultiHopChannel(hops=3, relay="qf", relay_params={"bits": 4}, hop=hop).bind(constellation=points)
+        out = chain(_qpsk(5, 64), tf.fill([3, 5], 10.0))              # one SNR per hop and image
+        assert out["no"].shape == (5,) and out["snr_db"].shape == (5,), hop
+
+
+def test_the_decoder_needs_the_per_symbol_noise_under_fast_fading():
+    # 5G LDPC (1024, 512) + 16-QAM over fast fading with perfect CSI at 10 dB: demapping the equalised symbols
+    # with the per-symbol noise no / |h|^2 (what the channel reports) against one nominal no for every symbol.
+    # 300 codewords each (measured with this seed: 0 against 299 failures); at most 15 against at least 150
+    link = DigitalLink(LDPC5G(512, 1024), QAM(4), channel=RayleighFadingChannel(coherence="symbol"))
+    bits = tf.cast(tf.random.uniform([300, 1, 488], 0, 2, tf.int32), tf.float32)
+    out = link.channel(link.transmit(bits), 10.0)
+    right = link.detect(out["y"], out["no"], 1)["block_ok"].numpy()
+    nominal = link.detect(out["y"], tf.fill(tf.shape(out["no"]), 0.1), 1)["block_ok"].numpy()
+    assert np.sum(~right) <= 15 and np.sum(~nominal) >= 150, (np.sum(~right), np.sum(~nominal))

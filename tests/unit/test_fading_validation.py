@@ -121,3 +121,24 @@ def test_good_fading_scenarios_validate(tmp_path):
     path.write_text(BASE.format(channel="{type: rayleigh, coherence: 6, k_factor: 3, csi: pilots, pilots: 2}",
                                 schemes=SEPARATION))
     assert load_scenario(path).data["channel"]["csi"] == "pilots"
+
+
+def test_the_quick_channel_is_checked_too(tmp_path):
+    path = tmp_path / "fading.yaml"
+    path.write_text(BASE.format(channel="{type: rayleigh, csi: [perfect, none]}", schemes=SEPARATION)
+                    + "quick: {channel_params: {coherence: 7}}\n")
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario(path)
+    assert "quick" in str(exc.value) and "coherence 7 does not divide" in str(exc.value)
+
+
+def test_measured_af_gain_over_fading_shorter_than_an_image_is_refused(tmp_path):
+    text = _error(tmp_path, "{type: multihop, hops: 2, relay: af, relay_params: {gain: measured}, "
+                            "hop: {type: rayleigh, coherence: symbol}}")
+    assert "channel.hop.coherence" in text and "gain: fixed" in text
+
+
+def test_analog_references_take_a_coherence_as_long_as_the_transmission(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text(BASE.format(channel="{type: rayleigh, coherence: 486}", schemes="  - type: uncoded\n"))
+    assert load_scenario(path).data["channel"]["coherence"] == 486
