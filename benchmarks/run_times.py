@@ -10,7 +10,9 @@ weights, ``scenarios/multihop_df.yaml`` each finish in under 3 minutes on a 2-co
 machine. With ``--quick`` (``linksim run --quick``; issue 11): the quick runs of
 ``scenarios/dhd_multihop_df.yaml`` and ``scenarios/dhd_multihop_qf.yaml`` each
 finish in under a minute; so do those of ``scenarios/mcr2_gated.yaml`` and
-``scenarios/mcr2_beta.yaml`` (issue 12).
+``scenarios/mcr2_beta.yaml`` (issue 12), and of the fading scenarios
+``scenarios/ber_rayleigh_uncoded.yaml``, ``scenarios/rayleigh_jscc_vs_sscc.yaml`` and
+``scenarios/multihop_rayleigh.yaml`` (issue 13).
 
 Usage::
 
@@ -36,7 +38,8 @@ from recording import machine_facts, write_results
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = ["scenarios/multihop_df.yaml", "scenarios/awgn_sscc.yaml", "scenarios/awgn_jscc_vs_sscc.yaml"]
 DEFAULT_QUICK = ["scenarios/dhd_multihop_df.yaml", "scenarios/dhd_multihop_qf.yaml", "scenarios/mcr2_gated.yaml",
-                 "scenarios/mcr2_beta.yaml"]
+                 "scenarios/mcr2_beta.yaml", "scenarios/ber_rayleigh_uncoded.yaml",
+                 "scenarios/rayleigh_jscc_vs_sscc.yaml", "scenarios/multihop_rayleigh.yaml"]
 TARGET_S = 180.0
 TARGET_QUICK_S = 60.0
 

@@ -474,8 +474,9 @@ def _fading_problems(data: dict, channel_uses: list):
                 yield ("schemes", j, "channel_code"), (
                     "the ideal code's bound (capacity at the SNR) assumes AWGN; over a fading channel its rate "
                     "needs an outage policy linksim does not model: use a practical code (ldpc5g, ldpc_80211n, none)")
-            if s.get("type") in ("uncoded", "linear") and csi != "none" and (
-                    not isinstance(coh, int) or isinstance(coh, bool) or any(coh < k for k in channel_uses)):
+            short = coh == "symbol" or (isinstance(coh, int) and not isinstance(coh, bool)
+                                        and any(coh < k for k in channel_uses))
+            if s.get("type") in ("uncoded", "linear") and csi != "none" and short:
                 yield path + ("coherence",), (
                     f"the analog references ({s['type']}) take one noise variance per image; a fading "
                     f"coefficient per {'symbol' if coh in ('symbol', 1) else f'{coh} symbols'} with known gains "

@@ -53,8 +53,11 @@ def test_the_csi_sweep_runs_both_chains_from_shipped_weights(csi_run):
     out, df, meta = csi_run
     ok, stored = _from_shipped(meta)
     assert ok, stored
-    assert len(stored) == 4                           # two JSCC models per CSI mode
-    assert set(df.channel_csi) == {"perfect", "none"}
+    assert len(stored) == 6                           # two JSCC models per CSI mode
+    assert set(df.channel_csi) == {"perfect", "pilots", "none"}
+    # one pilot per image (coherence: image) on top of the 486 channel uses, in the pilots chain only
+    assert (df[df.channel_csi == "pilots"].pilot_channel_uses == 1).all()
+    assert df[df.channel_csi != "pilots"].pilot_channel_uses.isna().all()
     for plot in ("psnr_vs_snr", "ssim_vs_snr", "bler_vs_snr"):
         assert (out / f"{plot}.png").stat().st_size > 10_000, plot
     jscc = df[df.scheme == "PCA-DeepJSCC (SNR-adaptive)"].set_index(["channel_csi", "snr_db"]).psnr_db
@@ -66,8 +69,10 @@ def test_the_csi_sweep_runs_both_chains_from_shipped_weights(csi_run):
 def test_separation_without_csi_decodes_with_its_blind_estimate(csi_run):
     _, df, _ = csi_run
     sep = df[df.scheme == "BPG + LDPC 1/2 + 16-QAM"].set_index(["channel_csi", "snr_db"])
-    # at 30 dB average SNR the outage of a rate-1/2 16-QAM code is a few %: most images decode with and without CSI
-    assert sep.loc[("perfect", 30.0), "bler"] < 0.2 and sep.loc[("none", 30.0), "bler"] < 0.2
+    # at 30 dB average SNR the outage of a rate-1/2 16-QAM code is 0.4 % (docs/channels.md): of 24 images,
+    # at most 4 fail in any CSI mode
+    for csi in ("perfect", "pilots", "none"):
+        assert sep.loc[(csi, 30.0), "bler"] <= 4 / 24, csi
 
 
 def test_the_fading_relay_chain_runs_per_number_of_hops(chain_run):
