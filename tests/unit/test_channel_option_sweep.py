@@ -5,16 +5,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from linksim import catalog
 from linksim.channel_sweep import (channel_variants, chain_count, is_sweep, row_variant_key, sweep_axes,
                                    swept_channel_options, variant_columns)
 from tests.hostile.validate_helpers import validate_text
+from tests.unit.test_channel_sweep import BASE
 
 CSI = {"type": "rayleigh", "coherence": "image", "csi": ["perfect", "none"]}
 TWO = {"type": "rayleigh", "k_factor": [0, 10], "coherence": "image", "csi": ["perfect", "pilots", "none"]}
 
-needs_rayleigh = pytest.mark.skipif("rayleigh" not in catalog.CATALOG["channels"],
-                                    reason="the built-in rayleigh channel is not in the catalogue yet")
 
 
 # ------------------------------------------------------------------ the chains (no catalogue, no TensorFlow)
@@ -75,24 +73,14 @@ def test_multihop_fields_of_another_channel_are_not_its_options():
 
 
 # ------------------------------------------------------------------ validation
-BASE = """\
-name: sweep
-dataset: {name: embedded, test_size: 8}
-snr_db: [0, 10]
-rate: {channel_uses: 486}
-schemes: [{type: linear}]
-metrics: [psnr]
-"""
 
 
-@needs_rayleigh
 def test_a_csi_and_k_factor_sweep_validates(capsys, tmp_path):
     rc, err = validate_text(capsys, tmp_path, BASE + "channel: {type: rayleigh, coherence: image, "
                                                      "csi: [perfect, pilots, none], k_factor: [0, 1, 10]}\n")
     assert rc == 0, err
 
 
-@needs_rayleigh
 @pytest.mark.parametrize("channel, field, words", [
     ("{type: rayleigh, csi: [perfect, bogus]}", "channel.csi[1]", "(got 'bogus')"),
     ("{type: rayleigh, k_factor: [0, 1, -1]}", "channel.k_factor[2]", ">= 0"),
@@ -111,14 +99,12 @@ def test_an_unknown_swept_option_names_the_option_not_an_item(capsys, tmp_path):
     assert rc == 2 and "field 'channel.foo'" in err and "takes no options" in err, err
 
 
-@needs_rayleigh
 def test_a_huge_option_sweep_is_refused(capsys, tmp_path):
     text = BASE + f"channel: {{type: rayleigh, k_factor: {list(range(400))}, pilots: {list(range(1, 400))}}}\n"
     rc, err = validate_text(capsys, tmp_path, text)
     assert rc == 2 and "159,600 chains" in err and "limit" in err, err
 
 
-@needs_rayleigh
 def test_train_channel_is_one_chain(capsys, tmp_path):
     text = BASE.replace("schemes: [{type: linear}]", "schemes:\n  - type: deepjscc\n    snr_train_db: 10\n"
                                                      "    train_channel: {type: rayleigh, csi: [perfect, none]}")
@@ -126,7 +112,6 @@ def test_train_channel_is_one_chain(capsys, tmp_path):
     assert rc == 2 and "field 'schemes[0].train_channel'" in err and "one chain" in err, err
 
 
-@needs_rayleigh
 def test_quick_channel_params_shrink_the_sweep(capsys, tmp_path):
     from linksim.scenario import load_scenario
 
