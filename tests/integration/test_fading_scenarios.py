@@ -49,7 +49,7 @@ def test_uncoded_ber_over_rayleigh_follows_the_closed_form(ber_run):
     assert (out / "ber_vs_snr.png").stat().st_size > 10_000
 
 
-def test_the_csi_sweep_runs_both_chains_from_shipped_weights(csi_run):
+def test_the_csi_sweep_runs_every_chain_from_shipped_weights(csi_run):
     out, df, meta = csi_run
     ok, stored = _from_shipped(meta)
     assert ok, stored
