@@ -49,9 +49,9 @@ name: param_sweep
 dataset: {name: embedded, test_size: 20}
 snr_db: [5, 15]
 rate: {channel_uses: 486}
-schemes:                       # the shipped models: no training
-  - {type: deepjscc, label: "DeepJSCC 1 dB", snr_train_db: 1, epochs: 40}
-  - {type: deepjscc, label: "DeepJSCC 19 dB", snr_train_db: 19, epochs: 40}
+schemes:                       # the shipped models of scenarios/awgn_jscc_vs_sscc.yaml: no training
+  - {type: deepjscc_pca, label: "DeepJSCC 1 dB", snr_train_db: 1, epochs: 15}
+  - {type: deepjscc_pca, label: "DeepJSCC 19 dB", snr_train_db: 19, epochs: 15}
 metrics: [psnr, ssim, accuracy, f1]
 plots: [table, psnr_vs_snr_train_db, accuracy_vs_snr_train_db]
 """
@@ -62,6 +62,10 @@ def test_metric_vs_scheme_option_plots_and_the_markdown_table(tmp_path):
     f.write_text(PARAM)
     out = tmp_path / "run"
     assert main(["run", str(f), "--out", str(out), "--no-progress"]) == 0
+    import json
+
+    meta = json.loads((out / "meta.json").read_text())
+    assert all(s.get("stored_model") for s in meta["schemes"]), "the test must run from shipped models"
     for name in ("psnr_vs_snr_train_db.png", "accuracy_vs_snr_train_db.png", "table.csv", "table.md"):
         assert (out / name).exists(), name
     md = (out / "table.md").read_text()
