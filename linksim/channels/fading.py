@@ -61,6 +61,11 @@ def check_coherence(coherence):
                      f"got {coherence!r}")
 
 
+def _block_length(coherence, num_symbols):
+    """Symbols per coefficient of a checked ``coherence`` (``num_symbols`` an int or a scalar tensor)."""
+    return num_symbols if coherence == "image" else 1 if coherence == "symbol" else coherence
+
+
 def coherence_symbols(coherence, num_symbols: int) -> int:
     """Symbols per fading coefficient for a transmission of ``num_symbols`` symbols.
 
@@ -69,15 +74,11 @@ def coherence_symbols(coherence, num_symbols: int) -> int:
     ValueError
         If an integer ``coherence`` does not divide ``num_symbols``.
     """
-    coherence = check_coherence(coherence)
-    if coherence == "image":
-        return int(num_symbols)
-    if coherence == "symbol":
-        return 1
-    if num_symbols % coherence:
+    n = _block_length(check_coherence(coherence), int(num_symbols))
+    if num_symbols % n:
         raise ValueError(f"coherence {coherence} does not divide the transmission of {num_symbols} symbols "
                          f"per image; use a divisor of {num_symbols}, image or symbol")
-    return coherence
+    return n
 
 
 @CHANNELS.register("rayleigh")
@@ -141,11 +142,9 @@ class RayleighFadingChannel(Channel):
         self.csi = csi
         if isinstance(pilots, bool) or not isinstance(pilots, numbers.Integral) or pilots < 1:
             raise ValueError(f"pilots must be a positive integer (pilot symbols per coherence block), got {pilots!r}")
-        if csi == "pilots" and self.coherence == "symbol":
+        if csi == "pilots" and self.coherence in ("symbol", 1):
             raise ValueError("csi: pilots needs a coherence block longer than one symbol (coherence: image or N >= 2); "
                              "a pilot per symbol leaves no channel use for data")
-        if csi == "pilots" and self.coherence == 1:
-            raise ValueError("csi: pilots needs a coherence block longer than one symbol (coherence: image or N >= 2)")
         self.pilots = int(pilots)
         self._generate = GenerateFlatFadingChannel(1, 1)
         self._awgn = AWGN()
@@ -164,21 +163,17 @@ class RayleighFadingChannel(Channel):
         transmission shorter than allocated, e.g. a gated scheme's, is counted by what it spent)."""
         if self.csi != "pilots" or num_symbols <= 0:
             return 0
-        n = int(num_symbols) if self.coherence == "image" else 1 if self.coherence == "symbol" else self.coherence
-        return self.pilots * -(-int(num_symbols) // n)
+        return self.pilots * -(-int(num_symbols) // _block_length(self.coherence, int(num_symbols)))
 
     def call(self, x, snr_db, num_symbols=None):
         x = tf.convert_to_tensor(x)
         static = x.shape[-1]
         s = int(static) if static is not None else tf.shape(x)[-1]   # unknown while Keras traces a model
-        if static is not None:
-            n = coherence_symbols(self.coherence, s)
-        else:
-            n = s if self.coherence == "image" else 1 if self.coherence == "symbol" else self.coherence
+        n = coherence_symbols(self.coherence, s) if static is not None else _block_length(self.coherence, s)
         blocks = s // n
         batch = tf.shape(x)[0]
         hb = self.coefficients(batch, blocks)                                 # [B, blocks]
-        h = tf.reshape(tf.repeat(hb[:, :, tf.newaxis], n, axis=2), [batch, s])
+        h = tf.repeat(hb, n, axis=1)                                          # [B, S]: each block's n symbols
         no = snr_db_to_no(snr_db)
         mask = symbol_mask(num_symbols, x)
         r = self._awgn(h * x, no)
@@ -192,7 +187,7 @@ class RayleighFadingChannel(Channel):
             state["h"] = apply_mask(h, mask)
         else:
             hb_hat = self._awgn(hb, no_b / float(self.pilots))                  # mean of the pilots' observations
-            known = tf.reshape(tf.repeat(hb_hat[:, :, tf.newaxis], n, axis=2), [batch, s])
+            known = tf.repeat(hb_hat, n, axis=1)
             factor = 1.0 + 1.0 / self.pilots
             state["h_hat"] = apply_mask(known, mask)
             state["pilot_symbols"] = self.pilots * blocks

@@ -1095,9 +1095,9 @@ class MultiHopChannel(Channel):
             if relay.regenerates:
                 g = self._segment_gain(nos, start, i, start_no)
                 y_unit = y / tf.cast(_broadcast_to(g, y), y.dtype)
-                no_seg = self._segment_no(nos, start, i, start_no)
-                segment_nos.append(_per_image(no_seg))
-                r = relay.forward(y_unit, _per_image(no_seg), num_symbols=num_symbols)
+                no_seg = _per_image(self._segment_no(nos, start, i, start_no))
+                segment_nos.append(no_seg)
+                r = relay.forward(y_unit, no_seg, num_symbols=num_symbols)
                 x = r["x"]
                 if r.get("ok") is not None:
                     oks.append(r["ok"])
