@@ -1,11 +1,10 @@
 """The DHD scenarios (``dhd_multihop_df.yaml``, ``dhd_multihop_qf.yaml``) at quick size from the shipped weights."""
 
-import json
 import math
 from pathlib import Path
 
 import pytest
-from scenario_runs import quick_run
+from scenario_runs import quick_run, run_meta, stored_models
 
 from linksim.run import REFERENCE
 from linksim.store import SHIPPED_DIR
@@ -25,8 +24,8 @@ def qf_run(tmp_path_factory):
 
 
 def _stored(out):
-    meta = json.loads((out / "meta.json").read_text())
-    return {s["stored_model"] for s in meta["schemes"] if s.get("stored_model")}, meta
+    meta = run_meta(out)
+    return stored_models(meta), meta
 
 
 def test_the_df_scenario_runs_from_shipped_weights_over_1_and_4_hops(df_run):

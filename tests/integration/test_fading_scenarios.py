@@ -1,39 +1,33 @@
 """The fading scenarios (``ber_rayleigh_uncoded``, ``rayleigh_jscc_vs_sscc``, ``multihop_rayleigh``) at quick
 size from the shipped weights."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from scenario_runs import quick_run
+from scenario_runs import quick_run_meta, stored_models
 
 from linksim.phy.theory import qam_ber_rayleigh
 from linksim.store import SHIPPED_DIR
 
 
-def _quick(tmp_path_factory, name):
-    out, df = quick_run(tmp_path_factory, name)
-    return out, df, json.loads((out / "meta.json").read_text())
-
-
 @pytest.fixture(scope="module")
 def ber_run(tmp_path_factory):
-    return _quick(tmp_path_factory, "ber_rayleigh_uncoded")
+    return quick_run_meta(tmp_path_factory, "ber_rayleigh_uncoded")
 
 
 @pytest.fixture(scope="module")
 def csi_run(tmp_path_factory):
-    return _quick(tmp_path_factory, "rayleigh_jscc_vs_sscc")
+    return quick_run_meta(tmp_path_factory, "rayleigh_jscc_vs_sscc")
 
 
 @pytest.fixture(scope="module")
 def chain_run(tmp_path_factory):
-    return _quick(tmp_path_factory, "multihop_rayleigh")
+    return quick_run_meta(tmp_path_factory, "multihop_rayleigh")
 
 
 def _from_shipped(meta):
-    stored = {s["stored_model"] for s in meta["schemes"] if s.get("stored_model")}
+    stored = stored_models(meta)
     return stored and all(Path(p).parent == SHIPPED_DIR for p in stored), stored
 
 

@@ -1,29 +1,23 @@
 """The MCR² scenarios (``mcr2_gated.yaml``, ``mcr2_beta.yaml``) at quick size from the shipped weights."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from scenario_runs import quick_run
+from scenario_runs import quick_run_meta, stored_models
 
 from linksim.run import REFERENCE
 from linksim.store import SHIPPED_DIR
 
 
-def _quick(tmp_path_factory, name):
-    out, df = quick_run(tmp_path_factory, name)
-    return out, df, json.loads((out / "meta.json").read_text())
-
-
 @pytest.fixture(scope="module")
 def gated_run(tmp_path_factory):
-    return _quick(tmp_path_factory, "mcr2_gated")
+    return quick_run_meta(tmp_path_factory, "mcr2_gated")
 
 
 @pytest.fixture(scope="module")
 def beta_run(tmp_path_factory):
-    return _quick(tmp_path_factory, "mcr2_beta")
+    return quick_run_meta(tmp_path_factory, "mcr2_beta")
 
 
 def _mcr2(df):
@@ -32,7 +26,7 @@ def _mcr2(df):
 
 def test_the_gated_scenario_runs_from_shipped_weights_and_draws_its_plots(gated_run):
     out, df, meta = gated_run
-    stored = {s["stored_model"] for s in meta["schemes"] if s.get("stored_model")}
+    stored = stored_models(meta)
     assert stored and all(Path(p).parent == SHIPPED_DIR for p in stored), stored
     for plot in ("psnr_vs_snr", "accuracy_vs_snr", "feature_accuracy_vs_snr", "used_channel_uses_vs_snr",
                  "accuracy_vs_used_channel_uses"):
