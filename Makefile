@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine (see README.md):
 #   make run    # creates .venv, installs linksim, runs the main job
-#   make test   # creates .venv, installs linksim with its test extras, runs the tests
+#   make test   # creates .venv, installs linksim with its test and ray extras, runs the tests
 # Override the scenario with `make run SCENARIO=scenarios/other.yaml ARGS="--quick"`.
 
 PYTHON ?= python3
@@ -16,15 +16,19 @@ $(BIN)/.linksim-installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 	touch $@
 
+$(BIN)/.linksim-ray-installed: $(BIN)/.linksim-installed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,ray]"
+	touch $@
+
 venv: $(BIN)/.linksim-installed
 
 run: venv
 	$(BIN)/linksim run $(SCENARIO) $(ARGS)
 
-test: venv
+test: $(BIN)/.linksim-ray-installed
 	$(BIN)/python -m pytest
 
-test-slow: venv
+test-slow: $(BIN)/.linksim-ray-installed
 	$(BIN)/python -m pytest -m slow
 
 bench: venv

@@ -56,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--store", help="model store folder to search first and write to (default: "
                                     "$LINKSIM_MODEL_STORE or ~/.cache/linksim/models, then the shipped weights)")
+    r.add_argument("--workers", default="auto", type=_workers_arg, metavar="N",
+                   help="worker processes on this machine: auto (default: one per core; 0 with --quick), or "
+                        "a number; 0 evaluates in this process. Any N >= 1 gives the same results")
+    r.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="local (this machine, --workers processes) or ray (Ray tasks on a Ray cluster; "
+                        "pip install \"linksim[ray]\")")
+    r.add_argument("--ray-address", metavar="HOST:PORT",
+                   help="the Ray cluster to use with --executor ray (default: $RAY_ADDRESS, else a local cluster)")
     plugin_flag(r)
 
     t = sub.add_parser("train", help="train (or find in the model store) every model a scenario needs")
@@ -79,6 +87,19 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--only", nargs="+", help="plot names (default: the scenario's plots)")
     plugin_flag(pl)
     return p
+
+
+def _workers_arg(value: str):
+    """``--workers``: ``auto`` or a non-negative integer."""
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be auto or a whole number >= 0 (0: in this process), got {value!r}")
+    return n
 
 
 def _train_cost(card: dict) -> str:
@@ -187,8 +208,14 @@ def _cmd_run(args) -> int:
                        f"runs/{scen.name}")
     out = args.out or str(default_run_dir(scen.name, args.quick))
 
+    from linksim.run.parallel import default_workers
+
+    workers = args.workers if args.workers != "auto" else (0 if args.quick else default_workers())
+    if args.ray_address and args.executor != "ray":
+        raise RunError("--ray-address needs --executor ray")
     df = run_scenario(scen, out, overwrite=args.overwrite, progress=not args.no_progress,
-                      store=default_store(args.store))
+                      store=default_store(args.store), workers=workers, executor=args.executor,
+                      ray_address=args.ray_address)
     cols = [c for c in ("scheme", "snr_db", "psnr_db", "ssim", "lpips", "lpips_vgg", "hash_cos", "retrieval_map",
                         "bpp", "ber", "bler", "decode_failures", "accuracy", "f1")
             if c in df.columns and (c in ("scheme", "snr_db") or df[c].notna().any())]

@@ -9,6 +9,9 @@ ordered so that a later one gives a bigger payload in general.
 each image it picks the best quality whose payload fits a bit budget, by a binary
 search over the qualities.
 
+Payloads are remembered in memory per codec object and, when a source cache is
+active (:mod:`linksim.codecs.cache`), on disk, so re-runs skip the searches.
+
 Bits are counted on the payload exactly as sent: ``bits == 8 * len(payload)``.
 The receiver is assumed to know the codec, its options and the image shape
 ``(H, W, C)``; every other byte it needs is in the payload (see
@@ -17,7 +20,6 @@ The receiver is assumed to know the codec, its options and the image shape
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -25,8 +27,21 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from linksim.codecs import cache as source_cache
+
 __all__ = ["EncodedImage", "ImageCodec", "encode_batch", "check_choice", "check_image",
            "rgb_to_grey", "match_channels"]
+
+
+class _Payloads(dict):
+    """One image's remembered ``{quality: payload}``, with what came from and goes to the disk cache."""
+
+    def __init__(self, key: str):
+        super().__init__()
+        self.key = key             # the image digest
+        self.consulted = None      # the SourceCache last read for this image
+        self.from_disk: set = set()  # qualities read from disk and not used yet
+        self.new: set = set()      # qualities encoded and not yet written to the disk cache
 
 
 @dataclass(frozen=True)
@@ -133,6 +148,11 @@ class ImageCodec:
     #: SNR point with the ideal code, encodes each image and quality once
     memo_images: int = 4096
 
+    #: part of the source-cache key (:mod:`linksim.codecs.cache`): bump it when the
+    #: payloads change for a reason the cache cannot see (its key already covers the
+    #: options, the codec's source files and the encoding libraries' versions)
+    cache_version: str = "1"
+
     def encode(self, image: np.ndarray, quality) -> bytes:  # pragma: no cover - interface
         """Encode one image at one quality.
 
@@ -178,11 +198,11 @@ class ImageCodec:
 
     def smallest_payload_bits(self, image: np.ndarray) -> int:
         """Bits of ``image``'s payload at the lowest quality (the first of :attr:`qualities`)."""
-        q = self.qualities[0]
-        memo = self._memo_for(image)
-        if memo.get(q) is None:
-            memo[q] = bytes(self.encode(image, q))
-        return 8 * len(memo[q])
+        cache = source_cache.active()
+        entry = self._memo_for(image, cache)
+        bits = 8 * len(self._payload(image, entry, self.qualities[0], cache))
+        self._keep(entry, cache)
+        return bits
 
     def safe_decode(self, payload, shape) -> Optional[np.ndarray]:
         """Decode whatever bytes arrive; never raises.
@@ -219,18 +239,48 @@ class ImageCodec:
 
     # -- rate control support -------------------------------------------------
 
-    def _memo_for(self, image: np.ndarray) -> dict:
-        """The remembered ``{quality: payload}`` of an image (keyed by its bytes and shape)."""
+    def _memo_for(self, image: np.ndarray, cache=None) -> "_Payloads":
+        """The remembered ``{quality: payload}`` of an image (keyed by its dtype, shape and bytes).
+
+        When ``cache`` (a :class:`~linksim.codecs.cache.SourceCache`) is given and has not been
+        consulted for this image yet, its payloads on disk are added to the memo.
+        """
         memo = self.__dict__.setdefault("_memo", OrderedDict())
-        key = (image.shape, hashlib.blake2b(image.tobytes(), digest_size=20).digest())
+        key = source_cache.image_digest(image)
         entry = memo.get(key)
         if entry is None:
-            entry = memo[key] = {}
+            entry = memo[key] = _Payloads(key)
             while len(memo) > self.memo_images:
                 memo.popitem(last=False)
         else:
             memo.move_to_end(key)
+        if cache is not None and entry.consulted is not cache:
+            entry.consulted = cache
+            for q, p in cache.load(self, key).items():
+                if entry.get(q) is None:
+                    entry[q] = p
+                    entry.from_disk.add(q)
         return entry
+
+    def _payload(self, image: np.ndarray, entry: "_Payloads", quality, cache=None) -> bytes:
+        """The payload of ``image`` at ``quality``: remembered, cached on disk, else encoded."""
+        p = entry.get(quality)
+        if p is None:
+            p = entry[quality] = bytes(self.encode(image, quality))
+            entry.new.add(quality)
+            if cache is not None:
+                cache.count("misses")
+        elif quality in entry.from_disk:
+            entry.from_disk.discard(quality)  # counted once: an encode the disk cache saved
+            if cache is not None:
+                cache.count("hits")
+        return p
+
+    def _keep(self, entry: "_Payloads", cache=None) -> None:
+        """Write the payloads ``entry`` encoded since it was last kept to the disk cache."""
+        if cache is not None and entry.new:
+            cache.save(self, entry.key, {q: entry[q] for q in entry.new})
+        entry.new.clear()
 
     def __repr__(self) -> str:
         cfg = self.get_config()
@@ -238,17 +288,20 @@ class ImageCodec:
         return f"{type(self).__name__}({args})"
 
 
-def _fit_one(codec: ImageCodec, image: np.ndarray, budget_bits: int) -> EncodedImage:
+def _fit_one(codec: ImageCodec, image: np.ndarray, budget_bits: int, cache=None) -> EncodedImage:
     """Best quality whose payload fits ``budget_bits`` for one image (see :func:`encode_batch`)."""
+    entry = codec._memo_for(image, cache)
+    try:
+        return _search(codec, image, budget_bits, entry, cache)
+    finally:
+        codec._keep(entry, cache)
+
+
+def _search(codec: ImageCodec, image: np.ndarray, budget_bits: int, entry: "_Payloads", cache) -> EncodedImage:
     qualities = codec.qualities
-    memo = codec._memo_for(image)
 
     def payload(i: int) -> bytes:
-        q = qualities[i]
-        p = memo.get(q)
-        if p is None:
-            p = memo[q] = bytes(codec.encode(image, q))
-        return p
+        return codec._payload(image, entry, qualities[i], cache)
 
     def fits(i: int) -> bool:
         return 8 * len(payload(i)) <= budget_bits
@@ -277,7 +330,7 @@ def _fit_one(codec: ImageCodec, image: np.ndarray, budget_bits: int) -> EncodedI
     return EncodedImage(p, 8 * len(p), qualities[i])
 
 
-def encode_batch(codec: ImageCodec, images, budget_bits: int) -> list[EncodedImage]:
+def encode_batch(codec: ImageCodec, images, budget_bits: int, cache=None) -> list[EncodedImage]:
     """Rate control: encode each image at the best quality that fits a bit budget.
 
     For each image, a binary search over ``codec.qualities`` finds the highest
@@ -289,7 +342,10 @@ def encode_batch(codec: ImageCodec, images, budget_bits: int) -> list[EncodedIma
     ``EncodedImage(b"", 0, None)``.
 
     Payloads are remembered per image content and quality (encoders are
-    deterministic), so a second call at another budget re-encodes little.
+    deterministic), so a second call at another budget re-encodes little.  With a
+    source cache (:mod:`linksim.codecs.cache`) they are also kept on disk, so a
+    later process (a re-run, a resumed run, another SNR grid) encodes nothing it
+    has encoded before; results are identical with or without it.
 
     Parameters
     ----------
@@ -297,6 +353,10 @@ def encode_batch(codec: ImageCodec, images, budget_bits: int) -> list[EncodedIma
     images : [B, H, W, C], np.uint8, C in {1, 3}
     budget_bits : int
         Bits available per image (>= 0).
+    cache : SourceCache | False | None
+        The disk cache of payloads: None (default) uses the active one
+        (:func:`linksim.codecs.cache.active`; none unless a run activated one or
+        ``$LINKSIM_SOURCE_CACHE`` names a folder), False uses none.
 
     Output
     ------
@@ -316,4 +376,7 @@ def encode_batch(codec: ImageCodec, images, budget_bits: int) -> list[EncodedIma
     images = np.asarray(images)
     if images.ndim != 4:
         raise ValueError(f"images must be [B, H, W, C] (got shape {images.shape})")
-    return [_fit_one(codec, check_image(img), int(budget_bits)) for img in images]
+    if cache is None:
+        cache = source_cache.active()
+    cache = cache or None  # False: no disk cache
+    return [_fit_one(codec, check_image(img), int(budget_bits), cache) for img in images]

@@ -10,6 +10,7 @@ per-image metrics (:class:`Aggregate`) and turns them into one results row
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -20,11 +21,12 @@ import numpy as np
 import pandas as pd
 
 from linksim import channel_sweep
+from linksim.codecs import cache as source_cache
 from linksim.registry import TASKS
 from linksim.run.directory import (REFERENCE, REFERENCE_TYPE, RunDirectory, default_run_dir, finish_meta,
                                    new_meta, row_snr_key, snr_key)
-from linksim.run.setup import (build_scheme, dataset_spec, load_setting, point_seed, prepare_scheme,
-                               scheme_context, set_seed, topology, trains_per_chain)
+from linksim.run.setup import (build_scheme, dataset_spec, load_setting, prepare_scheme, scheme_context, topology,
+                               trains_per_chain)
 from linksim.scenario import Scenario
 
 __all__ = ["Aggregate", "make_row", "reference_row", "build_tasks", "run_scenario", "train_scenario"]
@@ -225,7 +227,8 @@ def train_scenario(scenario: Scenario, *, store=None, progress: bool = True) -> 
 
 def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: bool = False,
                  progress: bool = True, plots: bool = True, store=None,
-                 train_missing: bool = True) -> pd.DataFrame:
+                 train_missing: bool = True, workers: int = 0, executor: str = "local",
+                 ray_address: str | None = None) -> pd.DataFrame:
     """Run every (scheme, SNR) point of ``scenario`` and write the run directory.
 
     Parameters
@@ -244,10 +247,19 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
         Where trained models are found and stored (default :func:`linksim.store.default_store`).
     train_missing : bool
         Train a model the store lacks (default); False makes a missing model an error.
+    workers : int
+        Worker processes on this machine (``executor="local"``); 0 (default) evaluates in this
+        process. Any number of workers writes the same results (:mod:`linksim.run.points`,
+        :mod:`linksim.run.parallel`); in-process evaluation uses TensorFlow's default threads,
+        so its float32 results may differ from theirs in the last bits.
+    executor : {"local", "ray"}
+        ``ray``: the points run as Ray tasks (:class:`~linksim.run.parallel.RayExecutor`).
+    ray_address : str, optional
+        The Ray cluster's address (default: Ray's ``RAY_ADDRESS``, else a local cluster).
 
     Output
     ------
-    pandas.DataFrame: the results table.
+    pandas.DataFrame: the results table, rows in sweep order (rate, scheme, chain, SNR).
 
     Raises
     ------
@@ -261,11 +273,15 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
     from tqdm.auto import tqdm
 
     from linksim.metrics import get_metric, image_metric_names
+    from linksim.run import parallel
+    from linksim.run.points import PointBook, WorkerState, build_sweep, jobs_for
     from linksim.store import default_store
 
     t0 = time.time()
     if os.fspath(out_dir) in (os.path.join("runs", scenario.name), os.path.join("runs", scenario.name + "_quick")):
         default_run_dir(scenario.name)  # the folder comes from the name: refuse one that leaves runs/
+    if executor not in parallel.EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(parallel.EXECUTORS)} (got {executor!r})")
     run_dir = RunDirectory(out_dir)
     rows = run_dir.open(scenario.data, scenario.to_yaml(), overwrite)
     swept = channel_sweep.is_sweep(scenario.data["channel"])
@@ -288,80 +304,118 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
         meta.update(chains=[{**c.columns, "channel": c.channel.describe()} for c in chains],
                     hops=sorted({c.columns["hops"] for c in chains}),
                     relay=sorted({topology(c.channel)["relay"].split("/")[0] for c in chains} - {"none"}) or "none")
-    img_metrics = image_metric_names(scenario.data["metrics"])
-    for m in img_metrics:  # before any training: e.g. missing LPIPS weights fail now, with the fix
-        get_metric(m).ensure_available()
+    for m in image_metric_names(scenario.data["metrics"]):  # before any training: e.g. missing LPIPS weights
+        get_metric(m).ensure_available()                   # fail now, with the fix
     tasks = build_tasks(scenario, data, store, progress, train_missing)
     meta.update(_task_meta(tasks))
     if tasks and not any(r["scheme"] == REFERENCE for r in rows):
         rows.append(reference_row(tasks, topo, len(x_test)))
         run_dir.write_results(rows)
-    batch = int(scenario.data["evaluation"]["batch_size"])
-    n_examples = int(scenario.data["evaluation"]["example_images"])
+    sweep = build_sweep(scenario, store, progress=progress, train_missing=train_missing, tasks=tasks, setting=st)
+    n_examples = sweep.n_examples
     snrs = scenario.snr_db
     total = len(chains) * len(ks) * len(scenario.schemes) * len(snrs)
     bar = tqdm(total=total, disable=not progress, desc=scenario.name, unit="point", file=sys.stderr)
     bar.update(len(done))
     if n_examples:
         run_dir.write_original_examples(x_test[:n_examples])
-    num_classes = _num_classes(y_train, y_test)
+    order = _row_order(scenario, ks, chains, chain_cols)
 
-    with store.sharing_loaded_models():  # a channel sweep prepares each scheme once per chain
-        encoded = {}  # one scheme's transmissions, reused for every chain
-        for k, i, c in ((k, i, c) for k in ks for i in range(len(scenario.schemes)) for c in range(len(chains))):
-            chain = chains[c]
-            scheme = build_scheme(scenario, i)
-            todo = [s for s in snrs if (scheme.label, k, snr_key(s), chain.key) not in done]
-            where = ", ".join([scheme.label] + ([f"k = {k}"] if len(ks) > 1 else []) + ([chain.tag] if swept else []))
-            if scheme.trainable:
-                bar.set_postfix_str(f"{where}: loading or training the model")
-            prepare_scheme(scenario, i, scheme, scheme_context(scenario, image_shape, k, x_train, chain.channel, store,
-                                                               progress, train_missing, y_train, num_classes))
-            if c == 0 or trains_per_chain(scheme):
-                meta["schemes"].append({**scheme.describe(), "channel_uses": k,
-                                        **({"chain": chain.tag} if swept else {})})
-            if not todo:
+    prepared: dict = {}      # (i, k, c) -> the scheme this process prepared
+    points: dict = {}        # (k index, i, c, snr key) -> (scheme, c, snr) of an outstanding point
+    book = PointBook(sweep.num_batches)
+    checks: dict = {}        # (k index, i, model) -> {batch: source-coding warning or None}
+    cache_stats: dict = {}   # {process id: its source cache's counts}
+    stack = contextlib.ExitStack()
+    cache = stack.enter_context(source_cache.activated(source_cache.cache_dir_for_run(store, out_dir), export=True))
+    try:  # worker processes take the cache folder from the environment the block sets
+        runner = parallel.make_executor(executor, workers, WorkerState(sweep, lambda i, k, c: prepared[(i, k, c)]),
+                                        lambda threads: parallel.worker_spec(scenario, store, threads), ray_address)
+    except BaseException:
+        stack.close()
+        raise
+    meta["executor"] = {"type": executor, "workers": runner.workers}
+
+    def collect(finished) -> None:
+        """Turn finished jobs into rows; then raise the first error a job raised."""
+        new = False
+        errors = [result for _, result in finished if isinstance(result, BaseException)]
+        for job, result in finished:
+            if isinstance(result, BaseException):
                 continue
-            # what is sent does not depend on the chain: encode once per (scheme, rate, model) for every chain
-            entry = getattr(scheme, "entry", None)
-            enc_key = (i, k, str(entry.path) if entry is not None else None)
-            if enc_key not in encoded:
-                bar.set_postfix_str(f"{where}: source coding")
-                encoded.clear()  # keep one scheme's transmissions at a time (memory)
-                encoded[enc_key] = [scheme.encode(x_test[j:j + batch]) for j in range(0, len(x_test), batch)]
-                check = getattr(scheme, "check_source_coding", None)  # e.g. a separation codec that never fits
-                if check is not None:
-                    check(encoded[enc_key])
-            states = encoded[enc_key]
-            hop_snr = chain.hop_snr
-            for snr in todo:
-                cols = hop_snr.columns(snr)
-                bar.set_postfix_str(f"{where} @ {cols['hop_snr_db']} dB")
-                t_point = time.time()
-                # one rate and one chain: the seed of (scheme, SNR); a rate sweep adds k, a channel sweep the chain
-                tag = scheme.label + (f"|k{k}" if len(ks) > 1 else "") + (f"|{chain.tag}" if swept else "")
-                set_seed(point_seed(scenario.seed, tag, snr))
+            for (c, key), outcome in result["outcomes"].items():
+                parts = book.add((job.k_index, job.scheme, c, key), job.batch, outcome)
+                if parts is None:
+                    continue
+                scheme, c, snr = points.pop((job.k_index, job.scheme, c, key))
                 agg = Aggregate()
-                first = None
-                for j, state in enumerate(states):
-                    x = x_test[j * batch:(j + 1) * batch]
-                    idx = np.arange(j * batch, j * batch + len(x))
-                    res = scheme.evaluate(state, hop_snr.per_hop(snr))
-                    per_image = {m: get_metric(m)(x, res.images) for m in img_metrics}
-                    outs = {name: task.evaluate_result(res, idx) for name, task in tasks.items()}
-                    agg.add(res.counts, per_image, outs)
-                    if first is None:
-                        first = res.images[:n_examples]
+                for o in parts:
+                    agg.add(o.counts, o.per_image, o.task_outputs)
+                chain = chains[c]
+                cols = chain.hop_snr.columns(snr)
                 sent = agg.counts.get("used_channel_uses", agg.counts["channel_uses"]) / agg.counts["images"]
-                rows.append(make_row(scheme, cols, agg, image_shape, time.time() - t_point, tasks,
+                rows.append(make_row(scheme, cols, agg, image_shape, sum(o.wall_s for o in parts), tasks,
                                      topology(chain.channel, chain.columns),
                                      pilot_channel_uses=chain.channel.pilot_channel_uses(int(round(sent)))))
-                run_dir.write_results(rows)
-                if n_examples and k == ks[0] and c == 0:  # the example grid shows the first rate and chain
-                    run_dir.write_examples(scheme.label, cols, first)
+                if n_examples and job.k_index == 0 and c == 0:  # the example grid shows the first rate and chain
+                    run_dir.write_examples(scheme.label, cols, parts[0].first)
                 bar.update(1)
+                new = True
+            for model, msg in result["source_checks"].items():  # warn once when no batch had an image that fits
+                seen = checks.setdefault((job.k_index, job.scheme, model), {})
+                seen[job.batch] = msg
+                if len(seen) == sweep.num_batches and all(seen.values()):
+                    warnings.warn(seen[0], stacklevel=2)
+            for category, msg in result["warnings"]:
+                warnings.warn(msg, category, stacklevel=2)
+            if result.get("cache"):
+                cache_stats[result["cache"][0]] = result["cache"][1]
+        if new:
+            rows.sort(key=order)
+            run_dir.write_results(rows)
+        if errors:
+            raise errors[0]
+
+    finished_ok = False
+    try:
+        with store.sharing_loaded_models():  # a channel sweep prepares each scheme once per chain
+            for ki, k in enumerate(ks):
+                for i in range(len(scenario.schemes)):
+                    todo = {}
+                    for c, chain in enumerate(chains):
+                        scheme = build_scheme(scenario, i)
+                        where = ", ".join([scheme.label] + ([f"k = {k}"] if len(ks) > 1 else [])
+                                          + ([chain.tag] if swept else []))
+                        if scheme.trainable:
+                            bar.set_postfix_str(f"{where}: loading or training the model")
+                        prepare_scheme(scenario, i, scheme,
+                                       scheme_context(scenario, image_shape, k, x_train, chain.channel, store,
+                                                      progress, train_missing, y_train, sweep.num_classes))
+                        if c == 0 or trains_per_chain(scheme):
+                            meta["schemes"].append({**scheme.describe(), "channel_uses": k,
+                                                    **({"chain": chain.tag} if swept else {})})
+                        todo[c] = [s for s in snrs if (scheme.label, k, snr_key(s), chain.key) not in done]
+                        prepared[(i, k, c)] = scheme
+                        points.update({(ki, i, c, snr_key(s)): (scheme, c, s) for s in todo[c]})
+                    bar.set_postfix_str(f"{scheme.label}" + (f", k = {k}" if len(ks) > 1 else "") + ": evaluating")
+                    for job in jobs_for(sweep, ki, i, todo, runner.workers):
+                        runner.submit(job)
+                    collect(runner.completed())
+                    if not runner.workers:  # in-process: its points are done, keep no models around
+                        prepared.clear()
+            while runner.pending():
+                collect(runner.completed(wait=True))
+            collect(runner.completed())
+        finished_ok = True
+    finally:
+        runner.close(cancel=not finished_ok)  # after an error: what is running finishes and is kept
+        if not finished_ok:
+            with contextlib.suppress(Exception):
+                collect(runner.completed())
+        stack.close()
     bar.close()
-    df = run_dir.write_results(rows) if rows else pd.DataFrame()
+    meta["source_cache"] = _cache_meta(cache, cache_stats)
+    df = run_dir.write_results(sorted(rows, key=order)) if rows else pd.DataFrame()
     run_dir.write_meta(finish_meta(meta, time.time() - t0))
     if plots and len(df):
         from linksim.plotting import draw_plots
@@ -370,3 +424,38 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
             warnings.simplefilter("ignore")
             draw_plots(Path(out_dir))
     return df
+
+
+def _cache_meta(cache, per_process: dict) -> dict | None:
+    """The run's source-cache facts for ``meta.json``: its folder and the counts summed over the processes."""
+    if cache is None:
+        return None
+    own = cache.stats()
+    totals = {k: v for k, v in own.items() if isinstance(v, (int, float))}
+    for pid, counts in per_process.items():
+        if pid == os.getpid() or not counts:
+            continue
+        for k, v in counts.items():
+            if isinstance(v, (int, float)):
+                totals[k] = totals.get(k, 0) + v
+    return {"path": own.get("path"), **totals}
+
+
+def _row_order(scenario: Scenario, ks: list, chains: list, chain_cols: list):
+    """Sort key of results rows: the reference row first, then rate, scheme, chain and SNR point in the
+    order of the scenario (the order a serial run computes them), whichever process finished first."""
+    labels = {s.get("label"): i for i, s in enumerate(scenario.schemes)}
+    k_pos = {int(k): n for n, k in enumerate(ks)}
+    chain_pos = {c.key: n for n, c in enumerate(chains)}
+    snr_pos = {snr_key(s): n for n, s in enumerate(scenario.snr_db)}
+
+    def key(row: dict) -> tuple:
+        if row["scheme"] == REFERENCE:
+            return (0,)
+        try:
+            return (1, k_pos[int(round(float(row["channel_uses"])))], labels[row["scheme"]],
+                    chain_pos[channel_sweep.row_variant_key(row, chain_cols)], snr_pos[row_snr_key(row)])
+        except (KeyError, ValueError, TypeError):
+            return (2,)
+
+    return key

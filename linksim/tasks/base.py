@@ -103,6 +103,21 @@ class Task:
         """
         return self.evaluate(result.images, indices)
 
+    def evaluate_results(self, results: list, indices: list) -> list[dict[str, np.ndarray]]:
+        """:meth:`evaluate_result` of several results (e.g. one batch at several SNR points) at once.
+
+        Default: when the task reads only the images (it does not override
+        :meth:`evaluate_result`), one :meth:`evaluate` call on all the images, split back per
+        result; a model's predictions then run in fewer, larger calls. Otherwise one
+        :meth:`evaluate_result` per result. Per-image outputs are the same either way.
+        """
+        if type(self).evaluate_result is not Task.evaluate_result or len(results) < 2:
+            return [self.evaluate_result(r, i) for r, i in zip(results, indices)]
+        out = self.evaluate(np.concatenate([r.images for r in results]), np.concatenate(indices))
+        ends = np.cumsum([len(i) for i in indices])[:-1]
+        split = {k: np.split(np.asarray(v), ends) for k, v in out.items()}
+        return [{k: v[n] for k, v in split.items()} for n in range(len(results))]
+
     def summarise(self, outputs: dict[str, np.ndarray], indices) -> dict[str, float]:
         """The metric values (results-table columns) of a whole SNR point from its outputs."""
         raise NotImplementedError

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from linksim.cli import main
 
@@ -32,3 +33,27 @@ def run_meta(out) -> dict:
 def stored_models(meta: dict) -> set:
     """The model files the run's schemes loaded (``stored_model`` of each scheme that has one)."""
     return {s["stored_model"] for s in meta["schemes"] if s.get("stored_model")}
+
+
+def small_scenario(tmp_path: Path, plugin: str | None = None) -> Path:
+    """``multihop_df.yaml`` cut down: 60 images in batches of 25 (3 batches), 3 SNR points, 3 schemes."""
+    data = yaml.safe_load((REPO / "scenarios" / "multihop_df.yaml").read_text())
+    data["name"] = "parallel_small"
+    data["dataset"]["test_size"] = 60
+    data["snr_db"] = [0, 10, 20]
+    data["schemes"] = [data["schemes"][0], data["schemes"][2], data["schemes"][4]]
+    data["metrics"] = ["psnr", "ssim", "ber", "bler", "bpp", "accuracy"]
+    data["plots"] = ["psnr_vs_snr"]
+    data["evaluation"] = {"batch_size": 25, "example_images": 2}
+    if plugin:  # only the plug-in's scheme, no task
+        data["plugins"] = [plugin]
+        data["schemes"] = [data["schemes"][1], {"type": "explodes", "label": "Explodes"}]
+        data["metrics"] = ["psnr"]
+    path = tmp_path / "parallel_small.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return path
+
+
+def table(out: Path) -> pd.DataFrame:
+    """``results.csv`` without its timing column."""
+    return pd.read_csv(out / "results.csv").drop(columns=["wall_s"])
