@@ -56,6 +56,13 @@ class ScenarioError(ValueError):
 
     user_error = True
 
+    def __reduce__(self):  # keyword-only fields: pickled (e.g. from a worker process) by hand
+        return (_scenario_error, (self.reason, self.file, self.line, self.field))
+
+
+def _scenario_error(message, file, line, field) -> ScenarioError:
+    return ScenarioError(message, file=file, line=line, field=field)
+
 
 def _schema() -> dict:
     with resources.files("linksim").joinpath("scenario_schema.json").open("r") as fh:
