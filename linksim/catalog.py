@@ -432,9 +432,9 @@ CATALOG: dict[str, dict[str, Spec]] = {
     "channel codes": {
         "ideal": Spec(),
         "ldpc5g": Spec({"k": integer(1), "n": integer(1), "crc": choice(None, *CRCS), "num_iter": integer(1),
-                        "cn_update": choice(*CN_UPDATES)}, cross=_ldpc5g_cross),
+                        "cn_update": choice(*CN_UPDATES), "early_stop": boolean()}, cross=_ldpc5g_cross),
         "ldpc_80211n": Spec({"n": choice(1944), "rate": ldpc_rate, "num_iter": integer(1),
-                             "cn_update": choice(*CN_UPDATES)}),
+                             "cn_update": choice(*CN_UPDATES), "early_stop": boolean()}),
         "none": Spec({"n": integer(1)}),
     },
     "modulations": {

@@ -34,6 +34,23 @@ for every network, what Keras's stock callbacks do, but with its counters saved:
 Measured on the shared 2-core CPU (``benchmarks/training_loop.py``): at least as
 fast as the two hand-written loops it replaces (``docs/training.md``).
 
+Several GPUs
+------------
+When more than one GPU is visible, a JSCC scheme builds its model under a
+``tf.distribute.MirroredStrategy`` over them (:func:`training_strategy`,
+:func:`training_scope`) and :func:`fit` trains it data-parallel: every replica
+takes an equal share of each batch, the gradients are summed across replicas (each
+replica's loss is weighted by its share of the batch, so the update is the one of
+the whole batch) and the variables stay mirrored. The configured ``batch_size``
+is the **global** batch: with 4 GPUs and ``batch_size: 64`` every GPU takes 16
+images per step, and the optimiser steps, the epochs and the results per epoch
+are those of one device up to the noise draws and float rounding (a loss computed
+over the batch, e.g. ``mcr2``'s rate reduction, sees each replica's share). The
+environment variable ``LINKSIM_TRAIN_DEVICES`` chooses: unset or ``auto``, every
+visible GPU when there are two or more; ``off``, one device (today's path); a
+comma-separated list (``/gpu:0,/gpu:1``), those devices. With one device nothing
+changes.
+
 Two trainers use it:
 
 - :func:`train_jscc` trains any Keras model whose ``call(images, snr_db, training)``
@@ -50,8 +67,10 @@ Two trainers use it:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -63,12 +82,71 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = ["TrainConfig", "fit", "train_jscc", "mse_loss", "images_of", "seed_epoch", "EpochCheckpoints",
-           "DEFAULT_TRAIN_SEED", "check_train_seed", "machine_facts", "training_facts"]
+           "DEFAULT_TRAIN_SEED", "check_train_seed", "machine_facts", "training_facts", "training_strategy",
+           "training_scope", "TRAIN_DEVICES_ENV"]
 
 #: The default training seed of every trained network (JSCC schemes' and the classifier's
 #: ``train_seed``): the seed the shipped models were trained with. It is independent of the
 #: scenario's ``seed``, which draws the test subset and the evaluation noise only.
 DEFAULT_TRAIN_SEED = 1234
+
+
+#: The environment variable that chooses the training devices (see "Several GPUs" in the module docstring).
+TRAIN_DEVICES_ENV = "LINKSIM_TRAIN_DEVICES"
+
+
+def training_strategy(devices=None):
+    """The ``tf.distribute`` strategy networks train with: a ``MirroredStrategy``, or None for one device.
+
+    Parameters
+    ----------
+    devices : list of str, optional
+        The devices to mirror over (e.g. ``["/gpu:0", "/gpu:1"]``, or logical CPUs in
+        a test). None: from ``LINKSIM_TRAIN_DEVICES`` (unset or ``auto``: every
+        visible GPU, ``off``: none, else a comma-separated list).
+
+    Output
+    ------
+    tf.distribute.MirroredStrategy over two or more devices, or None (one device:
+    the default strategy, today's path)
+
+    Raises
+    ------
+    ValueError
+        For a ``LINKSIM_TRAIN_DEVICES`` that names no device.
+    """
+    if devices is None:
+        env = os.environ.get(TRAIN_DEVICES_ENV, "auto").strip()
+        if env.lower() == "off":
+            return None
+        if env.lower() in ("", "auto"):
+            devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+        else:
+            devices = [d.strip() for d in env.split(",") if d.strip()]
+            if not devices:
+                raise ValueError(f"{TRAIN_DEVICES_ENV} must be auto, off or a comma-separated list of devices "
+                                 f"(got {env!r})")
+    devices = list(devices)
+    if len(devices) < 2:
+        return None
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def training_scope(strategy=None):
+    """The context to build a network and its optimiser in: ``strategy.scope()``, or nothing for one device.
+
+    ``strategy`` defaults to :func:`training_strategy` ``()``. A model built inside a
+    ``MirroredStrategy``'s scope has mirrored variables, and :func:`train_jscc` trains
+    it over that strategy's devices.
+    """
+    strategy = training_strategy() if strategy is None else strategy
+    return contextlib.nullcontext() if strategy is None else strategy.scope()
+
+
+def _model_strategy(model):
+    """The ``MirroredStrategy`` ``model`` was built under (its variables are mirrored), or None."""
+    strategy = getattr(model, "distribute_strategy", None)   # Keras: the strategy of the scope it was built in
+    return strategy if strategy is not None and strategy.num_replicas_in_sync > 1 else None
 
 
 def check_train_seed(value, name: str = "train_seed") -> int:
@@ -480,7 +558,7 @@ def fit(model, optimizer, *, train_step: Callable, epoch_batches: Callable, n_ba
         mode: str = "min", min_delta: float = 0.0, patience: int, lr_patience: int | None = None,
         min_lr: float = 0.0, checkpoint_dir: str | Path | None = None, log_dir: str | Path | None = None,
         progress: bool | str = True, callbacks: list[Callable] | None = None, desc: str = "train",
-        steps_per_execution: int = 8, schedules: list | None = None) -> dict:
+        steps_per_execution: int = 8, schedules: list | None = None, strategy=None) -> dict:
     """The training loop of every network: ``keras.Model.fit`` over step functions (see the module docstring).
 
     Parameters
@@ -538,7 +616,13 @@ def fit(model, optimizer, *, train_step: Callable, epoch_batches: Callable, n_ba
         At most this many training steps per call of Keras's compiled train
         function (default 8: less Python overhead per step): the largest divisor
         of ``n_batches`` not above it. The result is the same; the progress bar
-        moves in steps of this size.
+        moves in steps of this size. With a ``strategy``: 1.
+    strategy : tf.distribute.MirroredStrategy, optional
+        Train data-parallel over its devices (``model`` and ``optimizer`` must have
+        been built in its scope; the steps run on every replica with its share of each
+        batch and must weight their gradients by it, as :func:`train_jscc`'s do).
+        Then every array of ``epoch_batches`` must be ``[n_batches, batch, ...]``
+        (one value per image), so that each batch can be split. None: one device.
 
     Output
     ------
@@ -564,7 +648,15 @@ def fit(model, optimizer, *, train_step: Callable, epoch_batches: Callable, n_ba
 
     per_epoch = [tuple(np.asarray(a) for a in epoch_batches(e)) for e in range(start, epochs)]
     train_arrays = tuple(np.concatenate(parts) for parts in zip(*per_epoch))
-    train_ds = tf.data.Dataset.from_tensor_slices(train_arrays).prefetch(tf.data.AUTOTUNE)
+    if strategy is None:
+        train_ds = tf.data.Dataset.from_tensor_slices(train_arrays).prefetch(tf.data.AUTOTUNE)
+    else:
+        # batched by tf.data, so that Keras's distributed dataset splits every batch across the replicas
+        bs = train_arrays[0].shape[1]
+        if any(a.ndim < 2 or a.shape[1] != bs for a in train_arrays):
+            raise ValueError("with a strategy, every array of epoch_batches must be [n_batches, batch, ...]")
+        flat = tuple(a.reshape(-1, *a.shape[2:]) for a in train_arrays)
+        train_ds = tf.data.Dataset.from_tensor_slices(flat).batch(bs, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     val_ds = tf.data.Dataset.from_tensor_slices(tuple(val_data)).batch(val_batch_size)
     probe = val_step(*next(iter(val_ds)))
     names = list(probe)
@@ -572,10 +664,16 @@ def fit(model, optimizer, *, train_step: Callable, epoch_batches: Callable, n_ba
         allowed = ", ".join(f"{p}{k}" for p in ("", "val_") for k in names)
         raise ValueError(f"monitor must be one of {allowed} (got {monitor!r})")
 
-    stepper = _StepModel(train_step, val_step, names)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        stepper = _StepModel(train_step, val_step, names)   # Keras distributes what was built in the scope
     # Keras runs whole executions: one that does not end at the epoch's end would take the next epoch's
     # batches, so the steps per execution must divide the epoch's steps
     spe = max(d for d in range(1, max(1, min(int(steps_per_execution), n_batches)) + 1) if n_batches % d == 0)
+    if strategy is not None:
+        # one step per execution: Keras's loop of several distributed steps fails here (TF 2.21, Keras 3) with
+        # "You must feed a value for placeholder" on the channel's random generator; the steps on several GPUs
+        # are long enough for Python's overhead not to matter
+        spe = 1
     stepper.compile(optimizer=optimizer, jit_compile=False, steps_per_execution=spe)
     keras_callbacks = ([_ProgressBar(run)] if progress is True else []) + [_EpochControl(run)]
     stepper.fit(train_ds, epochs=epochs, initial_epoch=start, steps_per_epoch=n_batches, validation_data=val_ds,
@@ -619,6 +717,10 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
     schedules : list, optional
         Per-epoch schedules (``set_epoch(epoch)`` before each epoch), as :func:`fit`.
 
+    A ``model`` built in a ``MirroredStrategy``'s scope (:func:`training_scope`)
+    trains data-parallel over its devices; ``config.batch_size`` is the global batch
+    (see "Several GPUs" in the module docstring).
+
     Output
     ------
     dict: the history, ``{"epoch": [...], "loss": [...], "psnr_db": [...],
@@ -648,10 +750,14 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
     val_snr = (np.float32(lo) if hi == lo else
                (lo + (hi - lo) * (np.arange(len(x_val)) + 0.5) / max(1, len(x_val))).astype(np.float32))
 
-    opt = keras.optimizers.Adam(learning_rate=config.learning_rate)
-    variables = model.trainable_variables
-    opt.build(variables)
+    # a model built in a MirroredStrategy's scope (several GPUs, training_scope) trains over its devices
+    strategy = _model_strategy(model)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        opt = keras.optimizers.Adam(learning_rate=config.learning_rate)
+        variables = model.trainable_variables
+        opt.build(variables)
     images = tf.constant(x_tr)
+    bs = min(config.batch_size, len(x_tr))   # the global batch: the replicas share it
 
     def metrics(x, out, loss):
         return {"loss": loss, "psnr_db": _psnr(x, images_of(out))}
@@ -661,7 +767,9 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
         with tf.GradientTape() as tape:
             out = model(x, snr, training=True)
             loss = loss_fn(x, out) if y_train is None else loss_fn(x, out, tf.gather(labels, idx))
-        grads = tape.gradient(loss, variables)
+            # several replicas: the optimiser sums their gradients, so each weights its loss by its share
+            scaled = loss if strategy is None else loss * tf.cast(tf.shape(idx)[0], loss.dtype) / bs
+        grads = tape.gradient(scaled, variables)
         opt.apply_gradients(zip(grads, variables))
         return metrics(x, out, loss)
 
@@ -671,7 +779,6 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
         out = model(x, snr, training=False)
         return metrics(x, out, loss_fn(x, out) if y_train is None else loss_fn(x, out, rest[-1]))
 
-    bs = min(config.batch_size, len(x_tr))
     n_batches = max(1, len(x_tr) // bs)
     if config.steps_per_epoch:
         n_batches = min(n_batches, int(config.steps_per_epoch))
@@ -680,7 +787,7 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
         rng = np.random.default_rng([config.seed, epoch])
         order = rng.permutation(len(x_tr))
         snrs = (rng.uniform(lo, hi, (n_batches, bs)).astype(np.float32) if hi > lo
-                else np.full(n_batches, lo, np.float32))
+                else np.full(n_batches if strategy is None else (n_batches, bs), lo, np.float32))  # split per image
         return order[:n_batches * bs].reshape(n_batches, bs).astype(np.int32), snrs
 
     val_data = ((x_val,) if hi == lo else (x_val, val_snr)) + (() if y_train is None else (val_labels,))
@@ -690,6 +797,6 @@ def train_jscc(model, x_train: np.ndarray, config: TrainConfig, *, loss_fn: Call
                   seed=config.seed, monitor="val_loss", mode="min", min_delta=1e-7, patience=config.patience,
                   lr_patience=config.lr_patience, min_lr=config.learning_rate / 64,
                   checkpoint_dir=checkpoint_dir, log_dir=log_dir, progress=progress, callbacks=callbacks,
-                  desc=desc, schedules=schedules)
+                  desc=desc, schedules=schedules, strategy=strategy)
     history.update(n_train=int(len(x_tr)), n_val=int(len(x_val)), config=dict(asdict(config)))
     return history

@@ -17,6 +17,15 @@ The link binds its channel once (``channel.bind(regenerate=..., constellation=..
 decode-and-forward relays regenerate with this link's code and report their
 parity checks, quantize-and-forward relays tune to this link's QAM.
 
+With an early-stopping code (``early_stop: true``, the default of the LDPC codes,
+:mod:`linksim.phy.bp_early_stop`) the receive half is orchestrated from Python
+instead of being one compiled graph: the channel runs eagerly (its decode-and-forward
+relays call :meth:`DigitalLink._regenerate_impl` eagerly too), the demapper and the
+transmitter are compiled with XLA, and the BP decoder's driver gathers the words that
+have not converged and runs XLA-compiled chunks of iterations on them.  Results are
+deterministic for a given seed either way (the random draws come from the channel's
+seeded generators; the decoder draws none).
+
 A scheme transmits once per batch and receives once per SNR point, so the
 encoder does not run again for every SNR point.  :meth:`DigitalLink.run` does
 both (what the throughput benchmark times).
@@ -61,7 +70,10 @@ class DigitalLink:
         self.channel = channel.bind(regenerate=self._regenerate_impl,
                                     constellation=modulation.mapper.constellation.points.numpy())
         self.jit_compile = jit_compile
+        #: the receive half runs from Python with the code's early-stopping decoder
+        self.early_stop = bool(getattr(code, "early_stop", False))
         self._transmit = tf.function(self._transmit_impl, jit_compile=jit_compile, reduce_retracing=True)
+        self._llr = tf.function(self._llr_impl, jit_compile=jit_compile, reduce_retracing=True)
         self._receive = tf.function(self._receive_impl, jit_compile=jit_compile, reduce_retracing=True)
         self._detect = tf.function(self._detect_impl, jit_compile=jit_compile, reduce_retracing=True)
 
@@ -80,14 +92,19 @@ class DigitalLink:
             c = tf.pad(c, [[0, 0], [0, pad]])
         return self.modulation.mapper(c)                     # [B, S]
 
-    def _detect_impl(self, y, no, num_codewords):
+    def _llr_impl(self, y, no, num_codewords):
         no = tf.cast(no, tf.float32)
         if no.shape.rank == 1:
             no = no[:, tf.newaxis]                           # one per image: broadcast over its symbols
         llr = self.modulation.demapper(y, no)                # [B, S*m]
         n_bits = num_codewords * self.code.n
-        llr = tf.reshape(llr[:, :n_bits], [-1, num_codewords, self.code.n])
-        return self.code.decode(llr)
+        return tf.reshape(llr[:, :n_bits], [-1, num_codewords, self.code.n])
+
+    def _detect_impl(self, y, no, num_codewords):
+        """Demap and decode: in one graph when traced, or compiled demapper + eager decoder driver."""
+        if self.early_stop and tf.executing_eagerly():
+            return self.code.decode(self._llr(y, tf.cast(no, tf.float32), num_codewords))
+        return self.code.decode(self._llr_impl(y, no, num_codewords))
 
     def _regenerate_impl(self, y, no):
         """A decode-and-forward relay: demap, BP-decode, re-encode and map the bits.
@@ -99,7 +116,8 @@ class DigitalLink:
         """
         num_codewords = (int(y.shape[-1]) * self.m) // self.code.n
         u_hat, ok = self._detect_impl(y, no, num_codewords)
-        return {"x": self._transmit_impl(u_hat), "ok": ok}
+        transmit = self._transmit if tf.executing_eagerly() else self._transmit_impl
+        return {"x": transmit(u_hat), "ok": ok}
 
     def _blind_detect_impl(self, y, no, coherence: int, num_codewords):
         """Detection without channel knowledge (a fading channel with ``csi: none``).
@@ -115,7 +133,8 @@ class DigitalLink:
         has its own, and decoding mostly fails.  Without error detection (``channel_code:
         none``) the first rotation is always taken.
         """
-        batch, s = tf.shape(y)[0], int(y.shape[-1])
+        batch, s = (y.shape[0] if y.shape[0] is not None else tf.shape(y)[0]), int(y.shape[-1])
+        coherence = int(coherence)
         blocks = s // coherence
         yb = tf.reshape(y, [batch, blocks, coherence])
         no = tf.cast(no, tf.float32)
@@ -126,7 +145,7 @@ class DigitalLink:
         h_hat = tf.complex(tf.sqrt(gain2) * tf.cos(theta), tf.sqrt(gain2) * tf.sin(theta))
         y_eq = tf.reshape(yb / h_hat, [batch, s])                                       # [B, S]
         no_eq = tf.reshape(tf.broadcast_to(no_b / gain2, [batch, blocks, coherence]), [batch, s])
-        turns = tf.constant([1, 1j, -1, -1j], tf.complex64)                             # [4]
+        turns = tf.constant([1 + 0j, 1j, -1 + 0j, -1j], tf.complex64)                 # [4]
         y4 = tf.reshape(y_eq[tf.newaxis] * turns[:, tf.newaxis, tf.newaxis], [4 * batch, s])
         no4 = tf.tile(no_eq, [4, 1])
         u4, ok4 = self._detect_impl(y4, no4, num_codewords)                            # [4B, C, k], [4B, C]
@@ -137,6 +156,7 @@ class DigitalLink:
         return tf.gather_nd(u4, pick), tf.gather_nd(ok4, pick)
 
     def _receive_impl(self, symbols, snr_db, num_codewords):
+        """Channel, then detection; a graph function, or run eagerly with an early-stopping code."""
         out = self.channel(symbols, snr_db)
         if out["state"].get("csi") == "none":
             u_hat, ok = self._blind_detect_impl(out["y"], out["no"], out["state"]["coherence"], num_codewords)
@@ -174,7 +194,8 @@ class DigitalLink:
         ------
         dict with ``bits`` [B, C, k] tf.float32 and ``block_ok`` [B, C] tf.bool
         """
-        u_hat, ok = self._detect(y, tf.cast(no, tf.float32), int(num_codewords))
+        detect = self._detect_impl if self.early_stop else self._detect
+        u_hat, ok = detect(tf.convert_to_tensor(y), tf.cast(no, tf.float32), int(num_codewords))
         return {"bits": u_hat, "block_ok": ok}
 
     def receive(self, symbols, snr_db: float, num_codewords: int) -> dict:
@@ -190,7 +211,9 @@ class DigitalLink:
         ------
         dict with ``bits`` [B, C, k] tf.float32 and ``block_ok`` [B, C] tf.bool
         """
-        u_hat, ok = self._receive(symbols, tf.constant(snr_db, tf.float32), int(num_codewords))  # snr_db: scalar or per hop
+        receive = self._receive_impl if self.early_stop else self._receive   # eager: the decoder driver runs in Python
+        u_hat, ok = receive(tf.convert_to_tensor(symbols), tf.constant(snr_db, tf.float32),
+                            int(num_codewords))  # snr_db: scalar or per hop
         return {"bits": u_hat, "block_ok": ok}
 
     def run(self, info_bits, snr_db: float) -> dict:

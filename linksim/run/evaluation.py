@@ -22,10 +22,9 @@ import pandas as pd
 
 from linksim import channel_sweep
 from linksim.codecs import cache as source_cache
-from linksim.registry import TASKS
 from linksim.run.directory import (REFERENCE, REFERENCE_TYPE, RunDirectory, default_run_dir, finish_meta,
                                    new_meta, row_snr_key, snr_key)
-from linksim.run.setup import (build_scheme, dataset_spec, load_setting, prepare_scheme, scheme_context, topology,
+from linksim.run.setup import (build_scheme, build_tasks, load_setting, prepare_scheme, scheme_context, topology,
                                trains_per_chain)
 from linksim.scenario import Scenario
 
@@ -134,43 +133,6 @@ def reference_row(tasks: dict, topology: dict, images: int) -> dict:
         row.update(task.reference_row())
     row["images"] = int(images)
     return row
-
-
-def build_tasks(scenario: Scenario, data, store, progress, train_missing: bool) -> dict:
-    """The tasks the scenario's metrics need, prepared: ``{name: Task}`` in order of first use.
-
-    Each task is built with the fields of the scenario's ``task:`` mapping it takes
-    (e.g. ``classifier`` for ``classification``).
-
-    Raises
-    ------
-    ScenarioError
-        A task that cannot be prepared (e.g. an unlabelled data set), at field ``metrics``.
-    """
-    from linksim.metrics import task_names
-    from linksim.tasks.base import TaskContext
-
-    ds, x_train, y_train, x_test, y_test = data
-    names = task_names(scenario.data["metrics"])
-    if not names:
-        return {}
-    options = scenario.data.get("task", {}) or {}
-    context = TaskContext(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
-                          dataset_spec=dataset_spec(scenario), image_shape=tuple(x_test.shape[1:]),
-                          seed=scenario.seed, store=store, progress=progress, train_missing=train_missing)
-    tasks = {}
-    for name in names:
-        allowed = TASKS.options(name)
-        opts = dict(options) if allowed is None else {k: v for k, v in options.items() if k in allowed}
-        task = TASKS.get(name)(**opts)
-        if progress:
-            print(f"{scenario.name}: loading or training the {task.label}", file=sys.stderr)
-        try:
-            task.prepare(context)
-        except ValueError as exc:
-            raise scenario.error(("metrics",), str(exc)) from None
-        tasks[name] = task
-    return tasks
 
 
 def _task_meta(tasks: dict) -> dict:

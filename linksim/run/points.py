@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from linksim.run.setup import build_scheme, load_setting, point_seed, prepare_scheme, scheme_context, set_seed
+from linksim.run.setup import build_scheme, build_tasks, load_setting, point_seed, prepare_scheme, scheme_context, set_seed
 from linksim.scenario import Scenario
 
 __all__ = ["Job", "BatchOutcome", "Sweep", "WorkerState", "build_sweep", "batch_seed", "point_tag", "run_job",
@@ -121,8 +121,6 @@ def build_sweep(scenario: Scenario, store, *, progress: bool, train_missing: boo
 
     st = setting or load_setting(scenario)
     if tasks is None:
-        from linksim.run.evaluation import build_tasks
-
         tasks = build_tasks(scenario, st.data, store, progress, train_missing)
     ev = scenario.data["evaluation"]
     return Sweep(scenario=scenario, setting=st, store=store, tasks=tasks,

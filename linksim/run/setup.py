@@ -7,24 +7,26 @@ Each of these is done here and nowhere else:
 - data loading: :func:`load_data`;
 - the rate grid: :func:`channel_uses_list`;
 - the channel and the per-hop SNRs of a grid point: :func:`make_channel`, :class:`HopSNR`;
-- schemes: :func:`build_scheme`, :func:`scheme_context`, :func:`prepare_scheme`.
+- schemes: :func:`build_scheme`, :func:`scheme_context`, :func:`prepare_scheme`;
+- the tasks the scenario's metrics need: :func:`build_tasks`.
 """
 
 from __future__ import annotations
 
+import sys
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from linksim.registry import CHANNELS, SCHEMES, is_plugin_component, plugin_failure
+from linksim.registry import CHANNELS, SCHEMES, TASKS, is_plugin_component, plugin_failure
 from linksim.run.directory import snr_key
 from linksim.scenario import Scenario
 
 __all__ = ["set_seed", "point_seed", "load_data", "channel_uses_for", "channel_uses_list", "HopSNR",
            "make_channel", "make_chains", "Chain", "trains_per_chain", "topology", "build_scheme", "scheme_context",
-           "prepare_scheme", "dataset_spec"]
+           "prepare_scheme", "dataset_spec", "build_tasks"]
 
 
 # --------------------------------------------------------------------------- seeding
@@ -297,3 +299,42 @@ def prepare_scheme(scenario: Scenario, index: int, scheme, ctx) -> None:
             raise
         raise scenario.error(("schemes", index), f"scheme {scenario.schemes[index]['type']!r}: "
                              + plugin_failure(type(scheme), "failed to prepare", exc)) from None
+
+
+# --------------------------------------------------------------------------- tasks
+
+def build_tasks(scenario: Scenario, data, store, progress, train_missing: bool) -> dict:
+    """The tasks the scenario's metrics need, prepared: ``{name: Task}`` in order of first use.
+
+    Each task is built with the fields of the scenario's ``task:`` mapping it takes
+    (e.g. ``classifier`` for ``classification``).
+
+    Raises
+    ------
+    ScenarioError
+        A task that cannot be prepared (e.g. an unlabelled data set), at field ``metrics``.
+    """
+    from linksim.metrics import task_names
+    from linksim.tasks.base import TaskContext
+
+    ds, x_train, y_train, x_test, y_test = data
+    names = task_names(scenario.data["metrics"])
+    if not names:
+        return {}
+    options = scenario.data.get("task", {}) or {}
+    context = TaskContext(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+                          dataset_spec=dataset_spec(scenario), image_shape=tuple(x_test.shape[1:]),
+                          seed=scenario.seed, store=store, progress=progress, train_missing=train_missing)
+    tasks = {}
+    for name in names:
+        allowed = TASKS.options(name)
+        opts = dict(options) if allowed is None else {k: v for k, v in options.items() if k in allowed}
+        task = TASKS.get(name)(**opts)
+        if progress:
+            print(f"{scenario.name}: loading or training the {task.label}", file=sys.stderr)
+        try:
+            task.prepare(context)
+        except ValueError as exc:
+            raise scenario.error(("metrics",), str(exc)) from None
+        tasks[name] = task
+    return tasks

@@ -109,6 +109,8 @@ def _case_fallback():
 
 
 CASES: dict[str, Case] = {
+    "linksim>PReLU": Case(dict(alpha_initializer="ones", shared_axes=[1, 2], name="prelu_rt"),
+                          lambda: (_images(2) - 0.5,)),
     # --------------------------------------------------------------- channels and relays
     "linksim>AWGNChannel": Case(dict(name="awgn_rt", dtype="float32"), lambda: (_complex(2, 64), tf.constant(5.0))),
     "linksim>RayleighFadingChannel": Case(dict(coherence=8, k_factor=2.5, csi="pilots", pilots=3, name="fading_rt"),
