@@ -97,7 +97,7 @@ def _facts(out: Path, store: Path) -> dict:
             "models_trained": sorted(p.parent.name for p in store.rglob("model.keras"))}
 
 
-def time_scenarios(scenarios, quick: bool, before: str | None) -> dict:
+def time_scenarios(scenarios, quick: bool, before: str | None, resume: bool = True) -> dict:
     extra = ("--quick",) if quick else ()
     runs = {}
     with tempfile.TemporaryDirectory() as tmp, worktree(before) as old:
@@ -111,8 +111,8 @@ def time_scenarios(scenarios, quick: bool, before: str | None) -> dict:
                 store.mkdir()
                 first = timed_run(scen, out, "--overwrite", *extra, code=code, store=store)
                 facts = _facts(out, store)
-                again = timed_run(scen, out, *extra, code=code, store=store)
-                resumed = json.loads((out / "meta.json").read_text())["resumed_points"]
+                again = timed_run(scen, out, *extra, code=code, store=store) if resume else float("nan")
+                resumed = json.loads((out / "meta.json").read_text())["resumed_points"] if resume else None
                 target = TARGET_QUICK_S if quick else (TARGET_MAIN_S if scen == MAIN_JOB else TARGET_S)
                 entry[side] = {"wall_s": round(first, 1), **facts, "resume_wall_s": round(again, 1),
                                "resumed_points": resumed, "target_s": target, "meets_target": first <= target}
@@ -150,6 +150,7 @@ def main(argv=None):
     ap.add_argument("--workers-pair", action="store_true",
                     help="time --workers 1 against --workers 2 on scenarios/awgn_sscc.yaml")
     ap.add_argument("--rounds", type=int, default=2, help="rounds of --workers-pair (default 2)")
+    ap.add_argument("--no-resume", action="store_true", help="skip the resume run of each scenario")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
     suffix = "_workers" if args.workers_pair else ("_quick" if args.quick else "")
@@ -160,7 +161,8 @@ def main(argv=None):
         ok = results["meets_target"]
     else:
         scenarios = args.scenarios or (DEFAULT_QUICK if args.quick else DEFAULT)
-        results.update(quick=args.quick, before=args.before, runs=time_scenarios(scenarios, args.quick, args.before))
+        results.update(quick=args.quick, before=args.before, runs=time_scenarios(scenarios, args.quick, args.before,
+                                                                                    not args.no_resume))
         ok = all(r["after"]["meets_target"] for r in results["runs"].values())
     results["load_average_after"] = os.getloadavg()
     write_results(out_file, results)
