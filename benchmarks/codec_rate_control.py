@@ -33,8 +33,7 @@ import numpy as np  # noqa: E402
 
 from linksim.codecs import BPGCodec, JPEG2000Codec, JPEGCodec, WebPCodec  # noqa: E402
 from linksim.codecs.base import encode_batch  # noqa: E402
-from linksim.data import get_dataset  # noqa: E402
-from recording import machine_facts, write_results  # noqa: E402
+from recording import embedded_test_images, machine_facts, write_results  # noqa: E402
 
 #: codec label -> (factory, cold-time target in seconds or None)
 CODECS = {
@@ -45,15 +44,6 @@ CODECS = {
 }
 
 
-def _images(n: int) -> np.ndarray:
-    """The first ``n`` embedded test images, [n, 28, 28, 1] uint8."""
-    x, _ = get_dataset("embedded").load("test", n, seed=0)
-    x = np.asarray(x)
-    if x.dtype != np.uint8:
-        x = np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
-    return x
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=250)
@@ -62,7 +52,7 @@ def main(argv=None):
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "codec_rate_control.json"))
     args = ap.parse_args(argv)
 
-    images = _images(args.images)
+    images = embedded_test_images(args.images)
     results = {"images": int(len(images)), "image_shape": list(images.shape[1:]), "budget_bits": args.budget,
                "codecs": {}}
     for label, (make, target) in CODECS.items():

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -34,20 +33,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from linksim.schemes.deepjscc import DeepJSCC  # noqa: E402
-from recording import machine_facts, write_results  # noqa: E402
+from recording import machine_facts, median_seconds, write_results  # noqa: E402
 
 SETTINGS = {"embedded": ((28, 28, 1), 486), "cifar": ((32, 32, 3), 512)}
-
-
-def _median_time(fn, repeats: int) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def measure(shape, k, jit: bool, repeats: int, train_batch=64, eval_batch=500) -> dict:
@@ -72,8 +60,8 @@ def measure(shape, k, jit: bool, repeats: int, train_batch=64, eval_batch=500) -
     rng = np.random.default_rng(0)
     xt = tf.constant(rng.random((train_batch, *shape), np.float32))
     xe = tf.constant(rng.random((eval_batch, *shape), np.float32))
-    t_train = _median_time(lambda: train_step(xt).numpy(), repeats)
-    t_eval = _median_time(lambda: eval_step(xe).numpy(), max(5, repeats // 3))
+    t_train = median_seconds(lambda: train_step(xt).numpy(), repeats, warmup=2)
+    t_eval = median_seconds(lambda: eval_step(xe).numpy(), max(5, repeats // 3), warmup=2)
     return {"train_images_per_s": train_batch / t_train, "eval_images_per_s": eval_batch / t_eval,
             "train_batch": train_batch, "eval_batch": eval_batch, "params": int(model.count_params())}
 

@@ -116,6 +116,8 @@ def _scheme(model):
 
 
 def linksim_measure(what: str, args) -> dict:
+    from recording import median_seconds
+
     tf = _linksim_setup(args.threads)
     import keras
     import numpy as np
@@ -156,8 +158,8 @@ def linksim_measure(what: str, args) -> dict:
                     for s in snrs:
                         scheme.evaluate(state, s).images
 
-            rates[str(batch)] = batch * len(xs) / _median_seconds(one_pass, args.repeats)
-            sweep[str(batch)] = batch * len(xs) * len(snrs) / _median_seconds(sweep_pass, max(1, args.repeats // 2))
+            rates[str(batch)] = batch * len(xs) / median_seconds(one_pass, args.repeats)
+            sweep[str(batch)] = batch * len(xs) * len(snrs) / median_seconds(sweep_pass, max(1, args.repeats // 2))
         res.update(eval_images_per_s=rates, sweep_image_points_per_s=sweep, sweep_snr_points=len(snrs))
         return res
     x = rng.random((1, *SHAPE), dtype=np.float32)
@@ -169,18 +171,6 @@ def linksim_measure(what: str, args) -> dict:
             times.append(time.perf_counter() - t)
     res.update(latency_s=float(np.median(times)))
     return res
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    import numpy as np
-
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 # ---------------------------------------------------------------- the orchestrator
@@ -225,11 +215,11 @@ def main(argv=None) -> int:
     ap.add_argument("--worker", choices=MEASURES, help=argparse.SUPPRESS)  # one linksim measurement (internal)
     ap.add_argument("--out", default=str(HERE / "results" / "deepjscc_vs_kaira.json"))
     args = ap.parse_args(argv)
+    sys.path.insert(0, str(HERE))
     if args.worker:
         print(json.dumps(linksim_measure(args.worker, args)), flush=True)
         return 0
 
-    sys.path.insert(0, str(HERE))
     from recording import machine_facts, write_results
 
     jobs = [(fw, what) for what in MEASURES for fw in ("linksim", "kaira")]

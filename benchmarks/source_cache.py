@@ -41,8 +41,7 @@ import numpy as np  # noqa: E402
 from linksim.codecs import BPGCodec, JPEGCodec, WebPCodec  # noqa: E402
 from linksim.codecs import cache as source_cache  # noqa: E402
 from linksim.codecs.base import encode_batch  # noqa: E402
-from linksim.data import get_dataset  # noqa: E402
-from recording import machine_facts, write_results  # noqa: E402
+from recording import embedded_test_images, machine_facts, write_results  # noqa: E402
 
 CODECS = {
     "bpg-abbreviated": lambda: BPGCodec(headers="abbreviated"),
@@ -53,15 +52,6 @@ CODECS = {
 #: channel uses per 28x28 image (bandwidth ratio 486 / 784)
 CHANNEL_USES = 486
 FRAME_HEADER_BITS = 16
-
-
-def _images(n: int) -> np.ndarray:
-    """The first ``n`` embedded test images, [n, 28, 28, 1] uint8."""
-    x, _ = get_dataset("embedded").load("test", n, seed=0)
-    x = np.asarray(x)
-    if x.dtype != np.uint8:
-        x = np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
-    return x
 
 
 def ideal_budget(snr_db: float) -> int:
@@ -98,7 +88,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     make = CODECS[args.codec]
-    images = _images(args.images)
+    images = embedded_test_images(args.images)
     budgets = [ideal_budget(s) for s in args.snr_db]
     cases = {"no_cache": [], "cold": [], "warm": [], "new_snr": []}
     stats, sizes = {}, []
