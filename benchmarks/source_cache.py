@@ -119,7 +119,7 @@ def main(argv=None):
     results["speedup_warm"] = round(results["cases"]["no_cache"]["seconds"]
                                     / max(results["cases"]["warm"]["seconds"], 1e-9), 1)
     results["machine"] = machine_facts()
-    results["note"] = "a shared, noisy machine: a sanity run, not a reference measurement"
+    results["load_average"] = os.getloadavg()
     write_results(args.out, results)
     print(f"{args.codec}, {len(images)} images, budgets {budgets} bits (SNR {args.snr_db} dB):")
     for name, r in results["cases"].items():
