@@ -350,9 +350,7 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
                                           + ([chain.tag] if swept else []))
                         if scheme.trainable:
                             bar.set_postfix_str(f"{where}: loading or training the model")
-                        prepare_scheme(scenario, i, scheme,
-                                       scheme_context(scenario, image_shape, k, x_train, chain.channel, store,
-                                                      progress, train_missing, y_train, sweep.num_classes))
+                        sweep.prepared(i, k, c, scheme)
                         if c == 0 or trains_per_chain(scheme):
                             meta["schemes"].append({**scheme.describe(), "channel_uses": k,
                                                     **({"chain": chain.tag} if swept else {})})
@@ -367,7 +365,6 @@ def run_scenario(scenario: Scenario, out_dir: str | os.PathLike, *, overwrite: b
                         prepared.clear()
             while runner.pending():
                 collect(runner.completed(wait=True))
-            collect(runner.completed())
         finished_ok = True
     finally:
         runner.close(cancel=not finished_ok)  # after an error: what is running finishes and is kept

@@ -297,10 +297,6 @@ class RayExecutor:
         if not self._futures:
             return []
         done, _ = self._ray.wait(list(self._futures), num_returns=1, timeout=None if wait else 0)
-        if wait:  # take whatever else is ready too
-            more, _ = self._ray.wait([f for f in self._futures if f not in done], num_returns=len(self._futures) - 1,
-                                     timeout=0) if len(self._futures) > 1 else ([], [])
-            done = list(done) + list(more)
         out = []
         for ref in done:
             job = self._futures.pop(ref)

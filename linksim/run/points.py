@@ -102,10 +102,11 @@ class Sweep:
     def batch_images(self, j: int):
         return self.x_test[j * self.batch_size:(j + 1) * self.batch_size]
 
-    def prepared(self, i: int, k: int, c: int):
-        """Scheme ``i`` built and prepared for rate ``k`` and chain ``c`` (loads or trains its model)."""
+    def prepared(self, i: int, k: int, c: int, scheme=None):
+        """Scheme ``i`` (``scheme``, already built, or built here) prepared for rate ``k`` and chain ``c``:
+        loads or trains its model."""
         ds, x_train, y_train, _, _ = self.setting.data
-        scheme = build_scheme(self.scenario, i)
+        scheme = scheme if scheme is not None else build_scheme(self.scenario, i)
         prepare_scheme(self.scenario, i, scheme,
                        scheme_context(self.scenario, self.setting.image_shape, k, x_train, self.chains[c].channel,
                                       self.store, self.progress, self.train_missing, y_train, self.num_classes))
