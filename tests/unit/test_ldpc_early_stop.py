@@ -144,7 +144,7 @@ def test_soft_bit_information_is_one_for_certain_bits_and_zero_for_erasures():
 
 
 def test_a_hopeless_batch_is_one_plain_call_with_the_plain_decisions_bit_for_bit():
-    # 7 dB Es/N0 (BLER 1): every word misses more than 0.55 of the redundancy (measured: >= 0.61 at 8 dB),
+    # 7 dB Es/N0 (BLER 1): every word misses more than half of the redundancy (measured: >= 0.62 at 8 dB),
     # so the whole batch is one 20-iteration call of the first-chunk function, the same computation as
     # Sionna's fixed-iteration decoder: decided bits and parity checks equal, bit for bit.
     code = LDPC80211n()
