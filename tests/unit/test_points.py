@@ -152,3 +152,54 @@ def test_an_address_where_nothing_listens_is_reported_at_once():
 
 def test_a_job_counts_its_points():
     assert Job(0, 1, 2, ((0, (0.0, 5.0)), (1, (10.0,)))).num_points == 3
+
+
+class _Lossy:
+    """A scheme whose received batch is the same at several SNRs: all lost (zeros) below 10 dB, the
+    images themselves from 10 dB on, and at 20 dB the images with a per-image output besides."""
+
+    label, entry = "lossy", None
+
+    def encode(self, x):
+        return x
+
+    def evaluate(self, states, snr):
+        snr = float(np.ravel(snr)[0])
+        images = np.zeros_like(states) if snr < 10 else states.copy()
+        outputs = {"flag": np.ones(len(states))} if snr == 20 else {}
+        return BatchResult(images, {"images": len(states)}, outputs)
+
+
+def test_points_receiving_the_same_batch_share_its_metric_values_and_task_outputs(monkeypatch):
+    import linksim.metrics as metrics
+    from linksim.run.points import WorkerState, run_job
+
+    seen = []
+    psnr = metrics.get_metric("psnr")
+
+    class Counted:
+        def __call__(self, x, x_hat):
+            seen.append(len(x_hat))
+            return psnr(x, x_hat)
+
+    monkeypatch.setattr(metrics, "get_metric", lambda name: Counted())
+    rng = np.random.default_rng(1)
+    x = rng.random((6, 4, 4, 1)).astype(np.float32)
+    chain = SimpleNamespace(hop_snr=SimpleNamespace(per_hop=lambda snr: [snr]), tag="awgn")
+    sweep = SimpleNamespace(ks=[16], batch_images=lambda j: x, batch_size=6, chains=[chain], img_metrics=["psnr"],
+                            n_examples=0, tasks={"t": _Doubles()}, scenario=SimpleNamespace(seed=3), swept=False)
+    _Doubles.calls = 0
+    snrs = (0.0, 5.0, 10.0, 15.0, 20.0)
+    out = run_job(WorkerState(sweep, schemes=lambda i, k, c: _Lossy()), Job(0, 0, 0, ((0, snrs),)))["outcomes"]
+    # three distinct received batches (zeros; the images; the images with an output): computed once each
+    assert seen == [6, 6, 6] and _Doubles.calls == 1
+    got = {key[1]: o for key, o in out.items()}
+    assert len(got) == 5
+    by_snr = [got[k] for k in sorted(got, key=float)]
+    for a, b in ((0, 1), (2, 3)):
+        np.testing.assert_array_equal(by_snr[a].per_image["psnr"], by_snr[b].per_image["psnr"])
+        np.testing.assert_array_equal(by_snr[a].task_outputs["t"]["v"], by_snr[b].task_outputs["t"]["v"])
+    np.testing.assert_array_equal(by_snr[2].per_image["psnr"], by_snr[4].per_image["psnr"])
+    assert not np.array_equal(by_snr[0].per_image["psnr"], by_snr[2].per_image["psnr"])
+    np.testing.assert_allclose(by_snr[2].task_outputs["t"]["v"], 2 * x.reshape(6, -1).mean(axis=1), rtol=1e-6)
+    np.testing.assert_array_equal(by_snr[0].task_outputs["t"]["v"], np.zeros(6))
