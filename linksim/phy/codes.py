@@ -55,6 +55,18 @@ __all__ = ["ChannelCode", "LDPC80211n", "LDPC5G", "Uncoded", "IdealCode", "CN_UP
 #: the 3/4 code's words at 9 dB Es/N0 on 16-QAM (BLER 1) in chunks.
 HOPELESS_THRESHOLD_80211N = 0.5
 
+_ENCODERS: dict = {}
+
+
+def _systematic_encoder(rate: str) -> LinearEncoder:
+    """Sionna's ``LinearEncoder`` of the 802.11n (1944) code of ``rate``, one per process: building it
+    (a systematic generator matrix by Gaussian elimination, and its check) takes about 0.1 s, and a
+    channel sweep builds a code object per scheme and chain."""
+    if rate not in _ENCODERS:
+        _ENCODERS[rate] = LinearEncoder(lift(BASE_MATRICES_1944[rate], Z_1944), is_pcm=True)
+    return _ENCODERS[rate]
+
+
 #: check-node update rules of Sionna's BP decoders
 CN_UPDATES = ("boxplus-phi", "boxplus", "minsum", "offset-minsum")
 
@@ -137,7 +149,7 @@ class LDPC80211n(ChannelCode):
         self.pcm = lift(BASE_MATRICES_1944[rate], Z_1944)
         self.k = self.n - self.pcm.shape[0]
         assert Fraction(self.k, self.n) == Fraction(rate)
-        self._encoder = LinearEncoder(self.pcm, is_pcm=True)
+        self._encoder = _systematic_encoder(rate)
         self._decoder = LDPCBPDecoder(self.pcm, num_iter=self.num_iter, cn_update=cn_update,
                                       hard_out=True)
         self.info_positions = _info_positions(self.pcm)

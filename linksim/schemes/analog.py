@@ -132,6 +132,8 @@ the same design SNR).
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import numbers
 
 import numpy as np
@@ -677,6 +679,29 @@ def _design_snr(snr_db) -> float:
     return float(np.min(np.asarray(snr_db, np.float64)))
 
 
+#: Fitted codes of this process by (code options, training images, channel uses): a channel sweep
+#: prepares a scheme once per chain, and the fit (principal components, receiver statistics) and the
+#: LMMSE designs per SNR depend on none of the chain (dhd_multihop_qf: 13 chains, 5 designs each).
+_FITTED: "collections.OrderedDict[tuple, _AnalogCode]" = collections.OrderedDict()
+_FITTED_KEEP = 4
+
+
+def _fitted(code: "_AnalogCode", train_images, channel_uses: int) -> "_AnalogCode":
+    """``code`` fitted on ``train_images``, or the fitted code of this process with the same options and
+    inputs (shared: a fitted code's state is only its fit and its designs, filled in lazily)."""
+    x = np.ascontiguousarray(train_images)
+    options = tuple(sorted((k, repr(v)) for k, v in vars(code).items() if not k.startswith("_")))
+    key = (type(code).__name__, options, x.shape, x.dtype.str,
+           hashlib.blake2b(x.tobytes(), digest_size=16).hexdigest(), int(channel_uses))
+    if key in _FITTED:
+        _FITTED.move_to_end(key)
+        return _FITTED[key]
+    _FITTED[key] = code.fit(x, channel_uses)
+    while len(_FITTED) > _FITTED_KEEP:
+        _FITTED.popitem(last=False)
+    return _FITTED[key]
+
+
 class _AnalogScheme(Scheme):
     """Shared runner glue of the analog references (no training, a closed-form fit in :meth:`prepare`)."""
 
@@ -696,7 +721,7 @@ class _AnalogScheme(Scheme):
         if context.train_images is None or len(context.train_images) < 2:
             raise ValueError(f"{self.label}: the analog references are fitted on the training images; "
                              f"the scenario has none")
-        self.code = self._make_code().fit(context.train_images, int(context.channel_uses))
+        self.code = _fitted(self._make_code(), context.train_images, int(context.channel_uses))
         self._design_point = None
         self._side_gain = None
         self.channel = context.channel.bind(regenerate=self._regenerate)

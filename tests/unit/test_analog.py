@@ -260,3 +260,31 @@ def test_bad_options_raise_value_errors_naming_the_allowed_values():
         UncodedCode().encode(np.zeros((1, 2, 2, 1)))
     with pytest.raises(ValueError, match=">= 0"):
         linear_power_allocation([1.0, -1.0], 1.0, 0.1)
+
+
+def test_schemes_with_the_same_options_and_training_images_share_one_fitted_code(data):
+    # a channel sweep prepares a scheme once per chain: the fit and the designs are made once
+    xtr = data[0][:N_FIT]
+
+    def prepared(name, channel, images=xtr, **options):
+        s = SCHEMES.create(name, **options)
+        s.prepare(SchemeContext(image_shape=(28, 28, 1), channel_uses=K, train_images=images, channel=channel,
+                                seed=0))
+        return s
+    a = prepared("linear", AWGNChannel())
+    b = prepared("linear", MultiHopChannel(hops=2, relay="df"))
+    assert b.code is a.code
+    assert prepared("linear", AWGNChannel(), spread=True).code is not a.code
+    assert prepared("uncoded", AWGNChannel()).code is not a.code
+    other = prepared("linear", AWGNChannel(), images=xtr[::-1].copy())
+    assert other.code is not a.code
+    np.testing.assert_allclose(other.code.eigenvalues, a.code.eigenvalues, rtol=1e-6)   # same images, other order
+
+
+def test_ldpc_codes_of_one_rate_share_their_systematic_encoder():
+    from linksim.phy.codes import LDPC80211n
+
+    a, b, c = LDPC80211n(rate="3/4"), LDPC80211n(rate="3/4", early_stop=False), LDPC80211n(rate="1/2")
+    assert a._encoder is b._encoder and a._encoder is not c._encoder
+    u = tf.constant(np.random.default_rng(0).integers(0, 2, (3, a.k)), tf.float32)
+    assert a.syndrome_ok(a.encode(u)).numpy().all() and c.syndrome_ok(c.encode(u[:, :c.k])).numpy().all()
