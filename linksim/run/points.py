@@ -276,23 +276,32 @@ def jobs_for(sweep: Sweep, k_index: int, i: int, todo: dict, workers: int) -> li
     """The jobs of scheme ``i`` at rate index ``k_index``: ``todo`` is ``{chain index: [snr, ...]}``.
 
     One job per batch of test images with every chain and SNR point; when there are fewer
-    batches than ``workers``, each batch's points are split further so every worker gets work.
+    batches than ``workers``, each batch's points are split further so every worker gets work:
+    by whole chains when there are at least as many chains as parts (a worker prepares the
+    scheme for its chains only: the model, the compiled channel), else point by point.
     """
     points = [(c, tuple(snrs)) for c, snrs in todo.items() if snrs]
     if not points:
         return []
     nb = sweep.num_batches
     splits = max(1, min(-(-max(1, workers) // nb), sum(len(s) for _, s in points)))
-    flat = [(c, s) for c, snrs in points for s in snrs]
-    jobs = []
-    for j in range(nb):
+    if splits > 1 and len(points) >= splits:
+        parts: list = [[] for _ in range(splits)]
+        sizes = [0] * splits
+        for c, snrs in sorted(points, key=lambda p: -len(p[1])):      # largest chains first, to the lightest part
+            n = sizes.index(min(sizes))
+            parts[n].append((c, snrs))
+            sizes[n] += len(snrs)
+        groups = [tuple(sorted(part)) for part in parts]
+    else:
+        flat = [(c, s) for c, snrs in points for s in snrs]
+        groups = []
         for part in range(splits):
-            mine = flat[part::splits]
             grouped: dict = {}
-            for c, s in mine:
+            for c, s in flat[part::splits]:
                 grouped.setdefault(c, []).append(s)
-            jobs.append(Job(k_index, i, j, tuple((c, tuple(v)) for c, v in grouped.items())))
-    return jobs
+            groups.append(tuple((c, tuple(v)) for c, v in grouped.items()))
+    return [Job(k_index, i, j, g) for j in range(nb) for g in groups]
 
 
 @dataclass

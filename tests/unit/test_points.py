@@ -38,6 +38,22 @@ def test_one_job_per_batch_when_batches_outnumber_workers():
     assert [(j.batch, j.points) for j in jobs] == [(0, ((0, (0.0, 10.0)),)), (1, ((0, (0.0, 10.0)),))]
 
 
+def test_a_batch_is_split_by_whole_chains_when_there_are_enough_of_them():
+    # one batch, two workers, 13 chains (dhd_multihop_qf): each chain's points stay in one job, so a
+    # worker prepares the scheme for its chains only; the parts are balanced by points
+    todo = {c: [0.0, 5.0, 10.0] if c % 3 else [0.0, 5.0, 10.0, 15.0, 20.0] for c in range(13)}
+    jobs = jobs_for(_sweep(200, 250), 0, 2, todo, 2)
+    assert len(jobs) == 2
+    chains = [[c for c, _ in j.points] for j in jobs]
+    assert sorted(sum(chains, [])) == list(range(13))
+    assert all(dict(j.points)[c] == tuple(todo[c]) for j in jobs for c, _ in j.points)
+    sizes = sorted(j.num_points for j in jobs)
+    assert sizes[1] - sizes[0] <= 5
+    # fewer chains than parts: split point by point
+    few = jobs_for(_sweep(200, 250), 0, 2, {0: [0.0, 5.0, 10.0, 15.0]}, 2)
+    assert [j.points for j in few] == [((0, (0.0, 10.0)),), ((0, (5.0, 15.0)),)]
+
+
 def test_no_jobs_when_nothing_is_left_to_do():
     assert jobs_for(_sweep(500, 250), 0, 0, {0: [], 1: []}, 2) == []
 
