@@ -39,6 +39,7 @@ bench: venv
 	$(BIN)/python benchmarks/run_times.py --before 84f4e7d scenarios/multihop_df.yaml scenarios/awgn_sscc.yaml scenarios/awgn_jscc_vs_sscc.yaml
 	$(BIN)/python benchmarks/run_times.py --workers-pair
 	$(BIN)/python benchmarks/ldpc_early_stop.py
+	$(BIN)/python benchmarks/ldpc_hopeless_threshold.py
 	$(BIN)/python benchmarks/source_cache.py
 	$(BIN)/python benchmarks/validate_speed.py
 	$(BIN)/python benchmarks/jscc_quality.py --run-dir runs/awgn_jscc_vs_sscc

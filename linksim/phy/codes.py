@@ -40,7 +40,7 @@ from sionna.phy.fec.ldpc import LDPC5GDecoder, LDPC5GEncoder, LDPCBPDecoder
 from sionna.phy.fec.linear import LinearEncoder
 from sionna.phy.fec.utils import make_systematic
 
-from linksim.phy.bp_early_stop import shared_decoder
+from linksim.phy.bp_early_stop import DEFAULT_HOPELESS_THRESHOLD, shared_decoder
 from linksim.phy.ieee80211n import BASE_MATRICES_1944, Z_1944, lift
 from linksim.registry import CHANNEL_CODES
 
@@ -49,11 +49,16 @@ __all__ = ["ChannelCode", "LDPC80211n", "LDPC5G", "Uncoded", "IdealCode", "CN_UP
 #: the 802.11n codes' hopeless-word threshold (:class:`~linksim.phy.bp_early_stop.EarlyStopBPDecoder`): chosen
 #: for cost, not certainty (a hopeless word gets plain decoding's decisions either way, so the threshold only
 #: moves time).  Measured on 2,000 words per SNR over each code's waterfall (rates 1/2 and 2/3 on QPSK, 1/2 and
-#: 3/4 on 16-QAM, 3/4 on QPSK, 5/6 on 64-QAM; docs/scenarios.md): of the words missing more than half of
-#: the redundancy, at most 8 per SNR converged within 20 iterations (mean 19.4), costing at most 0.003
-#: iterations per word; 0.45 would cost up to 0.9 per word mid-waterfall, and the earlier 0.55 left 87 % of
-#: the 3/4 code's words at 9 dB Es/N0 on 16-QAM (BLER 1) in chunks.
+#: 3/4 on 16-QAM, 3/4 on QPSK, 5/6 on 64-QAM; benchmarks/ldpc_hopeless_threshold.py): of the words missing more
+#: than half of the redundancy, at most 6 per SNR converged within 20 iterations (after 17.5-20), costing at
+#: most 0.008 iterations per word; 0.45 would cost up to 0.97 per word mid-waterfall, and the earlier 0.55 left
+#: 86 % of the 3/4 code's words at 9 dB Es/N0 on 16-QAM (BLER 1) in chunks.
 HOPELESS_THRESHOLD_80211N = 0.5
+#: the 5G NR codes' hopeless-word threshold, on the word the decoder iterates on (see LDPC5G).  Measured by
+#: cost (benchmarks/ldpc_hopeless_threshold.py, 2,000 words per SNR, the (k, n) of the shipped scenarios on
+#: 16-QAM): 0.65 would cost nothing for n >= 392 but 0.65 iterations per word for (147, 196), whose
+#: filler and punctured bits make its estimate read high; 0.75 costs at most 0.27 there (9 dB, BLER 0.94)
+HOPELESS_THRESHOLD_5G = DEFAULT_HOPELESS_THRESHOLD
 
 _ENCODERS: dict = {}
 
@@ -276,7 +281,8 @@ class LDPC5G(ChannelCode):
         if self.early_stop and tf.executing_eagerly():
             if not hasattr(self, "_mother_llr_xla"):
                 self._mother_llr_xla = tf.function(self._mother_llr, jit_compile=True)
-            out = shared_decoder(self._decoder.pcm, self.num_iter, self.cn_update)(self._mother_llr_xla(llr))
+            out = shared_decoder(self._decoder.pcm, self.num_iter, self.cn_update,
+                                 hopeless_threshold=HOPELESS_THRESHOLD_5G)(self._mother_llr_xla(llr))
             u_hat = tf.reshape(out["c_hat"][:, :self.k_code], tf.concat([tf.shape(llr)[:-1], [self.k_code]], 0))
         else:
             u_hat = self._decoder(llr)
