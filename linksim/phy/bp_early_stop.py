@@ -260,8 +260,7 @@ class EarlyStopBPDecoder:
                 return {"c_hat": tf.reshape(c, lead + [self.n]), "ok": tf.reshape(ok, lead),
                         "iterations": tf.fill(lead, tf.constant(self.num_iter, tf.int32))}
             if plain.size:                           # one fixed-iteration call: the first chunk's function
-                c, _, ok = self._first(flat if plain.size == total else tf.gather(flat, plain),
-                                       tf.constant(self.num_iter, tf.int32))
+                c, _, ok = self._first(tf.gather(flat, plain), tf.constant(self.num_iter, tf.int32))
                 c_out[plain], ok_out[plain] = c.numpy(), ok.numpy()
                 self.last_decoder_calls += 1
                 self.last_plain_words = int(plain.size)

@@ -60,16 +60,20 @@ HOPELESS_THRESHOLD_80211N = 0.5
 #: filler and punctured bits make its estimate read high; 0.75 costs at most 0.27 there (9 dB, BLER 0.94)
 HOPELESS_THRESHOLD_5G = DEFAULT_HOPELESS_THRESHOLD
 
-_ENCODERS: dict = {}
+_SYSTEMATIC: dict = {}
 
 
-def _systematic_encoder(rate: str) -> LinearEncoder:
-    """Sionna's ``LinearEncoder`` of the 802.11n (1944) code of ``rate``, one per process: building it
-    (a systematic generator matrix by Gaussian elimination, and its check) takes about 0.1 s, and a
-    channel sweep builds a code object per scheme and chain."""
-    if rate not in _ENCODERS:
-        _ENCODERS[rate] = LinearEncoder(lift(BASE_MATRICES_1944[rate], Z_1944), is_pcm=True)
-    return _ENCODERS[rate]
+def _systematic(rate: str) -> tuple:
+    """``(encoder, info_positions)`` of the 802.11n (1944) code of ``rate``, one pair per process.
+
+    Sionna's ``LinearEncoder`` and :func:`_info_positions` each bring the parity-check matrix to
+    systematic form by Gaussian elimination (about 0.1 s each, with the encoder's check), and a
+    channel sweep builds a code object per scheme and chain.
+    """
+    if rate not in _SYSTEMATIC:
+        pcm = lift(BASE_MATRICES_1944[rate], Z_1944)
+        _SYSTEMATIC[rate] = (LinearEncoder(pcm, is_pcm=True), _info_positions(pcm))
+    return _SYSTEMATIC[rate]
 
 
 #: check-node update rules of Sionna's BP decoders
@@ -154,10 +158,9 @@ class LDPC80211n(ChannelCode):
         self.pcm = lift(BASE_MATRICES_1944[rate], Z_1944)
         self.k = self.n - self.pcm.shape[0]
         assert Fraction(self.k, self.n) == Fraction(rate)
-        self._encoder = _systematic_encoder(rate)
+        self._encoder, self.info_positions = _systematic(rate)
         self._decoder = LDPCBPDecoder(self.pcm, num_iter=self.num_iter, cn_update=cn_update,
                                       hard_out=True)
-        self.info_positions = _info_positions(self.pcm)
         self._pcm_t = tf.constant(self.pcm.T, tf.float32)
 
     def encode(self, u):

@@ -286,5 +286,6 @@ def test_ldpc_codes_of_one_rate_share_their_systematic_encoder():
 
     a, b, c = LDPC80211n(rate="3/4"), LDPC80211n(rate="3/4", early_stop=False), LDPC80211n(rate="1/2")
     assert a._encoder is b._encoder and a._encoder is not c._encoder
+    assert a.info_positions is b.info_positions and a.info_positions is not c.info_positions
     u = tf.constant(np.random.default_rng(0).integers(0, 2, (3, a.k)), tf.float32)
     assert a.syndrome_ok(a.encode(u)).numpy().all() and c.syndrome_ok(c.encode(u[:, :c.k])).numpy().all()
