@@ -21,7 +21,6 @@ process; :class:`WorkerState` adds the schemes a worker prepared.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 import warnings
@@ -238,7 +237,7 @@ def run_job(state: WorkerState, job: Job) -> dict:
             "cache": (os.getpid(), source_cache.stats())}
 
 
-def _received_digest(res) -> str:
+def _received_digest(res) -> tuple:
     """A digest of what the metrics and tasks read of one point's batch: the received images and the
     per-image ``outputs``.
 
@@ -248,12 +247,9 @@ def _received_digest(res) -> str:
     point takes the per-image metric values and task outputs of the first point that received them
     instead of computing them again: the same values, since the metrics see the same whole batch.
     """
-    h = hashlib.blake2b(digest_size=16)
-    for name, a in [("images", res.images)] + sorted(res.outputs.items()):
-        a = np.ascontiguousarray(a)
-        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+    from linksim.store import array_digest
+
+    return tuple((name, array_digest(a)) for name, a in [("images", res.images)] + sorted(res.outputs.items()))
 
 
 def _task_outputs(sweep: Sweep, pending: list, idx, outcomes: dict) -> None:

@@ -133,7 +133,6 @@ the same design SNR).
 from __future__ import annotations
 
 import collections
-import hashlib
 import numbers
 
 import numpy as np
@@ -689,10 +688,11 @@ _FITTED_KEEP = 4
 def _fitted(code: "_AnalogCode", train_images, channel_uses: int) -> "_AnalogCode":
     """``code`` fitted on ``train_images``, or the fitted code of this process with the same options and
     inputs (shared: a fitted code's state is only its fit and its designs, filled in lazily)."""
+    from linksim.store import array_digest
+
     x = np.ascontiguousarray(train_images)
     options = tuple(sorted((k, repr(v)) for k, v in vars(code).items() if not k.startswith("_")))
-    key = (type(code).__name__, options, x.shape, x.dtype.str,
-           hashlib.blake2b(x.tobytes(), digest_size=16).hexdigest(), int(channel_uses))
+    key = (type(code).__name__, options, array_digest(x), int(channel_uses))
     if key in _FITTED:
         _FITTED.move_to_end(key)
         return _FITTED[key]
