@@ -67,13 +67,14 @@ from recording import machine_facts, write_results  # noqa: E402
 NUM_ITER = 20
 
 
-def channel_llrs(code, batch, snr_db, seed):
-    """LLRs of ``batch`` random codewords over 16-QAM + AWGN at Es/N0 ``snr_db``, and the codewords."""
+def channel_llrs(code, batch, snr_db, seed, bits: int = 4):
+    """LLRs of ``batch`` random codewords over QAM with ``bits`` bits per symbol (default 16-QAM) + AWGN at
+    Es/N0 ``snr_db`` (APP demapping), and the codewords."""
     sionna.phy.config.seed = seed
     u = tf.constant(np.random.default_rng(seed).integers(0, 2, (batch, code.k)), tf.float32)
     c = code.encode(u)
     no = 10.0 ** (-snr_db / 10.0)
-    return Demapper("app", "qam", 4)(AWGN()(Mapper("qam", 4)(c), no), no), c.numpy()
+    return Demapper("app", "qam", bits)(AWGN()(Mapper("qam", bits)(c), no), no), c.numpy()
 
 
 def bound_speedup(bler: float) -> float:

@@ -1,4 +1,4 @@
-"""What the 802.11n codes' hopeless-word threshold costs: the data behind ``HOPELESS_THRESHOLD_80211N``.
+"""What the LDPC codes' hopeless-word threshold costs: the data behind ``HOPELESS_THRESHOLD_80211N`` and ``_5G``.
 
 The early-stopping decoder (:mod:`linksim.phy.bp_early_stop`) decodes a word whose channel LLRs
 miss more than a fraction ``t`` of the code's redundancy, ``x = (1 - I) / (1 - R) > t`` (``I`` the
@@ -36,11 +36,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import sionna  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from sionna.phy.channel import AWGN  # noqa: E402
-from sionna.phy.mapping import Demapper, Mapper  # noqa: E402
 
 from linksim.phy.bp_early_stop import EarlyStopBPDecoder, soft_bit_information  # noqa: E402
 from linksim.phy.codes import HOPELESS_THRESHOLD_5G, HOPELESS_THRESHOLD_80211N, LDPC5G, LDPC80211n  # noqa: E402
+from ldpc_early_stop import channel_llrs  # noqa: E402
 from recording import machine_facts, write_results  # noqa: E402
 
 #: 802.11n (n = 1944): (rate, bits per symbol, Es/N0 points in dB over the waterfall)
@@ -59,14 +58,11 @@ def words_at(code, bits: int, snr_db: float, words: int, seed: int):
     802.11n: the channel LLRs and the code's parity-check matrix. 5G NR: the word the decoder
     iterates on (``LDPC5G._mother_llr``: rate recovery, filler bits) and its lifted, pruned matrix.
     """
-    sionna.phy.config.seed = seed
-    u = tf.constant(np.random.default_rng(seed).integers(0, 2, (words, code.k)), tf.float32)
-    c = code.encode(u)
-    no = 10.0 ** (-snr_db / 10.0)
-    llr = Demapper("app", "qam", bits)(AWGN()(Mapper("qam", bits)(c), no), no)
-    pcm = code.pcm if isinstance(code, LDPC80211n) else code._decoder.pcm
-    if not isinstance(code, LDPC80211n):
-        llr = code._mother_llr(llr)
+    llr, _ = channel_llrs(code, words, snr_db, seed, bits)
+    if isinstance(code, LDPC80211n):
+        pcm = code.pcm
+    else:
+        pcm, llr = code._decoder.pcm, code._mother_llr(llr)
     rate = 1.0 - pcm.shape[0] / pcm.shape[1]
     x = (1.0 - soft_bit_information(llr).numpy()) / (1.0 - rate)
     dec = EarlyStopBPDecoder(pcm, num_iter=NUM_ITER, stop_check_every=1, hopeless_threshold=None)
