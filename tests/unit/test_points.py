@@ -134,6 +134,42 @@ def test_default_workers_is_at_least_one_and_at_most_the_cores(monkeypatch):
     assert parallel.default_workers() == 1
 
 
+def test_workers_that_fill_the_cores_keep_to_their_own(monkeypatch):
+    monkeypatch.delenv("LINKSIM_PIN_WORKERS", raising=False)
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda pid: {2, 3, 5, 7})
+    assert parallel.worker_cores(2, 1) == [{2}, {3}]
+    assert parallel.worker_cores(4, 1) == [{2}, {3}, {5}, {7}]
+    assert parallel.worker_cores(2, 2) == [{2, 3}, {5, 7}]
+    assert parallel.worker_cores(1, 1) is None     # one worker: its helper threads may use the free cores
+    assert parallel.worker_cores(3, 2) is None     # more threads than cores: the system places them
+    assert parallel.worker_cores(5, 1) is None
+    for off in ("0", "off", "OFF", "false", "no"):
+        monkeypatch.setenv("LINKSIM_PIN_WORKERS", off)
+        assert parallel.worker_cores(2, 1) is None
+    monkeypatch.setenv("LINKSIM_PIN_WORKERS", "1")
+    assert parallel.worker_cores(2, 1) == [{2}, {3}]
+
+
+@pytest.mark.skipif(not hasattr(parallel.os, "sched_getaffinity") or parallel.usable_cores() < 2,
+                    reason="needs two cores and CPU affinity (Linux)")
+def test_a_pool_that_fills_the_cores_gives_each_worker_its_own(monkeypatch):
+    import time
+
+    monkeypatch.delenv("LINKSIM_PIN_WORKERS", raising=False)
+    cores = sorted(parallel.os.sched_getaffinity(0))[:2]
+    monkeypatch.setattr(parallel, "worker_cores", lambda w, t: [{cores[0]}, {cores[1]}])
+    pool = parallel.start_pool(2, 1)
+    try:
+        futures = [pool.submit(time.sleep, 0.5) for _ in range(2)]  # two at once: both processes start
+        for f in futures:
+            f.result(timeout=120)
+        pids = list(pool._processes)
+        assert len(pids) == 2
+        assert sorted(tuple(parallel.os.sched_getaffinity(p)) for p in pids) == [(cores[0],), (cores[1],)]
+    finally:
+        pool.shutdown()
+
+
 def test_an_error_that_does_not_pickle_travels_as_its_text():
     class Odd(Exception):
         def __init__(self, a, b):
