@@ -18,7 +18,8 @@ Targets (issue 14, on the 2-core machine):
 - every scenario that runs from shipped weights: at most 2 minutes (the CIFAR-10
   scenarios need the CIFAR-10 data set, which is not shipped, and are left out);
 - ``--workers 2`` at least 1.4x faster than ``--workers 1`` on ``scenarios/awgn_sscc.yaml``
-  (``--workers-pair``, measured back to back, alternating, ``--rounds`` times).
+  (``--workers-pair``, measured back to back, alternating, ``--rounds`` times; ``--unpinned``
+  adds ``--workers 2`` with ``LINKSIM_PIN_WORKERS=0`` to the rotation).
 
 Earlier targets: with ``--quick`` the quick runs of the DHD, MCR² and fading scenarios
 each finish in under a minute (issues 11-13).
@@ -26,7 +27,7 @@ each finish in under a minute (issues 11-13).
 Usage::
 
     python benchmarks/run_times.py [--before 84f4e7d] [SCENARIO ...]
-    python benchmarks/run_times.py --workers-pair [--rounds 2]
+    python benchmarks/run_times.py --workers-pair [--rounds 2] [--unpinned]
     python benchmarks/run_times.py --quick [SCENARIO ...]
 
 Writes ``benchmarks/results/run_times.json`` (``run_times_quick.json`` with ``--quick``,
@@ -62,10 +63,10 @@ TARGET_QUICK_S = 60.0
 TARGET_WORKERS_SPEEDUP = 1.4
 
 
-def timed_run(scenario: str, out: Path, *extra: str, code: Path = REPO, store: Path) -> float:
-    """Seconds of ``linksim run`` of ``scenario`` with the linksim of folder ``code``."""
+def timed_run(scenario: str, out: Path, *extra: str, code: Path = REPO, store: Path, env: dict | None = None) -> float:
+    """Seconds of ``linksim run`` of ``scenario`` with the linksim of folder ``code`` (``env``: more variables)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "LINKSIM_MODEL_STORE": str(store),
-           "PYTHONPATH": str(code)}
+           "PYTHONPATH": str(code), **(env or {})}
     env.pop("LINKSIM_SOURCE_CACHE", None)
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "linksim.cli", "run", str(code / scenario), "--out", str(out),
@@ -123,23 +124,34 @@ def time_scenarios(scenarios, quick: bool, before: str | None, resume: bool = Tr
     return runs
 
 
-def workers_pair(rounds: int, scenario: str = "scenarios/awgn_sscc.yaml") -> dict:
-    """``--workers 1`` and ``--workers 2`` on ``scenario``, alternating (which goes first rotates)."""
-    times = {1: [], 2: []}
+def workers_pair(rounds: int, scenario: str = "scenarios/awgn_sscc.yaml", unpinned: bool = False) -> dict:
+    """``--workers 1`` and ``--workers 2`` on ``scenario``, alternating (which goes first rotates); with
+    ``unpinned``, also ``--workers 2`` with ``LINKSIM_PIN_WORKERS=0`` (workers not kept to their own cores)."""
+    variants = {"1": ("1", {}), "2": ("2", {})}
+    if unpinned:
+        variants["2_unpinned"] = ("2", {"LINKSIM_PIN_WORKERS": "0"})
+    names = list(variants)
+    times: dict = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for r in range(rounds):
-            for w in ((1, 2) if r % 2 == 0 else (2, 1)):
-                store = tmp / f"store{r}_{w}"
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                workers, env = variants[name]
+                store = tmp / f"store{r}_{name}"
                 store.mkdir()
-                times[w].append(timed_run(scenario, tmp / f"w{w}_{r}", "--overwrite", "--workers", str(w),
-                                          store=store))
-                print(f"workers {w}: {times[w][-1]:.1f} s", flush=True)
-    one, two = statistics.median(times[1]), statistics.median(times[2])
-    return {"scenario": scenario, "rounds": rounds, "workers_1_s": [round(t, 1) for t in times[1]],
-            "workers_2_s": [round(t, 1) for t in times[2]], "median_workers_1_s": round(one, 1),
-            "median_workers_2_s": round(two, 1), "speedup": round(one / two, 2),
-            "target_speedup": TARGET_WORKERS_SPEEDUP, "meets_target": one / two >= TARGET_WORKERS_SPEEDUP}
+                times[name].append(timed_run(scenario, tmp / f"w{name}_{r}", "--overwrite", "--workers", workers,
+                                             store=store, env=env))
+                print(f"workers {name}: {times[name][-1]:.1f} s", flush=True)
+    one, two = statistics.median(times["1"]), statistics.median(times["2"])
+    out = {"scenario": scenario, "rounds": rounds, "workers_1_s": [round(t, 1) for t in times["1"]],
+           "workers_2_s": [round(t, 1) for t in times["2"]], "median_workers_1_s": round(one, 1),
+           "median_workers_2_s": round(two, 1), "speedup": round(one / two, 2),
+           "target_speedup": TARGET_WORKERS_SPEEDUP, "meets_target": one / two >= TARGET_WORKERS_SPEEDUP}
+    if unpinned:
+        loose = statistics.median(times["2_unpinned"])
+        out.update(workers_2_unpinned_s=[round(t, 1) for t in times["2_unpinned"]],
+                   median_workers_2_unpinned_s=round(loose, 1), speedup_unpinned=round(one / loose, 2))
+    return out
 
 
 def main(argv=None):
@@ -150,6 +162,8 @@ def main(argv=None):
     ap.add_argument("--workers-pair", action="store_true",
                     help="time --workers 1 against --workers 2 on scenarios/awgn_sscc.yaml")
     ap.add_argument("--rounds", type=int, default=2, help="rounds of --workers-pair (default 2)")
+    ap.add_argument("--unpinned", action="store_true",
+                    help="with --workers-pair: also --workers 2 with LINKSIM_PIN_WORKERS=0")
     ap.add_argument("--no-resume", action="store_true", help="skip the resume run of each scenario")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
@@ -157,7 +171,7 @@ def main(argv=None):
     out_file = args.out or str(Path(__file__).parent / "results" / f"run_times{suffix}.json")
     results = {**machine_facts(), "load_average_before": os.getloadavg()}
     if args.workers_pair:
-        results.update(workers_pair(args.rounds))
+        results.update(workers_pair(args.rounds, unpinned=args.unpinned))
         ok = results["meets_target"]
     else:
         scenarios = args.scenarios or (DEFAULT_QUICK if args.quick else DEFAULT)
