@@ -135,7 +135,7 @@ def worker_cores(workers: int, threads: int) -> list[set[int]] | None:
     helper threads (TensorFlow's executor, x265's frame encoder) wake on whichever core is free,
     and the other worker's process waits a time slice for its core: measured on ``awgn_sscc`` with
     2 workers on 2 cores, the BPG jobs spent a fifth of their time waiting (24.6 s of wall time,
-    19.6 s of CPU) and the run took 69 s instead of 64 s. ``LINKSIM_PIN_WORKERS=0`` turns it off.
+    19.6 s of CPU) and the run took 69 s instead of 63 s. ``LINKSIM_PIN_WORKERS=0`` turns it off.
     """
     if os.environ.get("LINKSIM_PIN_WORKERS", "1").strip().lower() in ("0", "off", "false", "no"):
         return None
