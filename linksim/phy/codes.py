@@ -57,7 +57,8 @@ HOPELESS_THRESHOLD_80211N = 0.5
 #: the 5G NR codes' hopeless-word threshold, on the word the decoder iterates on (see LDPC5G).  Measured by
 #: cost (benchmarks/ldpc_hopeless_threshold.py, 2,000 words per SNR, the (k, n) of the shipped scenarios on
 #: 16-QAM): 0.65 would cost nothing for n >= 392 but 0.65 iterations per word for (147, 196), whose
-#: filler and punctured bits make its estimate read high; 0.75 costs at most 0.27 there (9 dB, BLER 0.94)
+#: filler and punctured bits make its estimate read high; 0.75 costs at most 0.27 there (9 dB, BLER 0.94).
+#: 0.65 did not make scenarios/multihop_rayleigh.yaml's (972, 1944) code faster either (docs/scaling.md)
 HOPELESS_THRESHOLD_5G = DEFAULT_HOPELESS_THRESHOLD
 
 _SYSTEMATIC: dict = {}
