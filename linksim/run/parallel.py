@@ -26,7 +26,7 @@ import pickle
 import uuid
 
 __all__ = ["SerialExecutor", "ProcessExecutor", "RayExecutor", "WorkerError", "WorkerUserError", "worker_spec", "usable_cores",
-           "worker_threads", "default_workers", "make_executor", "EXECUTORS", "WORKER_MEMORY"]
+           "worker_threads", "worker_cores", "start_pool", "default_workers", "make_executor", "EXECUTORS", "WORKER_MEMORY"]
 
 #: ``--executor`` values
 EXECUTORS = ("local", "ray")
@@ -131,10 +131,10 @@ def worker_cores(workers: int, threads: int) -> list[set[int]] | None:
     """The cores each of ``workers`` worker processes keeps to, or None (they go where the system puts them).
 
     When the workers fill the usable cores (``workers * threads``, at least two workers), worker ``i`` keeps
-    to cores ``i * threads ... (i + 1) * threads - 1`` of this process's affinity. Unpinned, a worker waited off the CPU,
-    most likely for its helper threads (TensorFlow's executor, x265's frame encoder) woken on the other
-    worker's busy core: measured on ``awgn_sscc`` with 2 workers on 2 cores, the BPG jobs took 24.6 s of
-    wall time for 19.6 s of CPU (pinned: 20.0 / 19.5 s), and the run 69 s instead of 63 s.
+    to cores ``i * threads ... (i + 1) * threads - 1`` of this process's affinity. Unpinned, a worker waited
+    off the CPU, most likely for its helper threads (TensorFlow's executor, x265's frame encoder) woken on
+    the other worker's busy core: measured on ``awgn_sscc`` with 2 workers on 2 cores, the BPG jobs took
+    24.6 s of wall time for 19.6 s of CPU (pinned: 20.0 / 19.5 s), and the run 69 s instead of 63 s.
     ``LINKSIM_PIN_WORKERS=0`` turns it off.
     """
     if os.environ.get("LINKSIM_PIN_WORKERS", "1").strip().lower() in ("0", "off", "false", "no"):
