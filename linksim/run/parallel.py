@@ -26,7 +26,8 @@ import pickle
 import uuid
 
 __all__ = ["SerialExecutor", "ProcessExecutor", "RayExecutor", "WorkerError", "WorkerUserError", "worker_spec", "usable_cores",
-           "worker_threads", "worker_cores", "start_pool", "default_workers", "make_executor", "EXECUTORS", "WORKER_MEMORY"]
+           "worker_threads", "worker_cores", "start_pool", "default_workers", "make_executor", "EXECUTORS",
+           "WORKER_MEMORY"]
 
 #: ``--executor`` values
 EXECUTORS = ("local", "ray")
