@@ -131,7 +131,7 @@ def _init_process(threads: int, core_sets: list | None = None, counter=None) -> 
 def worker_cores(workers: int, threads: int) -> list[set[int]] | None:
     """The cores each of ``workers`` worker processes keeps to, or None (they go where the system puts them).
 
-    When the workers fill the usable cores (``workers * threads``, at least two workers), worker ``i`` keeps
+    When the workers fill the usable cores exactly (``workers * threads``, two workers or more), worker ``i`` keeps
     to cores ``i * threads ... (i + 1) * threads - 1`` of this process's affinity. Unpinned, a worker waited
     off the CPU, most likely for its helper threads (TensorFlow's executor, x265's frame encoder) woken on
     the other worker's busy core: measured on ``awgn_sscc`` with 2 workers on 2 cores, the BPG jobs took
@@ -143,7 +143,7 @@ def worker_cores(workers: int, threads: int) -> list[set[int]] | None:
     if not hasattr(os, "sched_setaffinity"):  # pragma: no cover - not Linux
         return None
     cores = sorted(os.sched_getaffinity(0))
-    if workers < 2 or workers * threads > len(cores):
+    if workers < 2 or workers * threads != len(cores):   # cores to spare: the helper threads may use them
         return None
     return [set(cores[i * threads:(i + 1) * threads]) for i in range(workers)]
 

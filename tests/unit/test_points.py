@@ -137,17 +137,20 @@ def test_default_workers_is_at_least_one_and_at_most_the_cores(monkeypatch):
 def test_workers_that_fill_the_cores_keep_to_their_own(monkeypatch):
     monkeypatch.delenv("LINKSIM_PIN_WORKERS", raising=False)
     monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda pid: {2, 3, 5, 7})
-    assert parallel.worker_cores(2, 1) == [{2}, {3}]
     assert parallel.worker_cores(4, 1) == [{2}, {3}, {5}, {7}]
     assert parallel.worker_cores(2, 2) == [{2, 3}, {5, 7}]
-    assert parallel.worker_cores(1, 1) is None     # one worker: its helper threads may use the free cores
+    assert parallel.worker_cores(2, 1) is None     # cores to spare: the workers' helper threads may use them
     assert parallel.worker_cores(3, 2) is None     # more threads than cores: the system places them
     assert parallel.worker_cores(5, 1) is None
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert parallel.worker_cores(2, 1) == [{0}, {1}]
+    assert parallel.worker_cores(1, 1) is None     # one worker: its helper threads may use the free core
+    assert parallel.worker_cores(1, 2) is None
     for off in ("0", "off", "OFF", "false", "no"):
         monkeypatch.setenv("LINKSIM_PIN_WORKERS", off)
         assert parallel.worker_cores(2, 1) is None
     monkeypatch.setenv("LINKSIM_PIN_WORKERS", "1")
-    assert parallel.worker_cores(2, 1) == [{2}, {3}]
+    assert parallel.worker_cores(2, 1) == [{0}, {1}]
 
 
 @pytest.mark.skipif(not hasattr(parallel.os, "sched_getaffinity") or parallel.usable_cores() < 2,
