@@ -33,10 +33,11 @@ Usage::
 
     python benchmarks/ldpc_early_stop.py [--batch 500] [--repeats 7] [--snr-db 8,9,10,11,12,15]
                                          [--stop-check-every 2] [--hopeless-threshold 0.55]
-                                         [--quick] [--out FILE]
+                                         [--block-size 64] [--threads N] [--quick] [--out FILE]
 
-``--stop-check-every 1,2,3`` and ``--hopeless-threshold 0.55,none`` measure several chunk
-lengths / thresholds side by side (``none``: no hopeless-word fast path).  ``--quick``
+``--stop-check-every 1,2,3``, ``--hopeless-threshold 0.55,none`` and ``--block-size 64,128``
+measure several chunk lengths / thresholds / block sizes side by side (``none``: no
+hopeless-word fast path).  ``--quick``
 (batch 128, 3 repeats) is the sanity run.  The default sizes finish in about 3 minutes
 on a quiet 2-core machine, compilation included.
 
@@ -52,6 +53,12 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# --threads must reach TensorFlow before its runtime starts (importing linksim starts it)
+_threads = argparse.ArgumentParser(add_help=False)
+_threads.add_argument("--threads", type=int, default=0)
+THREADS = _threads.parse_known_args()[0].threads
+if THREADS:
+    os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = str(THREADS)
 
 import numpy as np  # noqa: E402
 import sionna  # noqa: E402
@@ -60,7 +67,7 @@ from sionna.phy.channel import AWGN  # noqa: E402
 from sionna.phy.fec.ldpc import LDPCBPDecoder  # noqa: E402
 from sionna.phy.mapping import Demapper, Mapper  # noqa: E402
 
-from linksim.phy.bp_early_stop import DEFAULT_STOP_CHECK_EVERY, EarlyStopBPDecoder  # noqa: E402
+from linksim.phy.bp_early_stop import DEFAULT_STOP_CHECK_EVERY, EarlyStopBPDecoder, default_block_size  # noqa: E402
 from linksim.phy.codes import HOPELESS_THRESHOLD_80211N, LDPC80211n  # noqa: E402
 from recording import machine_facts, write_results  # noqa: E402
 
@@ -104,6 +111,11 @@ def main(argv=None):
                     help="chunk lengths to compare, comma-separated")
     ap.add_argument("--hopeless-threshold", default=str(HOPELESS_THRESHOLD_80211N),
                     help="hopeless-word thresholds to compare, comma-separated; none: no fast path")
+    ap.add_argument("--block-size", default=str(default_block_size()),
+                    help="words per compiled call to compare, comma-separated")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="TensorFlow's intra- and inter-op threads (default 0: TensorFlow's choice, all cores; "
+                         "1: what each worker process of a run uses)")
     ap.add_argument("--quick", action="store_true", help="sanity run: batch 128, 3 repeats")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "ldpc_early_stop.json"))
     args = ap.parse_args(argv)
@@ -112,6 +124,9 @@ def main(argv=None):
     snrs = [float(s) for s in args.snr_db.split(",")]
     chunks = [int(s) for s in args.stop_check_every.split(",")]
     thresholds = [_threshold(s) for s in args.hopeless_threshold.split(",")]
+    blocks = [int(s) for s in args.block_size.split(",")]
+    if args.threads != THREADS:
+        raise SystemExit("--threads: give it on the command line (TensorFlow's threads are set at start-up)")
 
     code = LDPC80211n(early_stop=False)
     plain_dec = LDPCBPDecoder(code.pcm, num_iter=NUM_ITER, hard_out=True)
@@ -119,10 +134,13 @@ def main(argv=None):
     decoders = {"plain": lambda llr: (plain_fn(llr).numpy(), float(NUM_ITER), 1)}
     for s in chunks:
         for h in thresholds:
-            dec = EarlyStopBPDecoder(code.pcm, num_iter=NUM_ITER, stop_check_every=s, hopeless_threshold=h)
-            name = f"early_s{s}" + ("" if h == HOPELESS_THRESHOLD_80211N else f"_h{h}")
-            decoders[name] = lambda llr, dec=dec: (dec(llr)["c_hat"].numpy(), dec.last_mean_iterations,
-                                                   dec.last_decoder_calls)
+            for b in blocks:
+                dec = EarlyStopBPDecoder(code.pcm, num_iter=NUM_ITER, stop_check_every=s, hopeless_threshold=h,
+                                         block_size=b)
+                name = (f"early_s{s}" + ("" if h == HOPELESS_THRESHOLD_80211N else f"_h{h}")
+                        + ("" if b == default_block_size() else f"_b{b}"))
+                decoders[name] = lambda llr, dec=dec: (dec(llr)["c_hat"].numpy(), dec.last_mean_iterations,
+                                                       dec.last_decoder_calls)
     best = next(name for name in decoders if name != "plain")
     if f"early_s{DEFAULT_STOP_CHECK_EVERY}" in decoders:
         best = f"early_s{DEFAULT_STOP_CHECK_EVERY}"
@@ -167,7 +185,7 @@ def main(argv=None):
         "target": ">= 3x plain where BLER <= 0.1; >= 1.0x plain within the run's noise where BLER > 0.9; "
                   "none in between (speedup <= bound_speedup ~ 1 / BLER there)",
         "meets_target": bool(judged and all(judged)),
-        "wall_s": time.perf_counter() - t_start, "quick": bool(args.quick),
+        "wall_s": time.perf_counter() - t_start, "quick": bool(args.quick), "threads": args.threads or None,
         "tensorflow": tf.__version__, "sionna": sionna.__version__, **machine_facts(),
     }
     write_results(args.out, results)

@@ -7,32 +7,38 @@ from the variable-to-check messages it returns (``return_state=True``).
 
 0. words far below the waterfall skip the rest: the soft-bit estimate of each word's
    mutual information, ``I = 1 - mean log2(1 + exp(-|L|))`` over its channel LLRs
-   (:func:`soft_bit_information`, one small compiled call), is compared with the code's
-   design rate ``R``; a word missing more than ``hopeless_threshold`` of the redundancy,
+   (:func:`soft_bit_information`, eager), is compared with the code's design rate ``R``;
+   a word missing more than ``hopeless_threshold`` of the redundancy,
    ``1 - I > hopeless_threshold * (1 - R)``, cannot converge (calibrated with a margin:
-   :data:`DEFAULT_HOPELESS_THRESHOLD`) and is decoded by one plain ``num_iter``-iteration
-   call, exactly fixed-iteration decoding.  A batch of such words is one call (the cost of
-   plain decoding plus the estimate, ~0.5 %); in a mixed batch a bucket of them goes plain
-   only where that cannot be slower (:meth:`EarlyStopBPDecoder._split`);
-1. run ``stop_check_every`` iterations on every word of the batch (one XLA-compiled
-   function; it also returns the hard decisions and the parity check ``H c = 0`` of each
-   word, computed sparsely from the check nodes' neighbour lists);
-2. words whose hard decisions satisfy every parity check leave the batch: their
-   decisions are final;
-3. when the remaining words fit a *bucket* smaller than the current batch (the full
-   batch first; then sizes ``2^j`` and ``3 * 2^(j-1)``, so that XLA sees few distinct
-   shapes), they and their messages are gathered into a batch of that size (padded with
-   copies); otherwise the batch stays as it is, the rows of departed words iterating on
-   unread;
-4. the next chunk resumes from the messages, until no word is left or ``num_iter``
+   :data:`DEFAULT_HOPELESS_THRESHOLD`) and is decoded plainly, ``num_iter`` iterations in
+   one call per block, exactly fixed-iteration decoding.  A batch of such words costs
+   plain decoding plus the estimate (~0.5 %); in a mixed batch the hopeless words that
+   fill whole blocks go plain (:meth:`EarlyStopBPDecoder._split`);
+1. the words are decoded in *blocks* of ``block_size`` rows (64 on a CPU; the last block
+   padded with copies), each block one call of a single XLA-compiled function whose shape
+   never changes: it runs a number of iterations given as a tensor, from the channel LLRs
+   or from the messages a previous call returned, and also returns the hard decisions and
+   the parity check ``H c = 0`` of each word (computed sparsely from the check nodes'
+   neighbour lists).  One compilation per code and process serves every batch size, the
+   hopeless words' plain call and every chunk;
+2. run ``stop_check_every`` iterations on every block;
+3. words whose hard decisions satisfy every parity check leave: their decisions are final;
+4. when the remaining words fit in fewer blocks, they and their messages are gathered
+   into as many blocks as they need (on the host, numpy); otherwise the blocks stay as
+   they are, the rows of departed words iterating on unread;
+5. the next chunk resumes from the messages, until no word is left or ``num_iter``
    iterations ran.  A chunk after which no word left is followed by one twice as long
    (up to :data:`MAX_CHUNK`), so that below the waterfall, where no word converges,
    few chunks (and parity checks) run: 2 + 4 + 8 + 6 for 20 iterations.
 
-The driver runs in Python (numpy), outside XLA; each chunk function is compiled once per
-batch size (the chunk length is a tensor; the plain call of step 0 is the first chunk's
-function with ``num_iter`` iterations, no extra compilation), and so is the gather that
-compacts the batch (~4x faster than eager TensorFlow's gather of the messages).
+Why blocks: per word and iteration, a block of 32-256 words costs what a batch of 500
+does on a CPU (measured, 1 and 2 threads: 37-40 and 20-23 us against 47 and 25 us for
+500 words), while every new batch shape is one more XLA compilation of about 1.2 s per
+process and code.  Decoding each batch at its own size and the shrinking batches at
+bucket sizes (as an earlier version did) cost the main job's workers about 10 s of
+compilation each; blocks cost one.
+
+The driver runs in Python (numpy), outside XLA.
 
 Equality with fixed-iteration decoding
 --------------------------------------
@@ -65,8 +71,8 @@ import scipy.sparse as sp
 import tensorflow as tf
 from sionna.phy.fec.ldpc import LDPCBPDecoder
 
-__all__ = ["EarlyStopBPDecoder", "shared_decoder", "DEFAULT_STOP_CHECK_EVERY", "DEFAULT_HOPELESS_THRESHOLD",
-           "MAX_CHUNK", "soft_bit_information"]
+__all__ = ["EarlyStopBPDecoder", "shared_decoder", "default_block_size", "DEFAULT_STOP_CHECK_EVERY",
+           "DEFAULT_HOPELESS_THRESHOLD", "MAX_CHUNK", "soft_bit_information"]
 
 #: iterations per chunk between two parity checks (measured: benchmarks/ldpc_early_stop.py)
 DEFAULT_STOP_CHECK_EVERY = 2
@@ -108,6 +114,12 @@ def soft_bit_information(llr, llr_max: float = 20.0):
     return 1.0 - tf.reduce_mean(tf.math.log1p(tf.exp(-a)), axis=-1) / float(np.log(2.0))
 
 
+def default_block_size() -> int:
+    """Words per compiled call: 64 on a CPU (measured, see the module's docstring); 1024 when a GPU is
+    visible (not measured here: a GPU needs wide batches to be busy)."""
+    return 1024 if tf.config.list_logical_devices("GPU") else 64
+
+
 class EarlyStopBPDecoder:
     """BP decoding of a binary LDPC code that lets converged words leave the batch.
 
@@ -123,23 +135,22 @@ class EarlyStopBPDecoder:
         Iterations per chunk: the parity checks run after every chunk.
     llr_max : float
         LLR clipping, as Sionna's decoder (default 20).
-    min_bucket : int
-        Smallest padded batch a chunk runs on (default 64).  The batch sizes the chunks
-        run on are the full batch, then (the buckets) ``2^j`` and ``3 * 2^(j-1)``: at most
-        two XLA compilations per octave of batch size, each a few seconds, paid once per
-        process (a batch of 500: 500, 384, 256, 192, 128, 96, 64 and the first chunk).
+    block_size : int or None
+        Words per compiled call (default None: :func:`default_block_size`, 64 on a CPU).  Every
+        call has this batch size, so the decoder is compiled once per process whatever the
+        batch sizes it is given; a batch is padded to a whole number of blocks.
     jit_compile : bool
-        Compile the chunks with XLA (default True).
+        Compile the block function with XLA (default True).
     hopeless_threshold : float or None
         A word whose :func:`soft_bit_information` ``I`` leaves more than ``hopeless_threshold``
         of the code's redundancy missing, ``1 - I > hopeless_threshold * (1 - R)`` with the design
-        rate ``R = 1 - m / n``, is *hopeless*: far below the waterfall, it is decoded by one plain
-        ``num_iter``-iteration call (no chunks, no intermediate parity checks), exactly
-        fixed-iteration decoding.  A batch of only hopeless words is a single call; a mixed
-        batch sends its lowest-information words (a bucket size of them, all hopeless) to
-        one such call and the rest through the chunks (:meth:`_split`).  ``None`` turns it off.
-        The classification changes speed only, never a decision.  Default
-        :data:`DEFAULT_HOPELESS_THRESHOLD`.
+        rate ``R = 1 - m / n``, is *hopeless*: far below the waterfall, it is decoded plainly,
+        ``num_iter`` iterations in one call per block (no chunks, no intermediate parity checks),
+        exactly fixed-iteration decoding.  A batch with at most 1/16 of its words not hopeless
+        is decoded plainly as a whole; a mixed batch sends the whole blocks of its
+        lowest-information words (all hopeless) plainly and the rest through the chunks
+        (:meth:`_split`).  ``None`` turns it off.  The classification changes speed only,
+        never a decision.  Default :data:`DEFAULT_HOPELESS_THRESHOLD`.
     first_chunk : int or None
         Length of the first chunk (default ``stop_check_every``).
 
@@ -158,16 +169,17 @@ class EarlyStopBPDecoder:
     Raises
     ------
     ValueError
-        For a non-positive ``num_iter``, ``stop_check_every``, ``min_bucket`` or ``first_chunk``,
+        For a non-positive ``num_iter``, ``stop_check_every``, ``block_size`` or ``first_chunk``,
         or a ``hopeless_threshold`` outside (0, 1].
     """
 
     def __init__(self, pcm, num_iter: int = 20, cn_update: str = "boxplus-phi",
                  stop_check_every: int = DEFAULT_STOP_CHECK_EVERY, llr_max: float = 20.0,
-                 min_bucket: int = 64, jit_compile: bool = True,
+                 block_size=None, jit_compile: bool = True,
                  hopeless_threshold=DEFAULT_HOPELESS_THRESHOLD, first_chunk=None):
         first_chunk = stop_check_every if first_chunk is None else first_chunk
-        for name, v in (("num_iter", num_iter), ("stop_check_every", stop_check_every), ("min_bucket", min_bucket),
+        block_size = default_block_size() if block_size is None else block_size
+        for name, v in (("num_iter", num_iter), ("stop_check_every", stop_check_every), ("block_size", block_size),
                         ("first_chunk", first_chunk)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be a positive integer (got {v!r})")
@@ -177,7 +189,7 @@ class EarlyStopBPDecoder:
             raise ValueError(f"hopeless_threshold must be in (0, 1] or None (got {hopeless_threshold!r})")
         self.num_iter, self.stop_check_every = int(num_iter), int(stop_check_every)
         self.first_chunk = int(first_chunk)
-        self.min_bucket = int(min_bucket)
+        self.block_size = int(block_size)
         self.max_chunk = max(self.stop_check_every, MAX_CHUNK)
         self.growth = CHUNK_GROWTH
         self.n = int(pcm.shape[1])
@@ -188,18 +200,18 @@ class EarlyStopBPDecoder:
         self.decoder = LDPCBPDecoder(pcm, num_iter=self.num_iter, cn_update=cn_update, hard_out=True,
                                      return_state=True, llr_max=llr_max)
         self._neighbours = tf.constant(_check_neighbours(pcm))
-        self._first = tf.function(self._first_impl, jit_compile=jit_compile, reduce_retracing=False)
-        self._resume = tf.function(self._resume_impl, jit_compile=jit_compile, reduce_retracing=False)
-        self._info = tf.function(self._info_impl, jit_compile=jit_compile, reduce_retracing=False)
-        self._compact = tf.function(self._compact_impl, jit_compile=jit_compile, reduce_retracing=False)
+        # the variable node of each edge, in the decoder's edge order (its messages' first axis)
+        self._edge_vn = tf.constant(self.decoder._vn_idx, tf.int32)
+        self._no_messages = tf.zeros([len(self.decoder._vn_idx), self.block_size], tf.float32)
+        self._run = tf.function(self._run_impl, jit_compile=jit_compile, reduce_retracing=False)
         #: mean iterations per word of the last :meth:`__call__` (a Python float)
         self.last_mean_iterations = None
-        #: compiled decoder calls (plain calls and chunks) of the last :meth:`__call__`
+        #: compiled decoder calls (one per block and chunk) of the last :meth:`__call__`
         self.last_decoder_calls = 0
-        #: words of the last :meth:`__call__` decoded by the plain call (hopeless ones)
+        #: words of the last :meth:`__call__` decoded plainly (hopeless ones)
         self.last_plain_words = 0
 
-    # ------------------------------------------------------------------ compiled functions
+    # ------------------------------------------------------------------ the compiled function
     def _parity_ok(self, c):
         """True per word where the hard word ``c`` [b, n] satisfies every check."""
         c_t = tf.transpose(c)                                                    # [n, b]: faster gathers
@@ -207,34 +219,33 @@ class EarlyStopBPDecoder:
         s = tf.reduce_sum(tf.gather(c_t, self._neighbours, axis=0), axis=1)      # [m, b]
         return tf.reduce_all(tf.equal(tf.math.floormod(s, 2.0), 0.0), axis=0)
 
-    def _first_impl(self, llr, num_iter):
-        c, msg = self.decoder(llr, num_iter=num_iter)
-        return c, msg, self._parity_ok(c)
+    def _initial_messages(self, llr):
+        """The messages ``LDPCBPDecoder`` starts from when given none, in the convention its ``msg_v2c``
+        takes: each edge carries its variable's clipped channel LLR (the decoder negates both, so
+        starting from these is the same computation, exactly)."""
+        return tf.gather(tf.transpose(tf.clip_by_value(llr, -self.llr_max, self.llr_max)), self._edge_vn)
 
-    def _resume_impl(self, llr, msg, num_iter):
+    def _run_impl(self, llr, msg, num_iter, fresh):
+        """``num_iter`` iterations on a block: from the channel LLRs where ``fresh``, else from ``msg``."""
+        msg = tf.cond(fresh, lambda: self._initial_messages(llr), lambda: msg)
         c, msg = self.decoder(llr, num_iter=num_iter, msg_v2c=msg)
         return c, msg, self._parity_ok(c)
 
-    def _info_impl(self, llr):
-        return soft_bit_information(llr, self.llr_max)
-
-    @staticmethod
-    def _compact_impl(llr, msg, rows):
-        """The rows ``rows`` of the batch: LLRs [b, n] and messages [num_edges, b] (XLA: ~4x eager's gather)."""
-        return tf.gather(llr, rows), tf.gather(msg, rows, axis=1)
+    def _call(self, llr_block, msg, num_iter: int):
+        """One compiled call; ``msg`` None starts from the channel LLRs."""
+        self.last_decoder_calls += 1
+        fresh = msg is None
+        return self._run(llr_block, self._no_messages if fresh else msg, tf.constant(num_iter, tf.int32),
+                         tf.constant(fresh))
 
     # ------------------------------------------------------------------ driver
-    def _bucket(self, active: int) -> int:
-        """The padded batch size for ``active`` words: the next of 2^j or 3 * 2^(j-1), at least ``min_bucket``."""
-        if active <= self.min_bucket:
-            return self.min_bucket
-        p = 1 << (active - 1).bit_length()            # next power of two
-        return 3 * p // 4 if 3 * p // 4 >= active else p
-
-    def _bucket_floor(self, count: int) -> int:
-        """The largest bucket size not above ``count`` (``count >= min_bucket``)."""
-        p = 1 << (count.bit_length() - 1)             # largest power of two <= count
-        return max(3 * p // 2 if 3 * p // 2 <= count else p, self.min_bucket)
+    def _blocks(self, flat: np.ndarray, words: np.ndarray):
+        """(slot, llr blocks): ``words`` padded to whole blocks with copies of the first (slot -1)."""
+        b = self.block_size
+        pad = -words.size % b
+        slot = np.concatenate([words, np.full(pad, -1)])
+        rows = np.concatenate([words, np.repeat(words[:1], pad)])
+        return slot, [tf.constant(flat[rows[i:i + b]]) for i in range(0, rows.size, b)]
 
     def __call__(self, llr) -> dict:
         llr = tf.convert_to_tensor(llr, tf.float32)
@@ -251,88 +262,81 @@ class EarlyStopBPDecoder:
             return self._pack(c_out, ok_out, it_out, shape)
         words = np.arange(total)
         if self.hopeless_threshold is not None:
-            plain, words = self._split(self._info(flat).numpy())
-            if plain.size == total:                  # one fixed-iteration call, its outputs as they are (no copies)
-                c, _, ok = self._first(flat, tf.constant(self.num_iter, tf.int32))
-                self.last_decoder_calls, self.last_plain_words = 1, total
-                self.last_mean_iterations = float(self.num_iter)
-                lead = list(shape[:-1])
-                return {"c_hat": tf.reshape(c, lead + [self.n]), "ok": tf.reshape(ok, lead),
-                        "iterations": tf.fill(lead, tf.constant(self.num_iter, tf.int32))}
-            if plain.size:                           # one fixed-iteration call: the first chunk's function
-                c, _, ok = self._first(tf.gather(flat, plain), tf.constant(self.num_iter, tf.int32))
-                c_out[plain], ok_out[plain] = c.numpy(), ok.numpy()
-                self.last_decoder_calls += 1
-                self.last_plain_words = int(plain.size)
+            plain, words = self._split(soft_bit_information(flat, self.llr_max).numpy())
+            if plain.size:
+                self._decode_plain(flat.numpy(), plain, c_out, ok_out)
         if words.size:
-            self._decode_early(flat, words, c_out, ok_out, it_out)
+            self._decode_early(flat.numpy(), words, c_out, ok_out, it_out)
         return self._pack(c_out, ok_out, it_out, shape)
 
     def _split(self, info):
-        """(plain, early): the rows decoded by one fixed-iteration call and those decoded in chunks.
+        """(plain, early): the rows decoded plainly and those decoded in chunks.
 
         All rows plain when at most 1/16 of them are not hopeless (those few lose early stopping;
-        the chunks' overhead, ~:data:`CHUNKS_OVERHEAD` iterations, is saved on all).  Otherwise a
-        bucket of the lowest-information rows, all hopeless, goes plain when that is no slower even
-        if no early word converges: the padding the early rows then need must cost less than the
-        chunk overhead the plain rows save.
+        the chunks' overhead, ~:data:`CHUNKS_OVERHEAD` iterations, is saved on all).  Otherwise the
+        lowest-information rows that fill whole blocks, all hopeless, go plain: that adds no padding
+        (the early rows need no more blocks than the batch would) and saves them the chunks.
         """
         total = info.size
         everything, nothing = np.arange(total), np.arange(0)
         hopeless = int(np.sum(1.0 - info > self.hopeless_threshold * (1.0 - self.rate)))
         if total - hopeless <= total // 16:
             return (everything, nothing) if hopeless else (nothing, everything)
-        if hopeless < self.min_bucket:
-            return nothing, everything
-        size = self._bucket_floor(hopeless)
-        rest = total - size
-        if (self._bucket(rest) - rest) * (self.num_iter + CHUNKS_OVERHEAD) > size * CHUNKS_OVERHEAD:
+        size = hopeless - hopeless % self.block_size
+        if not size:
             return nothing, everything
         order = np.argsort(info, kind="stable")
         return np.sort(order[:size]), np.sort(order[size:])
 
+    def _decode_plain(self, flat, words, c_out, ok_out):
+        """``num_iter`` iterations on the rows ``words`` of ``flat``, a call per block: fixed-iteration decoding."""
+        slot, blocks = self._blocks(flat, words)
+        b = self.block_size
+        for i, block in enumerate(blocks):
+            c, _, ok = self._call(block, None, self.num_iter)
+            s = slot[i * b:(i + 1) * b]
+            keep = s >= 0
+            c_out[s[keep]], ok_out[s[keep]] = c.numpy()[keep], ok.numpy()[keep]
+        self.last_plain_words = int(words.size)
+
     def _decode_early(self, flat, words, c_out, ok_out, it_out):
         """The chunked early-stopping decoding of the rows ``words`` of ``flat``; fills the outputs."""
-        # slot[r]: the word row r of the current (padded) batch decodes, -1 for padding and
-        # for words that already left (their rows keep iterating until the next compaction).
-        # The whole batch runs as it is (no padding: the decoder should cost what fixed-iteration
-        # decoding costs); a part of it is padded to a bucket (few shapes to compile).
-        if words.size == flat.shape[0]:
-            slot, llr_b = words, flat
-        else:
-            size = self._bucket(words.size)
-            slot = np.concatenate([words, np.full(size - words.size, -1)])
-            llr_b = tf.gather(flat, np.concatenate([words, np.repeat(words[:1], size - words.size)]))
-        msg_b = None
+        # slot[r]: the word row r of the current blocks decodes, -1 for padding and for words that
+        # already left (their rows keep iterating until the next compaction).
+        b = self.block_size
+        slot, llr_b = self._blocks(flat, words)
+        msg_b = [None] * len(llr_b)
         done, chunk = 0, self.first_chunk
         while done < self.num_iter:
-            step = tf.constant(min(chunk, self.num_iter - done), tf.int32)   # a tensor: one trace per shape
-            if msg_b is None:
-                c, msg_b, ok = self._first(llr_b, step)
-            else:
-                c, msg_b, ok = self._resume(llr_b, msg_b, step)
-            self.last_decoder_calls += 1
-            done += int(step)
-            ok = ok.numpy()
+            step = min(chunk, self.num_iter - done)
+            outs = [self._call(block, msg, step) for block, msg in zip(llr_b, msg_b)]
+            msg_b = [m for _, m, _ in outs]
+            done += step
+            ok = np.concatenate([o.numpy() for _, _, o in outs])
             live = slot >= 0
             leave = live & (ok if done < self.num_iter else True)
-            if not leave.any():              # nobody left: same batch, next chunk twice as long
+            if not leave.any():              # nobody left: same blocks, next chunk twice as long
                 chunk = min(self.growth * chunk, self.max_chunk)
                 continue
             chunk = self.stop_check_every
             rows = np.flatnonzero(leave)
-            c_out[slot[rows]] = c.numpy()[rows]
+            for i in np.unique(rows // b):   # the decisions of the blocks that lost words
+                r = rows[rows // b == i]
+                c_out[slot[r]] = outs[i][0].numpy()[r - i * b]
             ok_out[slot[rows]] = ok[rows]
             it_out[slot[rows]] = done
             slot = np.where(leave, -1, slot)
             stay = np.flatnonzero(slot >= 0)
             if not stay.size:
                 break
-            if self._bucket(stay.size) < slot.size:       # compact only when a smaller bucket fits
-                size = self._bucket(stay.size)
-                rows = np.concatenate([stay, np.repeat(stay[:1], size - stay.size)])
-                slot = np.concatenate([slot[stay], np.full(size - stay.size, -1)])
-                llr_b, msg_b = self._compact(llr_b, msg_b, tf.constant(rows, tf.int32))
+            need = -(-stay.size // b)
+            if need < len(llr_b):            # compact: the remaining words into fewer blocks
+                rows = np.concatenate([stay, np.repeat(stay[:1], need * b - stay.size)])
+                slot = np.concatenate([slot[stay], np.full(need * b - stay.size, -1)])
+                llr_all = np.concatenate([t.numpy() for t in llr_b])[rows]
+                msg_all = np.take(np.concatenate([m.numpy() for m in msg_b], axis=1), rows, axis=1)
+                llr_b = [tf.constant(llr_all[i:i + b]) for i in range(0, rows.size, b)]
+                msg_b = [tf.constant(np.ascontiguousarray(msg_all[:, i:i + b])) for i in range(0, rows.size, b)]
 
     def _pack(self, c, ok, it, shape) -> dict:
         self.last_mean_iterations = float(it.mean()) if it.size else 0.0

@@ -283,10 +283,10 @@ class LDPC5G(ChannelCode):
 
     def decode(self, llr):
         if self.early_stop and tf.executing_eagerly():
-            if not hasattr(self, "_mother_llr_xla"):
-                self._mother_llr_xla = tf.function(self._mother_llr, jit_compile=True)
+            # eager: a few gathers and concatenations (0.6 ms for 250 words; XLA: 1.0 ms and 0.11 s to compile
+            # each batch shape)
             out = shared_decoder(self._decoder.pcm, self.num_iter, self.cn_update,
-                                 hopeless_threshold=HOPELESS_THRESHOLD_5G)(self._mother_llr_xla(llr))
+                                 hopeless_threshold=HOPELESS_THRESHOLD_5G)(self._mother_llr(llr))
             u_hat = tf.reshape(out["c_hat"][:, :self.k_code], tf.concat([tf.shape(llr)[:-1], [self.k_code]], 0))
         else:
             u_hat = self._decoder(llr)

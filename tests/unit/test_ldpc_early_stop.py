@@ -1,8 +1,7 @@
 """Early-stopping BP decoding (linksim.phy.bp_early_stop) against Sionna's fixed 20 iterations.
 
-Every test is seeded.  Batches are 128 codewords so that the XLA-compiled chunks are
-compiled for a few batch sizes only (128, 96, 64) and shared by every test of the module
-(``shared_decoder``).
+Every test is seeded.  Batches are 128 codewords, two blocks of the decoder's 64; its one
+XLA-compiled block function is shared by every test of the module (``shared_decoder``).
 """
 
 from __future__ import annotations
@@ -110,32 +109,35 @@ def test_decoder_keeps_the_leading_shape_and_an_empty_batch():
     assert empty["c_hat"].shape == (0, code.n)
 
 
-def test_buckets_are_powers_of_two_and_three_halves_of_them():
-    dec = EarlyStopBPDecoder(LDPC80211n().pcm)
-    assert [dec._bucket(a) for a in (1, 64, 65, 96, 97, 128, 129, 193, 500)] == [64, 64, 96, 96, 128, 128, 192, 256,
-                                                                                 512]
-    assert [dec._bucket_floor(a) for a in (64, 95, 96, 127, 128, 250, 500)] == [64, 64, 96, 96, 128, 192, 384]
-    assert EarlyStopBPDecoder(LDPC80211n().pcm, min_bucket=32)._bucket(33) == 48
+def test_blocks_of_any_size_give_the_same_decisions_from_one_compilation():
+    # Blocks of 32 (four per batch of 128, so the remaining words are compacted into fewer blocks as they
+    # converge) against the shared decoder's blocks of 64: the same decisions and iterations word for word,
+    # across the waterfall and for batches of 1, 45 and 128 words, all from one compiled function.
+    code = LDPC80211n()
+    small = EarlyStopBPDecoder(code.pcm, hopeless_threshold=HOPELESS_THRESHOLD_80211N, block_size=32)
+    for snr, batch in ((6.0, 45), (10.0, BATCH), (11.0, BATCH), (12.0, 1), (12.0, BATCH)):
+        _, llr = _llrs(code, snr, batch=batch, seed=7)
+        a, b = small(llr), _shared(code)(llr)
+        for key in ("c_hat", "ok", "iterations"):
+            np.testing.assert_array_equal(a[key].numpy(), b[key].numpy(), err_msg=f"{key} at {snr} dB")
+        assert small.last_decoder_calls >= -(-batch // 32)
+    assert small._run.experimental_get_tracing_count() == 1
 
 
 # ------------------------------------------------------------------ hopeless words
 @contextlib.contextmanager
 def _counting(dec):
     """Count ``dec``'s compiled decoder calls: yields the list of their (batch size, iterations)."""
-    calls, original = [], {name: getattr(dec, name) for name in ("_first", "_resume")}
+    calls, original = [], dec._run
 
-    def counter(fn):
-        def counted(*args):
-            calls.append((int(args[0].shape[0]), int(args[-1])))
-            return fn(*args)
-        return counted
-    for name, fn in original.items():
-        setattr(dec, name, counter(fn))
+    def counted(llr, msg, num_iter, fresh):
+        calls.append((int(llr.shape[0]), int(num_iter)))
+        return original(llr, msg, num_iter, fresh)
+    dec._run = counted
     try:
         yield calls
     finally:
-        for name, fn in original.items():
-            setattr(dec, name, fn)
+        dec._run = original
 
 
 def test_soft_bit_information_is_one_for_certain_bits_and_zero_for_erasures():
@@ -143,16 +145,16 @@ def test_soft_bit_information_is_one_for_certain_bits_and_zero_for_erasures():
     np.testing.assert_allclose(info, [1.0, 0.0, 0.5], atol=1e-6)
 
 
-def test_a_hopeless_batch_is_one_plain_call_with_the_plain_decisions_bit_for_bit():
+def test_a_hopeless_batch_is_one_plain_call_per_block_with_the_plain_decisions_bit_for_bit():
     # 7 dB Es/N0 (BLER 1): every word misses more than half of the redundancy (measured: >= 0.62 at 8 dB),
-    # so the whole batch is one 20-iteration call of the first-chunk function, the same computation as
+    # so each block of the batch is one 20-iteration call from the channel LLRs, the same computation as
     # Sionna's fixed-iteration decoder: decided bits and parity checks equal, bit for bit.
     code = LDPC80211n()
     dec = _shared(code)
     _, llr = _llrs(code, 7.0)
     with _counting(dec) as calls:
         out = dec(llr)
-    assert calls == [(BATCH, 20)] and dec.last_decoder_calls == 1 and dec.last_plain_words == BATCH
+    assert calls == [(64, 20), (64, 20)] and dec.last_decoder_calls == 2 and dec.last_plain_words == BATCH
     u_fx, ok_fx = _fixed(code)(llr)
     np.testing.assert_array_equal(tf.gather(out["c_hat"], code.info_positions, axis=-1).numpy(), u_fx.numpy())
     np.testing.assert_array_equal(out["ok"].numpy(), ok_fx.numpy())
@@ -160,7 +162,7 @@ def test_a_hopeless_batch_is_one_plain_call_with_the_plain_decisions_bit_for_bit
 
 
 def test_a_mixed_batch_sends_its_hopeless_words_to_one_plain_call_and_the_rest_to_early_stopping():
-    # 64 words at 6 dB (hopeless) and 64 at 12 dB: the hopeless bucket (64) is one plain call, whose
+    # 64 words at 6 dB (hopeless) and 64 at 12 dB: the hopeless block (64) is one plain call, whose
     # decisions equal plain decoding's bit for bit; the others stop early and converge.
     code = LDPC80211n()
     dec = _shared(code)
@@ -178,8 +180,8 @@ def test_a_mixed_batch_sends_its_hopeless_words_to_one_plain_call_and_the_rest_t
     np.testing.assert_array_equal(u_es[BATCH // 2:], c_fx[0].numpy()[BATCH // 2:])
 
 
-def test_the_split_goes_plain_only_where_it_cannot_be_slower():
-    dec = EarlyStopBPDecoder(LDPC80211n().pcm, hopeless_threshold=0.5)     # hopeless: info < 0.875
+def test_the_split_sends_whole_blocks_of_hopeless_words_plain():
+    dec = EarlyStopBPDecoder(LDPC80211n().pcm, hopeless_threshold=0.5, block_size=64)     # hopeless: info < 0.875
     low, high = 0.8, 0.95
 
     def split(n_low, n_high):
@@ -188,9 +190,9 @@ def test_the_split_goes_plain_only_where_it_cannot_be_slower():
         return plain.size, early.size
     assert split(500, 0) == (500, 0) and split(0, 500) == (0, 500)
     assert split(470, 30) == (500, 0)                 # at most 1/16 not hopeless: all plain
-    assert split(40, 460) == (0, 500)                 # fewer hopeless than the smallest bucket
-    assert split(128, 128) == (128, 128)              # a bucket of hopeless words, the rest a bucket too
-    assert split(250, 250) == (0, 500)                # 192 plain would leave 308 -> 384 rows: 76 x 21.5 > 192 x 1.5
+    assert split(40, 460) == (0, 500)                 # fewer hopeless than a block
+    assert split(128, 128) == (128, 128)              # two blocks of hopeless words
+    assert split(250, 250) == (192, 308)              # three whole blocks; 308 rows need 5 blocks as 500 need 8
 
 
 # ------------------------------------------------------------------ BLER through the link
@@ -286,6 +288,8 @@ def test_bad_decoder_options_are_rejected():
     pcm = LDPC80211n().pcm
     with pytest.raises(ValueError, match="stop_check_every must be a positive integer"):
         EarlyStopBPDecoder(pcm, stop_check_every=0)
+    with pytest.raises(ValueError, match="block_size must be a positive integer"):
+        EarlyStopBPDecoder(pcm, block_size=0)
     for bad in (0, 1.5, True, "x"):
         with pytest.raises(ValueError, match="hopeless_threshold must be in"):
             EarlyStopBPDecoder(pcm, hopeless_threshold=bad)
