@@ -154,7 +154,9 @@ def test_a_hopeless_batch_is_one_plain_call_per_block_with_the_plain_decisions_b
     _, llr = _llrs(code, 7.0)
     with _counting(dec) as calls:
         out = dec(llr)
-    assert calls == [(64, 20), (64, 20)] and dec.last_decoder_calls == 2 and dec.last_plain_words == BATCH
+    blocks = -(-BATCH // dec.block_size)              # 2 of 64 on a CPU
+    assert calls == [(dec.block_size, 20)] * blocks and dec.last_decoder_calls == blocks
+    assert dec.last_plain_words == BATCH
     u_fx, ok_fx = _fixed(code)(llr)
     np.testing.assert_array_equal(tf.gather(out["c_hat"], code.info_positions, axis=-1).numpy(), u_fx.numpy())
     np.testing.assert_array_equal(out["ok"].numpy(), ok_fx.numpy())
@@ -166,6 +168,8 @@ def test_a_mixed_batch_sends_its_hopeless_words_to_one_plain_call_and_the_rest_t
     # decisions equal plain decoding's bit for bit; the others stop early and converge.
     code = LDPC80211n()
     dec = _shared(code)
+    if dec.block_size > BATCH // 2:                   # a GPU's blocks: the 64 hopeless words fill no block
+        pytest.skip(f"needs blocks of at most {BATCH // 2} words (the decoder's: {dec.block_size})")
     _, low = _llrs(code, 6.0, batch=BATCH // 2, seed=5)
     _, high = _llrs(code, 12.0, batch=BATCH // 2, seed=6)
     llr = tf.concat([low, high], axis=0)
