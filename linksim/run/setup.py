@@ -278,14 +278,16 @@ def build_scheme(scenario: Scenario, index: int):
 
 def scheme_context(scenario: Scenario, image_shape, k: int, x_train, channel, store, progress,
                    train_missing: bool = True, y_train=None, num_classes: int | None = None):
-    """What a scheme may use to prepare itself; ``extra["train_labels"]`` holds the training labels."""
+    """What a scheme may use to prepare itself; ``extra["train_labels"]`` holds the training labels,
+    ``extra["channel_sweep"]`` whether the scenario evaluates several chains."""
+    from linksim.channel_sweep import is_sweep
     from linksim.schemes.base import SchemeContext
 
     return SchemeContext(image_shape=image_shape, channel_uses=k, train_images=x_train, channel=channel,
                          seed=scenario.seed, dataset_spec=dataset_spec(scenario), store=store,
                          progress=progress, train_missing=train_missing,
                          extra={"train_labels": y_train, "task": scenario.data.get("task", {}),
-                                "num_classes": num_classes})
+                                "num_classes": num_classes, "channel_sweep": is_sweep(scenario.data["channel"])})
 
 
 def prepare_scheme(scenario: Scenario, index: int, scheme, ctx) -> None:

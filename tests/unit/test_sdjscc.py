@@ -149,7 +149,9 @@ def test_the_semantic_loss_is_eq_13_computed_by_hand(classifier, data):
     by_hand = np.mean([sum(w[k] * np.sum((f_hat[b, ..., k] - f[b, ..., k]) ** 2) for k in range(8))
                        for b in range(5)])
     np.testing.assert_allclose(float(loss(x, x_hat)), by_hand, rtol=1e-5)
-    assert float(loss(x, x)) == 0.0
+    # identical images: zero up to the float rounding of the features (measured: 0 on an Intel Xeon,
+    # 1.6e-14 on an AMD EPYC, against a loss of order by_hand between different images)
+    assert abs(float(loss(x, x))) <= 1e-9 * by_hand
 
 
 def test_a_large_tau_spreads_the_weights_which_still_sum_to_r(classifier, data):
