@@ -71,8 +71,8 @@ import scipy.sparse as sp
 import tensorflow as tf
 from sionna.phy.fec.ldpc import LDPCBPDecoder
 
-__all__ = ["EarlyStopBPDecoder", "shared_decoder", "default_block_size", "DEFAULT_STOP_CHECK_EVERY",
-           "DEFAULT_HOPELESS_THRESHOLD", "MAX_CHUNK", "soft_bit_information"]
+__all__ = ["EarlyStopBPDecoder", "shared_decoder", "default_block_size", "rotation_losers",
+           "DEFAULT_STOP_CHECK_EVERY", "DEFAULT_HOPELESS_THRESHOLD", "MAX_CHUNK", "soft_bit_information"]
 
 #: iterations per chunk between two parity checks (measured: benchmarks/ldpc_early_stop.py)
 DEFAULT_STOP_CHECK_EVERY = 2
@@ -156,6 +156,14 @@ class EarlyStopBPDecoder:
     -----
     llr : [..., n], tf.float32
         Channel LLRs, Sionna's logit convention (``log p(b=1) / p(b=0)``).
+    retire : callable or None
+        ``retire(passed, failed) -> [W] bool``, asked after every chunk: the words (rows of ``llr``
+        flattened to ``[W, n]``) whose decoding no longer matters, given which have ``passed`` (a
+        parity check satisfied, final) and which have ``failed`` (all ``num_iter`` iterations without
+        one, or retired earlier), both ``[W]`` bool.  A retired word stops at once and is reported
+        with ``ok`` False, the decisions of its last chunk and the iterations it ran.  The blind
+        receiver retires the phase rotations that can no longer be chosen
+        (:func:`rotation_losers`).  Default None: every word runs until it passes or fails.
 
     Output
     ------
@@ -208,6 +216,8 @@ class EarlyStopBPDecoder:
         self.last_decoder_calls = 0
         #: words of the last :meth:`__call__` decoded plainly (hopeless ones)
         self.last_plain_words = 0
+        #: words of the last :meth:`__call__` that ``retire`` stopped
+        self.last_retired_words = 0
 
     # ------------------------------------------------------------------ the compiled function
     def _parity_ok(self, c):
@@ -245,7 +255,7 @@ class EarlyStopBPDecoder:
         rows = np.concatenate([words, np.repeat(words[:1], pad)])
         return slot, [tf.constant(flat[rows[i:i + b]]) for i in range(0, rows.size, b)]
 
-    def __call__(self, llr) -> dict:
+    def __call__(self, llr, retire=None) -> dict:
         llr = tf.convert_to_tensor(llr, tf.float32)
         shape = llr.shape
         if shape[-1] != self.n:
@@ -255,16 +265,18 @@ class EarlyStopBPDecoder:
         c_out = np.zeros((total, self.n), np.float32)
         ok_out = np.zeros(total, bool)
         it_out = np.full(total, self.num_iter, np.int32)
-        self.last_decoder_calls, self.last_plain_words = 0, 0
+        self.last_decoder_calls, self.last_plain_words, self.last_retired_words = 0, 0, 0
         if total == 0:
             return self._pack(c_out, ok_out, it_out, shape)
         words, host = np.arange(total), flat.numpy()
+        finished = np.zeros(total, bool)
         if self.hopeless_threshold is not None:
             plain, words = self._split(soft_bit_information(flat, self.llr_max).numpy())
             if plain.size:
                 self._decode_plain(host, plain, c_out, ok_out)
+                finished[plain] = True
         if words.size:
-            self._decode_early(host, words, c_out, ok_out, it_out)
+            self._decode_early(host, words, c_out, ok_out, it_out, retire, finished)
         return self._pack(c_out, ok_out, it_out, shape)
 
     def _split(self, info):
@@ -298,8 +310,10 @@ class EarlyStopBPDecoder:
             c_out[s[keep]], ok_out[s[keep]] = c.numpy()[keep], ok.numpy()[keep]
         self.last_plain_words = int(words.size)
 
-    def _decode_early(self, flat, words, c_out, ok_out, it_out):
-        """The chunked early-stopping decoding of the rows ``words`` of ``flat``; fills the outputs."""
+    def _decode_early(self, flat, words, c_out, ok_out, it_out, retire=None, finished=None):
+        """The chunked early-stopping decoding of the rows ``words`` of ``flat``; fills the outputs.
+
+        ``finished`` [W] bool marks the words whose outcome is final (updated here); ``retire`` see the class."""
         # slot[r]: the word row r of the current blocks decodes, -1 for padding and for words that
         # already left (their rows keep iterating until the next compaction).
         b = self.block_size
@@ -314,6 +328,15 @@ class EarlyStopBPDecoder:
             ok = np.concatenate([o.numpy() for _, _, o in outs])
             live = slot >= 0
             leave = live & (ok if done < self.num_iter else True)
+            if retire is not None and done < self.num_iter:
+                passed = finished & ok_out
+                passed[slot[leave]] = True                       # converged in this chunk
+                failed = finished & ~ok_out
+                gone = np.asarray(retire(passed, failed), bool)
+                stop = np.zeros(slot.size, bool)
+                stop[live] = gone[slot[live]]
+                self.last_retired_words += int(np.sum(stop & ~leave))
+                leave |= stop
             if not leave.any():              # nobody left: same blocks, next chunk twice as long
                 chunk = min(self.growth * chunk, self.max_chunk)
                 continue
@@ -324,6 +347,8 @@ class EarlyStopBPDecoder:
                 c_out[slot[r]] = outs[i][0].numpy()[r - i * b]
             ok_out[slot[rows]] = ok[rows]
             it_out[slot[rows]] = done
+            if finished is not None:
+                finished[slot[rows]] = True
             slot = np.where(leave, -1, slot)
             stay = np.flatnonzero(slot >= 0)
             if not stay.size:
@@ -341,6 +366,32 @@ class EarlyStopBPDecoder:
         return {"c_hat": tf.reshape(tf.constant(c), lead + [self.n]),
                 "ok": tf.reshape(tf.constant(ok), lead),
                 "iterations": tf.reshape(tf.constant(it), lead)}
+
+
+def rotation_losers(rotations: int, images: int, per_image: int):
+    """A ``retire`` callable (:class:`EarlyStopBPDecoder`) for words laid out ``[rotations, images, per_image]``
+    of which each image keeps the rotation with the most words passing, the first on a tie.
+
+    A rotation ``q`` of an image can no longer be chosen once another ``r`` is sure to have at least as
+    many words passing (``r < q``) or more (``r > q``): ``passed_r >= per_image - failed_q``, respectively
+    ``>``, since ``passed_r`` can only grow and ``per_image - failed_q`` (at most the words ``q`` will pass)
+    only shrink.  Its words are retired.  The rotation chosen is never retired, and every retired
+    rotation still loses with the words it has (it is beaten, directly or through another beaten one, by the
+    rotation chosen), so the choice and the chosen rotation's decisions are those of decoding every word.
+    """
+    shape = (rotations, images, per_image)
+
+    def retire(passed, failed):
+        low = passed.reshape(shape).sum(axis=-1)                 # words sure to pass, [rotations, images]
+        high = per_image - failed.reshape(shape).sum(axis=-1)    # words that may pass
+        lose = np.zeros((rotations, images), bool)
+        for q in range(rotations):
+            for r in range(rotations):
+                if r != q:
+                    lose[q] |= (low[r] >= high[q]) if r < q else (low[r] > high[q])
+        return np.repeat(lose.reshape(-1), per_image)
+
+    return retire
 
 
 _SHARED: dict = {}

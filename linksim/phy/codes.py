@@ -95,6 +95,10 @@ class ChannelCode:
 
     #: True only for :class:`IdealCode`
     is_ideal = False
+    #: ``decode(llr, retire=fn)`` stops the words ``fn`` retires
+    #: (:class:`~linksim.phy.bp_early_stop.EarlyStopBPDecoder`); only where a block's ``ok`` is the decoder's
+    #: own parity check, so that a word's passing is known when it converges (not the 5G NR code: its CRC decides)
+    retires_words = False
     n: int
     k: int
 
@@ -172,10 +176,14 @@ class LDPC80211n(ChannelCode):
         s = tf.math.floormod(tf.tensordot(tf.cast(c, tf.float32), self._pcm_t, axes=1), 2.0)
         return tf.reduce_all(tf.equal(s, 0.0), axis=-1)
 
-    def decode(self, llr):
+    retires_words = True
+
+    def decode(self, llr, retire=None):
+        """Hard information bits and the parity check per block; ``retire`` (early stopping, eager): see
+        :attr:`ChannelCode.retires_words`."""
         if self.early_stop and tf.executing_eagerly():
             out = shared_decoder(self.pcm, self.num_iter, self.cn_update,
-                                 hopeless_threshold=HOPELESS_THRESHOLD_80211N)(llr)
+                                 hopeless_threshold=HOPELESS_THRESHOLD_80211N)(llr, retire=retire)
             c_hat, ok = out["c_hat"], out["ok"]
         else:
             c_hat = self._decoder(llr)

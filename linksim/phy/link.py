@@ -36,6 +36,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from linksim.channels.awgn import AWGNChannel
+from linksim.phy.bp_early_stop import rotation_losers
 
 __all__ = ["DigitalLink"]
 
@@ -128,7 +129,11 @@ class DigitalLink:
         (square QAM has ``E[x^4] < 0``), which leaves a four-fold ambiguity (multiples of
         90 degrees).  The four rotations are each demapped and decoded, and each image
         takes the one under which the most codewords pass the code's check (the first on
-        a tie).  One rotation index per image: the ambiguity is resolved when one
+        a tie).  With an early-stopping code whose check is its decoder's
+        (:attr:`~linksim.phy.codes.ChannelCode.retires_words`: the 802.11n codes), a rotation stops
+        decoding once it can no longer be chosen (:func:`~linksim.phy.bp_early_stop.rotation_losers`):
+        the same choice and decisions, without running the wrong rotations after the right one has
+        passed to the last iteration.  One rotation index per image: the ambiguity is resolved when one
         coefficient spans the image (``coherence: image``); with shorter blocks each block
         has its own, and decoding mostly fails.  Without error detection (``channel_code:
         none``) the first rotation is always taken.
@@ -148,7 +153,11 @@ class DigitalLink:
         turns = tf.constant([1 + 0j, 1j, -1 + 0j, -1j], tf.complex64)                 # [4]
         y4 = tf.reshape(y_eq[tf.newaxis] * turns[:, tf.newaxis, tf.newaxis], [4 * batch, s])
         no4 = tf.tile(no_eq, [4, 1])
-        u4, ok4 = self._detect_impl(y4, no4, num_codewords)                            # [4B, C, k], [4B, C]
+        if self.early_stop and self.code.retires_words and tf.executing_eagerly():
+            u4, ok4 = self.code.decode(self._llr(y4, no4, num_codewords),
+                                       retire=rotation_losers(4, int(batch), int(num_codewords)))
+        else:
+            u4, ok4 = self._detect_impl(y4, no4, num_codewords)                        # [4B, C, k], [4B, C]
         u4 = tf.reshape(u4, [4, batch, num_codewords, -1])
         ok4 = tf.reshape(ok4, [4, batch, num_codewords])
         best = tf.argmax(tf.reduce_sum(tf.cast(ok4, tf.int32), axis=-1), axis=0, output_type=tf.int32)   # [B]
