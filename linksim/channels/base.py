@@ -154,7 +154,7 @@ class Channel(keras.layers.Layer):
             def run(x, snr_db):
                 out = self(x, snr_db)
                 return out["y"], out["snr_db"]
-            fns[jit_compile] = tf.function(run, jit_compile=jit_compile)   # a trace per shape: see below
+            fns[jit_compile] = tf.function(run, jit_compile=jit_compile)   # a trace per shape (see above)
         return fns[jit_compile]
 
     def pilot_channel_uses(self, num_symbols: int) -> int:

@@ -310,7 +310,7 @@ class EarlyStopBPDecoder:
             c_out[s[keep]], ok_out[s[keep]] = c.numpy()[keep], ok.numpy()[keep]
         self.last_plain_words = int(words.size)
 
-    def _decode_early(self, flat, words, c_out, ok_out, it_out, retire=None, finished=None):
+    def _decode_early(self, flat, words, c_out, ok_out, it_out, retire, finished):
         """The chunked early-stopping decoding of the rows ``words`` of ``flat``; fills the outputs.
 
         ``finished`` [W] bool marks the words whose outcome is final (updated here); ``retire`` see the class."""
@@ -347,8 +347,7 @@ class EarlyStopBPDecoder:
                 c_out[slot[r]] = outs[i][0].numpy()[r - i * b]
             ok_out[slot[rows]] = ok[rows]
             it_out[slot[rows]] = done
-            if finished is not None:
-                finished[slot[rows]] = True
+            finished[slot[rows]] = True
             slot = np.where(leave, -1, slot)
             stay = np.flatnonzero(slot >= 0)
             if not stay.size:

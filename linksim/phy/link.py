@@ -101,10 +101,14 @@ class DigitalLink:
         n_bits = num_codewords * self.code.n
         return tf.reshape(llr[:, :n_bits], [-1, num_codewords, self.code.n])
 
-    def _detect_impl(self, y, no, num_codewords):
-        """Demap and decode: in one graph when traced, or compiled demapper + eager decoder driver."""
+    def _detect_impl(self, y, no, num_codewords, retire=None):
+        """Demap and decode: in one graph when traced, or compiled demapper + eager decoder driver.
+
+        ``retire`` (a code that :attr:`~linksim.phy.codes.ChannelCode.retires_words`, eager only): the words
+        whose decoding may stop early, see :class:`~linksim.phy.bp_early_stop.EarlyStopBPDecoder`."""
         if self.early_stop and tf.executing_eagerly():
-            return self.code.decode(self._llr(y, tf.cast(no, tf.float32), num_codewords))
+            llr = self._llr(y, tf.cast(no, tf.float32), num_codewords)
+            return self.code.decode(llr) if retire is None else self.code.decode(llr, retire=retire)
         return self.code.decode(self._llr_impl(y, no, num_codewords))
 
     def _regenerate_impl(self, y, no):
@@ -153,11 +157,9 @@ class DigitalLink:
         turns = tf.constant([1 + 0j, 1j, -1 + 0j, -1j], tf.complex64)                 # [4]
         y4 = tf.reshape(y_eq[tf.newaxis] * turns[:, tf.newaxis, tf.newaxis], [4 * batch, s])
         no4 = tf.tile(no_eq, [4, 1])
-        if self.early_stop and self.code.retires_words and tf.executing_eagerly():
-            u4, ok4 = self.code.decode(self._llr(y4, no4, num_codewords),
-                                       retire=rotation_losers(4, int(batch), int(num_codewords)))
-        else:
-            u4, ok4 = self._detect_impl(y4, no4, num_codewords)                        # [4B, C, k], [4B, C]
+        retire = (rotation_losers(4, int(batch), int(num_codewords))
+                  if self.code.retires_words and tf.executing_eagerly() else None)
+        u4, ok4 = self._detect_impl(y4, no4, num_codewords, retire)                        # [4B, C, k], [4B, C]
         u4 = tf.reshape(u4, [4, batch, num_codewords, -1])
         ok4 = tf.reshape(ok4, [4, batch, num_codewords])
         best = tf.argmax(tf.reduce_sum(tf.cast(ok4, tf.int32), axis=-1), axis=0, output_type=tf.int32)   # [B]

@@ -700,10 +700,8 @@ class JSCCScheme(Scheme):
         q, jit = self._q, self.jit_compile
         key = (jit, self.spread, k)
         if key not in cache:
-            def despread(y):
-                return y if q is None else to_symbols(tf.matmul(to_slots(y), q), k)
-
-            fns = {"decode": tf.function(lambda y, snr: model.decoder(despread(y), snr), jit_compile=jit)}
+            fns = {"decode": tf.function(lambda y, snr: model.decoder(rotate_slots(y, q, k, transpose=False), snr),
+                                         jit_compile=jit)}
             if self.architecture.encoder_uses_snr:
                 fns["encode_snr"] = tf.function(lambda x, snr: model.encoder(x, snr), jit_compile=jit)
             else:
@@ -737,9 +735,7 @@ class JSCCScheme(Scheme):
         return self._rotate(y, transpose=False)
 
     def _rotate(self, x, transpose: bool):
-        if self._q is None:
-            return x
-        return to_symbols(tf.matmul(to_slots(x), self._q, transpose_b=transpose), int(self.context.channel_uses))
+        return rotate_slots(x, self._q, int(self.context.channel_uses), transpose)
 
     def _call(self, fn, *args):
         """``fn(*args)``; a ``tf.function`` through its concrete function for the arguments' shapes, kept: a call
@@ -837,6 +833,14 @@ class JSCCScheme(Scheme):
         counts = {"images": b, "channel_uses": b * int(self.context.channel_uses),
                   "source_bits": b * bits if bits is not None else float("nan")}
         return BatchResult(images, counts)
+
+
+def rotate_slots(x, q, k: int, transpose: bool):
+    """The ``k`` symbols ``x`` [batch, k] with their ``2k`` real slots multiplied by ``q`` (``q^T`` with
+    ``transpose``); ``x`` itself when ``q`` is None (no spreading)."""
+    if q is None:
+        return x
+    return to_symbols(tf.matmul(to_slots(x), q, transpose_b=transpose), k)
 
 
 #: Options of a stage (:class:`TrainingStage`), the one list.
