@@ -70,8 +70,8 @@ from linksim.schemes.gain_header import spreading_matrix
 from linksim.training import (DEFAULT_TRAIN_SEED, TrainConfig, check_train_seed, train_jscc, training_facts,
                               training_scope)
 
-__all__ = ["JSCCArchitecture", "TrainingStage", "WeightedLoss", "JSCCScheme", "JSCCTransmission", "TRAIN_CHANNELS",
-           "model_channel", "SCHEME_OPTIONS", "STAGE_OPTIONS", "FIRST_STAGE_OPTIONS", "split_preset_options",
+__all__ = ["JSCCArchitecture", "TrainingStage", "WeightedLoss", "JSCCScheme", "JSCCTransmission",
+           "AdaptiveTransmission", "TRAIN_CHANNELS", "model_channel", "SCHEME_OPTIONS", "STAGE_OPTIONS", "FIRST_STAGE_OPTIONS", "split_preset_options",
            "one_stage_preset"]
 
 #: Allowed values of ``train_channel``.
@@ -353,6 +353,34 @@ class JSCCTransmission:
     def numpy(self) -> np.ndarray:
         """The symbols sent as a NumPy array."""
         return self.encoded().numpy()
+
+
+class AdaptiveTransmission:
+    """What a JSCC scheme whose encoder takes the SNR sends (:meth:`~JSCCScheme.encode`): the images, and the
+    symbols encoded for each SNR the transmitter has adapted to so far.
+
+    In a channel sweep every chain of a job evaluates the same transmission (``run_job`` encodes once per model),
+    so a chain evaluated at an SNR an earlier chain already used reuses the encoder's output for it instead of
+    running the encoder again: the same symbols (the encoder draws no random numbers), computed once.
+
+    Parameters
+    ----------
+    images : [batch, H, W, C], tf.float32
+    """
+
+    def __init__(self, images):
+        self.images = images
+        #: ``{SNR the encoder was given (a Python float): [batch, k] tf.complex64}``
+        self.symbols_at: dict = {}
+
+    @property
+    def shape(self):
+        """The shape of the images (nothing is sent before the SNR is known)."""
+        return self.images.shape
+
+    def numpy(self) -> np.ndarray:
+        """The images, as a NumPy array (the encoder runs per SNR point)."""
+        return self.images.numpy()
 
 
 @SCHEMES.register("jscc")
@@ -774,7 +802,7 @@ class JSCCScheme(Scheme):
         :meth:`evaluate`); with an SNR-adaptive encoder, the images themselves (a tensor)."""
         x = tf.constant(np.asarray(images, np.float32))
         if self._transmit is None:
-            return self._encode(x)
+            return AdaptiveTransmission(x)
         return JSCCTransmission(x, self._encode)
 
     def latent_bits_per_image_for(self, context: SchemeContext) -> int | None:
@@ -807,8 +835,12 @@ class JSCCScheme(Scheme):
             if state.symbols is None:
                 state.symbols = self._call(self._encode_xla if small else self._encode, state.images)
             symbols = state.symbols
-        else:   # the encoder takes the SNR (per-hop SNRs: the weakest hop's)
-            symbols = self._call(self._encode_snr, state, tf.reduce_min(snr))
+        else:   # the encoder takes the SNR (per-hop SNRs: the weakest hop's), once per SNR for every chain
+            told = tf.reduce_min(snr)
+            key = float(told)
+            symbols = state.symbols_at.get(key)
+            if symbols is None:
+                symbols = state.symbols_at[key] = self._call(self._encode_snr, state.images, told)
         y, told = self._call(self.channel.compiled(self.jit_compile), self._spread(symbols), snr)
         if small:
             return self._call(self._decode_xla, self._despread(y), told)
@@ -826,7 +858,7 @@ class JSCCScheme(Scheme):
             else:
                 images = self._call(self._receive_small if small else self._receive, state.symbols, snr)
         else:
-            images = self._call(self._receive, state, snr)
+            images = self._call(self._receive, state.images, snr)
         images = images.numpy()
         b = int(images.shape[0])
         bits = self.latent_bits_per_image()

@@ -100,6 +100,54 @@ def test_the_snr_adaptive_spread_model_is_split_with_the_same_images():
         np.testing.assert_allclose(g, r, rtol=0, atol=1e-6)
 
 
+def test_an_snr_adaptive_encoder_runs_once_per_snr_for_every_chain_of_a_transmission(monkeypatch):
+    # the shipped SNR-adaptive PCA-DeepJSCC prepared for two chains (3-bit QF, 2 hops; 2-bit QF, 3 hops) with one
+    # loaded model, as a channel sweep's job prepares it; one transmission of 12 embedded test images sent over
+    # both chains at 5 and 15 dB per hop (run_job shares it between the chains): the encoder runs once per SNR,
+    # and every chain receives exactly the images of a transmission of its own
+    from linksim.data import get_dataset
+    from linksim.data.base import to_float
+    from linksim.schemes.jscc import AdaptiveTransmission, JSCCScheme
+
+    ds = get_dataset("embedded")
+    x_tr, x_te = to_float(ds.load("train", None, seed=1234)[0]), to_float(ds.load("test", 12, seed=1234)[0])
+    store = ModelStore([SHIPPED_DIR])
+    chains = (_qf(bits=3), _qf(bits=2, hops=3))
+    schemes = []
+    with store.sharing_loaded_models():
+        for chain in chains:
+            s = PCADeepJSCCScheme(snr_adaptive=True, epochs=30, spread=True)
+            s.prepare(SchemeContext(image_shape=(28, 28, 1), channel_uses=486, train_images=x_tr, channel=chain,
+                                    seed=1234, dataset_spec={"name": "embedded", "params": {}, "train_size": None},
+                                    store=store, train_missing=False, extra={"channel_sweep": True}))
+            schemes.append(s)
+    assert schemes[0].model is schemes[1].model and all(s._split for s in schemes)
+    encoder = schemes[0]._encode_snr
+    assert schemes[1]._encode_snr is encoder
+    snrs = (5.0, 15.0)
+    own = [_received(s, x_te, snrs, seed=5) for s in schemes]             # each chain its own transmission
+    calls = {"n": 0}
+    counting = JSCCScheme._call
+
+    def count(self, fn, *args):
+        calls["n"] += fn is encoder
+        return counting(self, fn, *args)
+
+    shared = schemes[0].encode(x_te)
+    assert isinstance(shared, AdaptiveTransmission)
+    np.testing.assert_array_equal(shared.numpy(), x_te)                   # nothing sent before the SNR is known
+    monkeypatch.setattr(JSCCScheme, "_call", count)
+    got = []
+    for s in schemes:
+        sionna.phy.config.seed = 5
+        got.append([s.evaluate(shared, v).images for v in snrs])
+    assert calls["n"] == 2 and sorted(shared.symbols_at) == [5.0, 15.0]   # 4 points, 2 encodings
+    for g_chain, r_chain in zip(got, own, strict=True):
+        for g, r in zip(g_chain, r_chain, strict=True):
+            np.testing.assert_array_equal(g, r)
+    assert float(np.mean((got[0][0] - got[1][0]) ** 2)) > 0.0              # the chains differ
+
+
 def test_a_df_chain_keeps_the_one_call_path_and_the_run_marks_channel_sweeps():
     from linksim.run.setup import scheme_context
     from linksim.scenario import load_scenario
