@@ -71,8 +71,8 @@ from linksim.training import (DEFAULT_TRAIN_SEED, TrainConfig, check_train_seed,
                               training_scope)
 
 __all__ = ["JSCCArchitecture", "TrainingStage", "WeightedLoss", "JSCCScheme", "JSCCTransmission",
-           "AdaptiveTransmission", "TRAIN_CHANNELS", "model_channel", "SCHEME_OPTIONS", "STAGE_OPTIONS", "FIRST_STAGE_OPTIONS", "split_preset_options",
-           "one_stage_preset"]
+           "AdaptiveTransmission", "TRAIN_CHANNELS", "model_channel", "SCHEME_OPTIONS", "STAGE_OPTIONS",
+           "FIRST_STAGE_OPTIONS", "split_preset_options", "one_stage_preset"]
 
 #: Allowed values of ``train_channel``.
 TRAIN_CHANNELS = ("awgn", "scenario")
@@ -373,13 +373,8 @@ class AdaptiveTransmission:
         #: ``{SNR the encoder was given (a Python float): [batch, k] tf.complex64}``
         self.symbols_at: dict = {}
 
-    @property
-    def shape(self):
-        """The shape of the images (nothing is sent before the SNR is known)."""
-        return self.images.shape
-
     def numpy(self) -> np.ndarray:
-        """The images, as a NumPy array (the encoder runs per SNR point)."""
+        """The images, as a NumPy array (nothing is sent before the SNR is known)."""
         return self.images.numpy()
 
 
@@ -693,8 +688,7 @@ class JSCCScheme(Scheme):
         self.model = model
         self.entry = entry
         if self.architecture.encoder_uses_snr:
-            self._encode = tf.identity        # the encoder runs per SNR point, in _receive_impl
-            self._transmit = None
+            self._transmit = None             # the encoder runs per SNR point (AdaptiveTransmission)
         else:
             self._encode = tf.function(lambda x: self.model.encoder(x), reduce_retracing=True,
                                        jit_compile=self.jit_compile)
@@ -799,7 +793,8 @@ class JSCCScheme(Scheme):
 
     def encode(self, images: np.ndarray):
         """What is sent for ``images``: a :class:`JSCCTransmission` (the images, encoded at the first
-        :meth:`evaluate`); with an SNR-adaptive encoder, the images themselves (a tensor)."""
+        :meth:`evaluate`); with an SNR-adaptive encoder, an :class:`AdaptiveTransmission` (the images, encoded
+        per SNR)."""
         x = tf.constant(np.asarray(images, np.float32))
         if self._transmit is None:
             return AdaptiveTransmission(x)

@@ -42,6 +42,25 @@ def _received(s, x, snrs, seed=5):
     return [s.evaluate(state, v).images for v in snrs]
 
 
+def _embedded(test_size):
+    """(training images, the first ``test_size`` test images) of the embedded data set, as a run loads them."""
+    from linksim.data import get_dataset
+    from linksim.data.base import to_float
+
+    ds = get_dataset("embedded")
+    return to_float(ds.load("train", None, seed=1234)[0]), to_float(ds.load("test", test_size, seed=1234)[0])
+
+
+def _adaptive_pca(chain, x_train, sweep: bool, store=None):
+    """The shipped SNR-adaptive, spread PCA-DeepJSCC prepared for ``chain`` as a run prepares it."""
+    s = PCADeepJSCCScheme(snr_adaptive=True, epochs=30, spread=True)
+    s.prepare(SchemeContext(image_shape=(28, 28, 1), channel_uses=486, train_images=x_train, channel=chain,
+                            seed=1234, dataset_spec={"name": "embedded", "params": {}, "train_size": None},
+                            store=store or ModelStore([SHIPPED_DIR]), train_missing=False,
+                            extra={"channel_sweep": sweep}))
+    return s
+
+
 @pytest.mark.parametrize("batch", [16, 3])
 def test_the_split_path_receives_the_images_of_the_one_call_path(batch):
     # 16 images (graph mode) and 3 (at most SMALL_BATCH: encoder and decoder under XLA) of random pixels, a
@@ -81,19 +100,11 @@ def test_schemes_over_one_chain_share_its_trace_and_chains_share_the_models():
 def test_the_snr_adaptive_spread_model_is_split_with_the_same_images():
     # the shipped SNR-adaptive PCA-DeepJSCC with spreading (its encoder takes the SNR: it runs at every point),
     # 20 embedded test images over two 3-bit QF hops at per-hop SNRs (4, 12) and (20, 20) dB
-    from linksim.data import get_dataset
-    from linksim.data.base import to_float
-
-    ds = get_dataset("embedded")
-    x_tr, x_te = to_float(ds.load("train", None, seed=1234)[0]), to_float(ds.load("test", 20, seed=1234)[0])
+    x_tr, x_te = _embedded(20)
     chain = _qf(bits=3)
     out = {}
     for sweep in (False, True):
-        s = PCADeepJSCCScheme(snr_adaptive=True, epochs=30, spread=True)
-        s.prepare(SchemeContext(image_shape=(28, 28, 1), channel_uses=486, train_images=x_tr, channel=chain,
-                                seed=1234, dataset_spec={"name": "embedded", "params": {}, "train_size": None},
-                                store=ModelStore([SHIPPED_DIR]), train_missing=False,
-                                extra={"channel_sweep": sweep}))
+        s = _adaptive_pca(chain, x_tr, sweep)
         assert s._split is sweep
         out[sweep] = _received(s, x_te, ([4.0, 12.0], [20.0, 20.0]))
     for g, r in zip(out[True], out[False], strict=True):
@@ -105,22 +116,12 @@ def test_an_snr_adaptive_encoder_runs_once_per_snr_for_every_chain_of_a_transmis
     # loaded model, as a channel sweep's job prepares it; one transmission of 12 embedded test images sent over
     # both chains at 5 and 15 dB per hop (run_job shares it between the chains): the encoder runs once per SNR,
     # and every chain receives exactly the images of a transmission of its own
-    from linksim.data import get_dataset
-    from linksim.data.base import to_float
     from linksim.schemes.jscc import AdaptiveTransmission, JSCCScheme
 
-    ds = get_dataset("embedded")
-    x_tr, x_te = to_float(ds.load("train", None, seed=1234)[0]), to_float(ds.load("test", 12, seed=1234)[0])
+    x_tr, x_te = _embedded(12)
     store = ModelStore([SHIPPED_DIR])
-    chains = (_qf(bits=3), _qf(bits=2, hops=3))
-    schemes = []
     with store.sharing_loaded_models():
-        for chain in chains:
-            s = PCADeepJSCCScheme(snr_adaptive=True, epochs=30, spread=True)
-            s.prepare(SchemeContext(image_shape=(28, 28, 1), channel_uses=486, train_images=x_tr, channel=chain,
-                                    seed=1234, dataset_spec={"name": "embedded", "params": {}, "train_size": None},
-                                    store=store, train_missing=False, extra={"channel_sweep": True}))
-            schemes.append(s)
+        schemes = [_adaptive_pca(chain, x_tr, True, store) for chain in (_qf(bits=3), _qf(bits=2, hops=3))]
     assert schemes[0].model is schemes[1].model and all(s._split for s in schemes)
     encoder = schemes[0]._encode_snr
     assert schemes[1]._encode_snr is encoder
